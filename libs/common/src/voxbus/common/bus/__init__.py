@@ -1,0 +1,23 @@
+"""The message bus: one interface, an in-process and an Apache Kafka implementation."""
+
+from voxbus.common.bus.base import (
+    Bus,
+    BusError,
+    CommitFailed,
+    ConsumedRecord,
+    Consumer,
+    Delivered,
+    RebalanceListener,
+    TopicPartition,
+)
+
+__all__ = [
+    "Bus",
+    "BusError",
+    "CommitFailed",
+    "ConsumedRecord",
+    "Consumer",
+    "Delivered",
+    "RebalanceListener",
+    "TopicPartition",
+]

@@ -1,0 +1,245 @@
+"""Apache Kafka bus via aiokafka: idempotent acks=all producer, manual-commit group consumers."""
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import TopicPartition as KafkaTP
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from voxbus.common.bus.base import (
+    Bus,
+    BusError,
+    CommitFailed,
+    ConsumedRecord,
+    Consumer,
+    Delivered,
+    RebalanceListener,
+    TopicPartition,
+)
+from voxbus.common.records import BusMessage
+
+log = logging.getLogger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+class KafkaBus(Bus):
+    """One producer and one admin client per process; consumers are made on demand."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        replication_factor: int = 1,
+        linger_ms: int = 5,
+        client_id: str = "voxbus",
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._replication_factor = replication_factor
+        self._client_id = client_id
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=linger_ms,
+        )
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
+        self._started = False
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self._bootstrap
+
+    async def start(self) -> None:
+        try:
+            await self._admin.start()
+            await self._producer.start()
+        except KafkaError as exc:
+            await self._admin.close()
+            raise BusError(f"Kafka at {self._bootstrap} is unreachable: {exc!r}") from exc
+        self._started = True
+
+    async def close(self) -> None:
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+            await self._admin.close()
+
+    async def ping(self) -> None:
+        try:
+            await self._admin.describe_cluster()
+        except KafkaError as exc:
+            raise BusError(f"Kafka at {self._bootstrap} is unreachable: {exc!r}") from exc
+
+    async def create_topics(self, partitions: Mapping[str, int]) -> None:
+        existing = set(await self._admin.list_topics())
+        wanted = [
+            NewTopic(name=topic, num_partitions=count, replication_factor=self._replication_factor)
+            for topic, count in partitions.items()
+            if topic not in existing
+        ]
+        if wanted:
+            response = await self._admin.create_topics(wanted)
+            for topic, code, *message in response.topic_errors:
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    raise BusError(f"cannot create topic {topic!r}: error {code} {message}")
+        for topic, count in partitions.items():
+            have = await self.partition_count(topic)
+            if have < count:
+                log.warning("topic %s has %d partitions, fewer than the %d configured", topic, have, count)
+
+    async def partition_count(self, topic: str) -> int:
+        partitions = await self._producer.partitions_for(topic)
+        if not partitions:
+            raise BusError(f"unknown topic {topic!r}")
+        return len(partitions)
+
+    async def send(
+        self, topic: str, message: BusMessage, *, partition: int | None = None
+    ) -> "asyncio.Future[Delivered]":
+        try:
+            future: asyncio.Future[Delivered] = await self._producer.send(
+                topic,
+                value=message.value,
+                key=message.key,
+                partition=partition,
+                headers=list(message.headers),
+            )
+        except KafkaError as exc:
+            raise BusError(f"cannot produce to {topic!r}: {exc!r}") from exc
+        return future
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+    def group_consumer(
+        self,
+        topics: Sequence[str],
+        *,
+        group_id: str,
+        listener: RebalanceListener | None = None,
+    ) -> Consumer:
+        return _KafkaGroupConsumer(self._bootstrap, self._client_id, list(topics), group_id, listener)
+
+    def partition_tail(self, topic: str, partition: int) -> Consumer:
+        return _KafkaTailConsumer(self._bootstrap, self._client_id, TopicPartition(topic, partition))
+
+
+class _ListenerAdapter(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, listener: RebalanceListener) -> None:
+        self._listener = listener
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._listener.on_partitions_revoked(_ours(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._listener.on_partitions_assigned(_ours(assigned))
+
+
+class _KafkaConsumer(Consumer):
+    """What group and tail consumers share: the aiokafka consumer and record conversion."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return _ours(self._consumer.assignment())
+
+    async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 500) -> list[ConsumedRecord]:
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return [
+            ConsumedRecord(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key,
+                value=record.value if record.value is not None else b"",
+                headers=tuple(record.headers),
+                timestamp_ms=record.timestamp,
+            )
+            for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition))
+            for record in batches[tp]
+        ]
+
+
+class _KafkaGroupConsumer(_KafkaConsumer):
+    def __init__(
+        self,
+        bootstrap: str,
+        client_id: str,
+        topics: list[str],
+        group_id: str,
+        listener: RebalanceListener | None,
+    ) -> None:
+        super().__init__(
+            AIOKafkaConsumer(
+                bootstrap_servers=bootstrap,
+                client_id=client_id,
+                group_id=group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+                heartbeat_interval_ms=1000,
+            )
+        )
+        self._topics = topics
+        self._listener = listener
+
+    async def start(self) -> None:
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            raise BusError(f"cannot start consumer: {exc!r}") from exc
+        listener = _ListenerAdapter(self._listener) if self._listener is not None else None
+        self._consumer.subscribe(topics=self._topics, listener=listener)
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        try:
+            await self._consumer.commit({KafkaTP(tp.topic, tp.partition): o for tp, o in offsets.items()})
+        except CommitFailedError as exc:
+            raise CommitFailed(str(exc)) from exc
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        offset = await self._consumer.committed(KafkaTP(tp.topic, tp.partition))
+        return int(offset) if offset is not None and offset >= 0 else None
+
+
+class _KafkaTailConsumer(_KafkaConsumer):
+    def __init__(self, bootstrap: str, client_id: str, tp: TopicPartition) -> None:
+        super().__init__(
+            AIOKafkaConsumer(
+                bootstrap_servers=bootstrap,
+                client_id=client_id,
+                group_id=None,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+            )
+        )
+        self._tp = KafkaTP(tp.topic, tp.partition)
+
+    async def start(self) -> None:
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            raise BusError(f"cannot start consumer: {exc!r}") from exc
+        self._consumer.assign([self._tp])
+        await self._consumer.seek_to_end(self._tp)
+        await self._consumer.position(self._tp)  # resolve "end" now, not at the first fetch
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        raise BusError("a partition tail has no group to commit to")
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        return None
+
+
+def _ours(partitions: Any) -> frozenset[TopicPartition]:
+    return frozenset(TopicPartition(tp.topic, tp.partition) for tp in partitions)

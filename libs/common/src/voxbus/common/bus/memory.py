@@ -1,0 +1,334 @@
+"""In-process bus: Kafka's topic/partition/key/offset semantics inside one event loop.
+
+Records live in memory per partition. Retention: records every group reading the topic has
+committed past are dropped; a topic no group reads keeps its newest `retain_ungrouped` records
+per partition (egress is only tailed). A partition moves between members of a group only after
+its previous owner has run its revocation hook, so two members never read one partition at once.
+"""
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka.partitioner import murmur2
+
+from voxbus.common.bus.base import (
+    Bus,
+    BusError,
+    CommitFailed,
+    ConsumedRecord,
+    Consumer,
+    Delivered,
+    RebalanceListener,
+    TopicPartition,
+)
+from voxbus.common.records import BusMessage
+
+_TRIM_BATCH = 1024  # trim in batches so dropping old records stays amortized O(1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivered:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(slots=True)
+class _Partition:
+    base: int = 0  # offset of records[0]
+    records: list[ConsumedRecord] = field(default_factory=list)
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.records)
+
+    def read(self, position: int, limit: int) -> list[ConsumedRecord]:
+        start = max(position, self.base) - self.base
+        return self.records[start : start + limit]
+
+    def trim_below(self, offset: int) -> None:
+        drop = min(offset, self.end) - self.base
+        if drop >= _TRIM_BATCH:
+            del self.records[:drop]
+            self.base += drop
+
+
+@dataclass(slots=True)
+class _Group:
+    topics: frozenset[str]
+    members: list["_GroupConsumer"] = field(default_factory=list)
+    generation: int = 0
+    targets: dict["_GroupConsumer", frozenset[TopicPartition]] = field(default_factory=dict)
+    owners: dict[TopicPartition, "_GroupConsumer"] = field(default_factory=dict)
+    committed: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+class InProcessBus(Bus):
+    """The embedded bus: shared by every service of a `voxbus up` process."""
+
+    def __init__(self, *, retain_ungrouped: int = 10_000) -> None:
+        self._topics: dict[str, list[_Partition]] = {}
+        self._groups: dict[str, _Group] = {}
+        self._retain_ungrouped = retain_ungrouped
+        self._changed = asyncio.Event()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    async def create_topics(self, partitions: Mapping[str, int]) -> None:
+        for topic, count in partitions.items():
+            if count < 1:
+                raise BusError(f"topic {topic!r} needs at least one partition, got {count}")
+            self._topics.setdefault(topic, [_Partition() for _ in range(count)])
+
+    async def partition_count(self, topic: str) -> int:
+        return len(self._partitions(topic))
+
+    async def send(
+        self, topic: str, message: BusMessage, *, partition: int | None = None
+    ) -> "asyncio.Future[Delivered]":
+        partitions = self._partitions(topic)
+        if partition is None:
+            partition = (murmur2(message.key) & 0x7FFFFFFF) % len(partitions)
+        elif not 0 <= partition < len(partitions):
+            raise BusError(f"topic {topic!r} has no partition {partition}")
+        log = partitions[partition]
+        record = ConsumedRecord(
+            topic=topic,
+            partition=partition,
+            offset=log.end,
+            key=message.key,
+            value=message.value,
+            headers=message.headers,
+            timestamp_ms=time.time_ns() // 1_000_000,
+        )
+        log.records.append(record)
+        if len(log.records) > self._retain_ungrouped and not self._is_grouped(topic):
+            log.trim_below(log.end - self._retain_ungrouped)
+        self._notify()
+        future: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
+        future.set_result(_Delivered(topic, partition, record.offset))
+        return future
+
+    async def flush(self) -> None:
+        return None
+
+    def group_consumer(
+        self,
+        topics: Sequence[str],
+        *,
+        group_id: str,
+        listener: RebalanceListener | None = None,
+    ) -> Consumer:
+        return _GroupConsumer(self, frozenset(topics), group_id, listener)
+
+    def partition_tail(self, topic: str, partition: int) -> Consumer:
+        return _TailConsumer(self, TopicPartition(topic, partition))
+
+    # -- used by the consumers -------------------------------------------------------------
+
+    def _partitions(self, topic: str) -> list[_Partition]:
+        try:
+            return self._topics[topic]
+        except KeyError:
+            raise BusError(f"unknown topic {topic!r}") from None
+
+    def _log(self, tp: TopicPartition) -> _Partition:
+        partitions = self._partitions(tp.topic)
+        if not 0 <= tp.partition < len(partitions):
+            raise BusError(f"topic {tp.topic!r} has no partition {tp.partition}")
+        return partitions[tp.partition]
+
+    def _is_grouped(self, topic: str) -> bool:
+        return any(topic in group.topics for group in self._groups.values())
+
+    def _notify(self) -> None:
+        """Wake every waiting consumer: new records, or a group changed."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_change(self, timeout: float) -> None:
+        if timeout <= 0:
+            return
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            return
+
+    def _join(self, group_id: str, member: "_GroupConsumer") -> _Group:
+        group = self._groups.get(group_id)
+        if group is None:
+            group = self._groups[group_id] = _Group(topics=member.topics)
+        elif group.topics != member.topics:
+            raise BusError(f"group {group_id!r} subscribes to {sorted(group.topics)}")
+        group.members.append(member)
+        self._rebalance(group)
+        return group
+
+    def _leave(self, group: _Group, member: "_GroupConsumer") -> None:
+        group.members.remove(member)
+        for tp, owner in list(group.owners.items()):
+            if owner is member:
+                del group.owners[tp]
+        self._rebalance(group)
+
+    def _rebalance(self, group: _Group) -> None:
+        """Round-robin the group's partitions over its members, in join order."""
+        tps = sorted(
+            TopicPartition(topic, index)
+            for topic in group.topics
+            for index in range(len(self._partitions(topic)))
+        )
+        group.generation += 1
+        group.targets = {
+            member: frozenset(tps[position :: len(group.members)])
+            for position, member in enumerate(group.members)
+        }
+        self._notify()
+
+    def _trim(self, group: _Group, tp: TopicPartition) -> None:
+        floor = min(
+            (g.committed.get(tp, 0) for g in self._groups.values() if tp.topic in g.topics),
+            default=0,
+        )
+        self._log(tp).trim_below(floor)
+
+
+class _GroupConsumer(Consumer):
+    def __init__(
+        self,
+        bus: InProcessBus,
+        topics: frozenset[str],
+        group_id: str,
+        listener: RebalanceListener | None,
+    ) -> None:
+        self.topics = topics
+        self._bus = bus
+        self._group_id = group_id
+        self._listener = listener
+        self._group: _Group | None = None
+        self._generation = 0
+        self._positions: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        for topic in self.topics:
+            self._bus._partitions(topic)
+        self._group = self._bus._join(self._group_id, self)
+
+    async def stop(self) -> None:
+        if self._group is not None:
+            self._bus._leave(self._group, self)
+            self._group = None
+            self._positions.clear()
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(self._positions)
+
+    async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 500) -> list[ConsumedRecord]:
+        group = self._require_group()
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            await self._sync_assignment(group)
+            records = self._take(max_records)
+            if records:
+                return records
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            await self._bus._wait_change(remaining)
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        group = self._require_group()
+        for tp in offsets:
+            if group.owners.get(tp) is not self or tp not in group.targets.get(self, ()):
+                raise CommitFailed(f"{tp} is not assigned to this member of {self._group_id!r}")
+        for tp, offset in offsets.items():
+            group.committed[tp] = offset
+            self._bus._trim(group, tp)
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        return self._require_group().committed.get(tp)
+
+    def _require_group(self) -> _Group:
+        if self._group is None:
+            raise BusError("consumer is not started")
+        return self._group
+
+    async def _sync_assignment(self, group: _Group) -> None:
+        target = group.targets.get(self, frozenset())
+        if self._generation != group.generation:
+            self._generation = group.generation
+            revoked = frozenset(self._positions) - target
+            if revoked:
+                if self._listener is not None:
+                    await self._listener.on_partitions_revoked(revoked)
+                for tp in revoked:
+                    del self._positions[tp]
+                    group.owners.pop(tp, None)
+                self._bus._notify()
+        claimable = frozenset(
+            tp for tp in target - frozenset(self._positions) if group.owners.get(tp) is None
+        )
+        if claimable:
+            for tp in claimable:
+                group.owners[tp] = self
+                log = self._bus._log(tp)
+                self._positions[tp] = max(group.committed.get(tp, log.base), log.base)
+            if self._listener is not None:
+                await self._listener.on_partitions_assigned(claimable)
+
+    def _take(self, max_records: int) -> list[ConsumedRecord]:
+        taken: list[ConsumedRecord] = []
+        for tp in sorted(self._positions):
+            if len(taken) >= max_records:
+                break
+            batch = self._bus._log(tp).read(self._positions[tp], max_records - len(taken))
+            if batch:
+                taken.extend(batch)
+                self._positions[tp] = batch[-1].offset + 1
+        return taken
+
+
+class _TailConsumer(Consumer):
+    def __init__(self, bus: InProcessBus, tp: TopicPartition) -> None:
+        self._bus = bus
+        self._tp = tp
+        self._position: int | None = None
+
+    async def start(self) -> None:
+        self._position = self._bus._log(self._tp).end
+
+    async def stop(self) -> None:
+        self._position = None
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset({self._tp}) if self._position is not None else frozenset()
+
+    async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 500) -> list[ConsumedRecord]:
+        if self._position is None:
+            raise BusError("consumer is not started")
+        log = self._bus._log(self._tp)
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            batch = log.read(self._position, max_records)
+            if batch:
+                self._position = batch[-1].offset + 1
+                return batch
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            await self._bus._wait_change(remaining)
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        raise BusError("a partition tail has no group to commit to")
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        return None

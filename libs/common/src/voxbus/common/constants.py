@@ -1,0 +1,53 @@
+"""Names every service agrees on: topics, record headers, record types, state-store keys.
+
+Changing a value here changes the wire and storage contract (DESIGN §3, §5).
+"""
+
+from enum import StrEnum
+from typing import Final
+
+SERVICE_NAMES: Final = ("ingest", "transcoder", "writer", "echo", "telephony")
+
+
+class Topic(StrEnum):
+    """Topic suffixes; the full name is `Settings.topic_prefix` + suffix."""
+
+    AUDIO_RAW = "audio.raw"
+    AUDIO_PCM = "audio.pcm"
+    EGRESS = "egress"
+    EVENTS = "events"
+
+
+class RecordType(StrEnum):
+    """Value of the `t` header: what a bus record is."""
+
+    START = "start"
+    CHUNK = "chunk"
+    STOP = "stop"
+    ERROR = "error"
+    FINALIZED = "finalized"
+
+
+class Header:
+    """Record-header names: short ASCII, one per metadata field."""
+
+    TYPE: Final = "t"
+    SESSION_ID: Final = "sid"
+    SEQ: Final = "seq"
+    CODEC: Final = "codec"
+    RATE: Final = "rate"
+    CHANNELS: Final = "ch"
+    INGEST_TS: Final = "ts"
+
+
+class Key:
+    """State-store key prefixes; a key is the prefix followed by an id."""
+
+    SESSION: Final = "voxbus:session:"
+    SESSIONS_ALL: Final = "voxbus:sessions:all"
+    SESSIONS_BY_USER: Final = "voxbus:sessions:user:"
+    ROUTE: Final = "voxbus:route:"
+    EGRESS_LEASE: Final = "voxbus:egress-lease:"
+    CONCURRENCY_LEASE: Final = "voxbus:slot:"
+    CALL: Final = "voxbus:call:"
+    SESSION_CHANNEL: Final = "voxbus:session-events:"

@@ -1,0 +1,315 @@
+"""Session records on the audio topics: `start` → `chunk`… → `stop` (DESIGN §3).
+
+One record = one small frozen class with `to_message()` / `from_message()`. Every record is keyed
+by session id; chunk audio is the raw record value; metadata travels in short ASCII headers;
+`start`, `stop`, `error` and `finalized` carry a compact JSON value.
+"""
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, Self
+
+from voxbus.common.constants import Header, RecordType
+
+Headers = tuple[tuple[str, bytes], ...]
+
+CODECS: Final = frozenset({"pcm_s16le", "wav", "opus", "ogg", "webm", "mp3", "flac", "aac", "mulaw", "alaw"})
+
+
+class RecordError(ValueError):
+    """A bus record that is not a valid voxbus record; the message says why."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BusMessage:
+    """What a producer sends: key, value and headers, nothing backend-specific."""
+
+    key: bytes
+    value: bytes
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AudioFormat:
+    """Codec, sample rate and channel count of a stream."""
+
+    codec: str
+    rate: int
+    channels: int
+
+    def __post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise RecordError(f"unknown codec {self.codec!r}")
+        if not 1000 <= self.rate <= 384_000:
+            raise RecordError(f"sample rate out of range: {self.rate}")
+        if self.channels not in (1, 2):
+            raise RecordError(f"channels must be 1 or 2, got {self.channels}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"codec": self.codec, "rate": self.rate, "ch": self.channels}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(codec=str(data["codec"]), rate=int(data["rate"]), channels=int(data["ch"]))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EchoSettings:
+    """Whether a session's audio comes back to the client, and after how long."""
+
+    enabled: bool = False
+    delay_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if self.delay_ms < 0:
+            raise RecordError(f"echo delay must be >= 0 ms, got {self.delay_ms}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionStart:
+    """Opens (or, with `resume`, re-opens) a session's stream."""
+
+    _type: ClassVar[RecordType] = RecordType.START
+    session_id: str
+    seq: int
+    ts_ns: int
+    format: AudioFormat
+    protocol: str
+    user_id: str = ""
+    echo: EchoSettings = field(default_factory=EchoSettings)
+    resume: bool = False
+
+    def to_message(self) -> BusMessage:
+        body = {
+            "format": self.format.to_json(),
+            "protocol": self.protocol,
+            "user_id": self.user_id,
+            "echo": {"enabled": self.echo.enabled, "delay_ms": self.echo.delay_ms},
+            "resume": self.resume,
+        }
+        return _message(self._type, self.session_id, self.seq, self.ts_ns, _dump(body))
+
+    @classmethod
+    def from_message(cls, key: bytes, value: bytes, headers: Headers) -> Self:
+        meta = _Meta.parse(cls._type, key, headers)
+        body = _load(value)
+        try:
+            echo = body.get("echo") or {}
+            return cls(
+                session_id=meta.session_id,
+                seq=meta.seq,
+                ts_ns=meta.ts_ns,
+                format=AudioFormat.from_json(body["format"]),
+                protocol=str(body["protocol"]),
+                user_id=str(body.get("user_id", "")),
+                echo=EchoSettings(
+                    enabled=bool(echo.get("enabled", False)),
+                    delay_ms=int(echo.get("delay_ms", 0)),
+                ),
+                resume=bool(body.get("resume", False)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordError(f"malformed start record: {exc!r}") from exc
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AudioChunk:
+    """One piece of a session's audio; `audio` is the record value, untouched."""
+
+    _type: ClassVar[RecordType] = RecordType.CHUNK
+    session_id: str
+    seq: int
+    ts_ns: int
+    format: AudioFormat
+    audio: bytes
+
+    def to_message(self) -> BusMessage:
+        headers = (
+            *_meta_headers(self._type, self.session_id, self.seq, self.ts_ns),
+            (Header.CODEC, self.format.codec.encode("ascii")),
+            (Header.RATE, str(self.format.rate).encode("ascii")),
+            (Header.CHANNELS, str(self.format.channels).encode("ascii")),
+        )
+        return BusMessage(key=self.session_id.encode("ascii"), value=self.audio, headers=headers)
+
+    @classmethod
+    def from_message(cls, key: bytes, value: bytes, headers: Headers) -> Self:
+        meta = _Meta.parse(cls._type, key, headers)
+        fields = dict(headers)
+        try:
+            audio_format = AudioFormat(
+                codec=fields[Header.CODEC].decode("ascii"),
+                rate=int(fields[Header.RATE]),
+                channels=int(fields[Header.CHANNELS]),
+            )
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            raise RecordError(f"malformed chunk headers: {exc!r}") from exc
+        return cls(
+            session_id=meta.session_id,
+            seq=meta.seq,
+            ts_ns=meta.ts_ns,
+            format=audio_format,
+            audio=value,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ReasonRecord:
+    """A record whose JSON value is just `{"reason": …}`."""
+
+    _type: ClassVar[RecordType]
+    session_id: str
+    seq: int
+    ts_ns: int
+    reason: str
+
+    def to_message(self) -> BusMessage:
+        body = _dump({"reason": self.reason})
+        return _message(self._type, self.session_id, self.seq, self.ts_ns, body)
+
+    @classmethod
+    def from_message(cls, key: bytes, value: bytes, headers: Headers) -> Self:
+        meta = _Meta.parse(cls._type, key, headers)
+        return cls(
+            session_id=meta.session_id,
+            seq=meta.seq,
+            ts_ns=meta.ts_ns,
+            reason=str(_load(value).get("reason", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionStop(_ReasonRecord):
+    """Ends a session's stream gracefully; `reason` says why (client close, idle, …)."""
+
+    _type: ClassVar[RecordType] = RecordType.STOP
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionError(_ReasonRecord):
+    """A session could not be processed (undecodable audio, …); `reason` is for humans."""
+
+    _type: ClassVar[RecordType] = RecordType.ERROR
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionFinalized:
+    """Event: the writer has completed a session's files (published on the events topic)."""
+
+    _type: ClassVar[RecordType] = RecordType.FINALIZED
+    session_id: str
+    seq: int
+    ts_ns: int
+    file_path: str
+    duration_seconds: float
+    segments: tuple[str, ...] = ()
+
+    def to_message(self) -> BusMessage:
+        body = _dump(
+            {
+                "file_path": self.file_path,
+                "duration_seconds": self.duration_seconds,
+                "segments": list(self.segments),
+            }
+        )
+        return _message(self._type, self.session_id, self.seq, self.ts_ns, body)
+
+    @classmethod
+    def from_message(cls, key: bytes, value: bytes, headers: Headers) -> Self:
+        meta = _Meta.parse(cls._type, key, headers)
+        body = _load(value)
+        try:
+            return cls(
+                session_id=meta.session_id,
+                seq=meta.seq,
+                ts_ns=meta.ts_ns,
+                file_path=str(body["file_path"]),
+                duration_seconds=float(body["duration_seconds"]),
+                segments=tuple(str(s) for s in body.get("segments", ())),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordError(f"malformed finalized record: {exc!r}") from exc
+
+
+SessionRecord = SessionStart | AudioChunk | SessionStop | SessionError | SessionFinalized
+
+_DECODERS: Final[dict[str, type[SessionRecord]]] = {
+    RecordType.START: SessionStart,
+    RecordType.CHUNK: AudioChunk,
+    RecordType.STOP: SessionStop,
+    RecordType.ERROR: SessionError,
+    RecordType.FINALIZED: SessionFinalized,
+}
+
+
+def decode(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> SessionRecord:
+    """Decode any session record from its key, value and headers; `RecordError` if it is not one."""
+    header_tuple = tuple(headers)
+    record_type = dict(header_tuple).get(Header.TYPE, b"").decode("ascii", "replace")
+    decoder = _DECODERS.get(record_type)
+    if decoder is None:
+        raise RecordError(f"unknown record type {record_type!r}")
+    if key is None:
+        raise RecordError("record has no key (session id)")
+    return decoder.from_message(key, value or b"", header_tuple)
+
+
+def new_session_id() -> str:
+    """A fresh session id (UUID4, canonical text form)."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class _Meta:
+    session_id: str
+    seq: int
+    ts_ns: int
+
+    @classmethod
+    def parse(cls, expected: RecordType, key: bytes, headers: Headers) -> "_Meta":
+        fields = dict(headers)
+        record_type = fields.get(Header.TYPE, b"").decode("ascii", "replace")
+        if record_type != expected:
+            raise RecordError(f"expected a {expected} record, got {record_type!r}")
+        try:
+            session_id = fields[Header.SESSION_ID].decode("ascii")
+            seq = int(fields[Header.SEQ])
+            ts_ns = int(fields[Header.INGEST_TS])
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            raise RecordError(f"malformed record headers: {exc!r}") from exc
+        if key.decode("ascii", "replace") != session_id:
+            raise RecordError(f"record key {key!r} does not match session id {session_id!r}")
+        return cls(session_id, seq, ts_ns)
+
+
+def _meta_headers(record_type: RecordType, session_id: str, seq: int, ts_ns: int) -> Headers:
+    return (
+        (Header.TYPE, record_type.value.encode("ascii")),
+        (Header.SESSION_ID, session_id.encode("ascii")),
+        (Header.SEQ, str(seq).encode("ascii")),
+        (Header.INGEST_TS, str(ts_ns).encode("ascii")),
+    )
+
+
+def _message(record_type: RecordType, session_id: str, seq: int, ts_ns: int, value: bytes) -> BusMessage:
+    return BusMessage(
+        key=session_id.encode("ascii"),
+        value=value,
+        headers=_meta_headers(record_type, session_id, seq, ts_ns),
+    )
+
+
+def _dump(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def _load(value: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(f"record value is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise RecordError("record value is not a JSON object")
+    return body

@@ -1,0 +1,120 @@
+"""The aiohttp app factory every service (and `voxbus up`) is built with.
+
+`create_app` makes the shared resources (bus, store) in one `cleanup_ctx` each, serves the admin
+routes, then lets each service add its routes and its own `cleanup_ctx` entries. Cleanup contexts
+run in order on start and in reverse on stop, so services stop before the bus they use.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Info, generate_latest
+
+from voxbus.common import __version__
+from voxbus.common.backends import make_bus, make_store
+from voxbus.common.bus.base import Bus
+from voxbus.common.runtime.readiness import Readiness
+from voxbus.common.settings import Settings
+from voxbus.common.store.base import StateStore
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+BUS = web.AppKey("bus", Bus)
+STORE = web.AppKey("store", StateStore)
+READINESS = web.AppKey("readiness", Readiness)
+SERVICES = web.AppKey("services", tuple[str, ...])
+
+_BUILD_INFO = Info("voxbus_build", "voxbus version and the services this process runs")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceSpec:
+    """A service as the runtime sees it: a name and a function that adds it to an app."""
+
+    name: str
+    setup: Callable[[web.Application], None]
+    description: str
+
+
+def create_app(
+    settings: Settings,
+    services: Sequence[ServiceSpec],
+    *,
+    bus: Bus | None = None,
+    store: StateStore | None = None,
+) -> web.Application:
+    """An app running `services` over `bus`/`store` (made from settings when not given)."""
+    app = web.Application(client_max_size=settings.max_message_size_bytes)
+    app[SETTINGS] = settings
+    app[SERVICES] = tuple(service.name for service in services)
+    app[READINESS] = Readiness()
+    app.cleanup_ctx.append(_backends(bus, store))
+    app.router.add_get("/", _info)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/ready", _ready)
+    app.router.add_get("/metrics", _metrics)
+    _BUILD_INFO.info({"version": __version__, "services": ",".join(app[SERVICES])})
+    for service in services:
+        service.setup(app)
+    return app
+
+
+def _backends(bus: Bus | None, store: StateStore | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Start the bus and store (unless the caller owns them), create topics, close on stop."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        app[BUS] = bus if bus is not None else make_bus(settings)
+        app[STORE] = store if store is not None else make_store(settings)
+        owned = [resource for resource, given in ((app[BUS], bus), (app[STORE], store)) if given is None]
+        for resource in owned:
+            await resource.start()
+        try:
+            await app[BUS].create_topics(settings.topic_partitions())
+            app[READINESS].add("bus", app[BUS].ping)
+            app[READINESS].add("store", app[STORE].ping)
+            log.info(
+                "backends ready",
+                extra={"bus": type(app[BUS]).__name__, "store": type(app[STORE]).__name__},
+            )
+            yield
+        finally:
+            for resource in reversed(owned):
+                await resource.close()
+
+    return context
+
+
+async def _info(request: web.Request) -> web.Response:
+    app = request.app
+    paths = sorted({resource.canonical for resource in app.router.resources()})
+    return web.json_response(
+        {
+            "name": "voxbus",
+            "message": "voxbus real-time audio backend",
+            "status": "running",
+            "version": __version__,
+            "services": list(app[SERVICES]),
+            "websocket_endpoint": "/ws/audio",
+            "endpoints": paths,
+        }
+    )
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "healthy", "service": "voxbus", "version": __version__})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    checks = await request.app[READINESS].run()
+    ready = all(result == "ok" for result in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503
+    )
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,112 @@
+"""The one typed settings object, read from the environment and `.env` (DESIGN §7).
+
+Names the seed servers used (`HOST`, `PORT`, `API_KEY`, …) keep their meaning. An invalid value
+stops the program with a message naming the variable (`load_settings` → `SettingsError`).
+"""
+
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from voxbus.common.constants import Topic
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+AudioFormatName = Literal["wav", "mp3", "flac", "aac", "pcm", "opus", "ogg", "webm"]
+SampleRate = Literal[8000, 16000, 22050, 44100, 48000, 96000]
+
+
+class Settings(BaseSettings):
+    """Every knob of voxbus. Field name upper-cased = environment variable."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
+
+    # Serving (seed names)
+    host: str = "0.0.0.0"  # a server in a container listens on all interfaces
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: LogLevel = "INFO"
+    host_name: str = "http://localhost:8000"
+    api_key: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # Audio and sessions (seed names)
+    audio_storage_path: Path = Path("audio_storage")
+    default_sample_rate: SampleRate = 44100
+    default_channels: Literal[1, 2] = 1
+    default_format: AudioFormatName = "wav"
+    max_session_duration_hours: float = Field(default=24.0, gt=0)
+    max_chunk_size_mb: float = Field(default=10.0, gt=0)
+    max_concurrent_sessions: int = Field(default=1000, ge=1)
+    max_connections_per_session: int = Field(default=1, ge=1)
+    connection_timeout_seconds: float = Field(default=300.0, gt=0)
+    max_message_size_bytes: int = Field(default=1_048_576, ge=1024)
+    segment_seconds: float = Field(default=30.0, gt=0)
+    echo_delay_ms: int = Field(default=1000, ge=0, le=60_000)
+
+    # Infrastructure: unset → in-process backends
+    kafka_bootstrap_servers: str | None = None
+    redis_url: str | None = None
+    topic_prefix: str = "voxbus."
+    audio_partitions: int = Field(default=12, ge=1)
+    egress_partitions: int = Field(default=64, ge=1)
+    events_partitions: int = Field(default=12, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_linger_ms: int = Field(default=5, ge=0, le=1000)
+    pod_name: str = Field(default_factory=lambda: os.environ.get("HOSTNAME") or socket.gethostname())
+    shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
+
+    # Wyoming over TCP
+    wyoming_port: int = Field(default=10700, ge=0, le=65535)
+
+    # Carrier secrets (webhook verification is on when set)
+    vonage_signature_secret: str | None = None
+    exotel_api_key: str | None = None
+    exotel_api_token: str | None = None
+    exotel_allowed_ips: Annotated[tuple[str, ...], NoDecode] = ()
+    twilio_auth_token: str | None = None
+
+    @field_validator("api_key", "exotel_allowed_ips", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        """`API_KEY=a,b` is a key list; an empty value means none."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("kafka_bootstrap_servers", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    def topic(self, topic: Topic) -> str:
+        """Full topic name for a topic suffix."""
+        return f"{self.topic_prefix}{topic.value}"
+
+    def topic_partitions(self) -> dict[str, int]:
+        """Every topic voxbus uses, with its partition count."""
+        return {
+            self.topic(Topic.AUDIO_RAW): self.audio_partitions,
+            self.topic(Topic.AUDIO_PCM): self.audio_partitions,
+            self.topic(Topic.EGRESS): self.egress_partitions,
+            self.topic(Topic.EVENTS): self.events_partitions,
+        }
+
+
+class SettingsError(Exception):
+    """Invalid configuration; the message names each offending variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment (and `.env`), turning errors into `SettingsError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            variable = "_".join(str(part) for part in error["loc"][:1]).upper() or "?"
+            lines.append(f"{variable}: {error['msg']} (got {error.get('input')!r})")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from exc

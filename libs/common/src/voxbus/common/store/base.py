@@ -1,0 +1,185 @@
+"""The state-store contract (DESIGN §5): strings with TTL, hashes, sorted sets, pub/sub.
+
+Two implementations pass one contract suite: `memory.InProcessStore` and `redis.RedisStore`.
+The operations are Redis's, named after it, with Redis's atomicity: each call is atomic.
+TTLs are in milliseconds. Hash values come back as strings.
+"""
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+HashValue = str | int | float
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (unreachable, wrong type of key, …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreMessage:
+    channel: str
+    data: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScoreRange:
+    """Bounds of a sorted-set query; an exclusive bound leaves out members at exactly that score."""
+
+    min: float = -math.inf
+    max: float = math.inf
+    min_exclusive: bool = False
+    max_exclusive: bool = False
+
+    def contains(self, score: float) -> bool:
+        above = score > self.min if self.min_exclusive else score >= self.min
+        below = score < self.max if self.max_exclusive else score <= self.max
+        return above and below
+
+
+ALL_SCORES = ScoreRange()
+
+
+class Subscription(ABC):
+    """Messages published on some channels after the subscription started."""
+
+    @abstractmethod
+    async def get(self, timeout: float | None = None) -> StoreMessage | None:
+        """The next message, or None when `timeout` seconds pass without one."""
+
+    async def __aiter__(self) -> AsyncIterator[StoreMessage]:
+        while True:
+            message = await self.get()
+            if message is not None:
+                yield message
+
+
+class StateStore(ABC):
+    """Key/value state shared by every pod: sessions, routes, leases, call records."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Return if the store is reachable; raise `StoreError` otherwise."""
+
+    # strings and keys
+    @abstractmethod
+    async def get(self, key: str) -> str | None: ...
+
+    @abstractmethod
+    async def set(self, key: str, value: str, *, ttl_ms: int | None = None, nx: bool = False) -> bool:
+        """Set a string; with `nx` only if the key does not exist. True if it was set."""
+
+    @abstractmethod
+    async def delete(self, *keys: str) -> int:
+        """Delete keys of any type; the number that existed."""
+
+    @abstractmethod
+    async def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    async def expire(self, key: str, ttl_ms: int) -> bool:
+        """Give an existing key a TTL; False if there is no such key."""
+
+    @abstractmethod
+    async def ttl_ms(self, key: str) -> int | None:
+        """Milliseconds the key has left; None if it does not exist or never expires."""
+
+    @abstractmethod
+    async def expire_if_equal(self, key: str, expected: str, ttl_ms: int) -> bool:
+        """Renew a lease: set the TTL only if the string still holds `expected`."""
+
+    @abstractmethod
+    async def delete_if_equal(self, key: str, expected: str) -> bool:
+        """Release a lease: delete only if the string still holds `expected`."""
+
+    # hashes
+    @abstractmethod
+    async def hset(self, key: str, mapping: Mapping[str, HashValue]) -> None: ...
+
+    @abstractmethod
+    async def hget(self, key: str, field: str) -> str | None: ...
+
+    @abstractmethod
+    async def hgetall(self, key: str) -> dict[str, str]: ...
+
+    @abstractmethod
+    async def hincrby(self, key: str, field: str, amount: int = 1) -> int:
+        """Atomically add to an integer field (created at 0); the new value."""
+
+    # sorted sets
+    @abstractmethod
+    async def zadd(self, key: str, members: Mapping[str, float]) -> int:
+        """Add or re-score members; the number newly added."""
+
+    @abstractmethod
+    async def zrem(self, key: str, *members: str) -> int: ...
+
+    @abstractmethod
+    async def zscore(self, key: str, member: str) -> float | None: ...
+
+    @abstractmethod
+    async def zcard(self, key: str) -> int: ...
+
+    @abstractmethod
+    async def zcount(self, key: str, scores: ScoreRange) -> int: ...
+
+    @abstractmethod
+    async def zrange(
+        self,
+        key: str,
+        scores: ScoreRange = ALL_SCORES,
+        *,
+        descending: bool = False,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[tuple[str, float]]:
+        """Members with scores in range, ordered by (score, member), reversed if `descending`."""
+
+    @abstractmethod
+    async def zremrangebyscore(self, key: str, scores: ScoreRange) -> int: ...
+
+    # change notification
+    @abstractmethod
+    async def publish(self, channel: str, message: str) -> int:
+        """Send to current subscribers; how many received it (per process for Redis)."""
+
+    @abstractmethod
+    def subscribe(self, *channels: str) -> AbstractAsyncContextManager[Subscription]:
+        """Listen on channels; messages published after entering are delivered."""
+
+    async def wait_until(
+        self, channel: str, condition: Callable[[], Awaitable[bool]], timeout: float
+    ) -> bool:
+        """Wait for `condition` to hold, re-checking only when `channel` announces a change.
+
+        Subscribes before the first check, so a change between check and wait is not missed.
+        False if `timeout` seconds pass first.
+        """
+        deadline = time.monotonic() + timeout
+        async with self.subscribe(channel) as subscription:
+            while not await condition():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                await subscription.get(timeout=remaining)
+        return True
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

@@ -1,0 +1,172 @@
+"""Redis state store via redis.asyncio; compare-and-set leases are small Lua scripts."""
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError, ResponseError
+
+from voxbus.common.store.base import (
+    ALL_SCORES,
+    HashValue,
+    ScoreRange,
+    StateStore,
+    StoreError,
+    StoreMessage,
+    Subscription,
+)
+
+_EXPIRE_IF_EQUAL: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_DELETE_IF_EQUAL: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class _PubSubSubscription(Subscription):
+    def __init__(self, pubsub: PubSub) -> None:
+        self._pubsub = pubsub
+
+    async def get(self, timeout: float | None = None) -> StoreMessage | None:
+        message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        if message is None:
+            return None
+        return StoreMessage(str(message["channel"]), str(message["data"]))
+
+
+class RedisStore(StateStore):
+    """One connection pool per process."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._redis: Redis = Redis.from_url(url, decode_responses=True)
+        self._expire_if_equal = self._redis.register_script(_EXPIRE_IF_EQUAL)
+        self._delete_if_equal = self._redis.register_script(_DELETE_IF_EQUAL)
+
+    async def start(self) -> None:
+        await self.ping()
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def ping(self) -> None:
+        await self._call(self._redis.ping())
+
+    async def get(self, key: str) -> str | None:
+        value: str | None = await self._call(self._redis.get(key))
+        return value
+
+    async def set(self, key: str, value: str, *, ttl_ms: int | None = None, nx: bool = False) -> bool:
+        return bool(await self._call(self._redis.set(key, value, px=ttl_ms, nx=nx)))
+
+    async def delete(self, *keys: str) -> int:
+        return int(await self._call(self._redis.delete(*keys))) if keys else 0
+
+    async def exists(self, key: str) -> bool:
+        return bool(await self._call(self._redis.exists(key)))
+
+    async def expire(self, key: str, ttl_ms: int) -> bool:
+        return bool(await self._call(self._redis.pexpire(key, ttl_ms)))
+
+    async def ttl_ms(self, key: str) -> int | None:
+        remaining = int(await self._call(self._redis.pttl(key)))
+        return remaining if remaining >= 0 else None
+
+    async def expire_if_equal(self, key: str, expected: str, ttl_ms: int) -> bool:
+        return bool(await self._call(self._expire_if_equal(keys=[key], args=[expected, ttl_ms])))
+
+    async def delete_if_equal(self, key: str, expected: str) -> bool:
+        return bool(await self._call(self._delete_if_equal(keys=[key], args=[expected])))
+
+    async def hset(self, key: str, mapping: Mapping[str, HashValue]) -> None:
+        if mapping:
+            await self._call(self._redis.hset(key, mapping=dict(mapping)))  # type: ignore[arg-type]
+
+    async def hget(self, key: str, field: str) -> str | None:
+        value: str | None = await self._call(self._redis.hget(key, field))
+        return value
+
+    async def hgetall(self, key: str) -> dict[str, str]:
+        return dict(await self._call(self._redis.hgetall(key)))
+
+    async def hincrby(self, key: str, field: str, amount: int = 1) -> int:
+        return int(await self._call(self._redis.hincrby(key, field, amount)))
+
+    async def zadd(self, key: str, members: Mapping[str, float]) -> int:
+        return int(await self._call(self._redis.zadd(key, dict(members))))
+
+    async def zrem(self, key: str, *members: str) -> int:
+        return int(await self._call(self._redis.zrem(key, *members))) if members else 0
+
+    async def zscore(self, key: str, member: str) -> float | None:
+        score = await self._call(self._redis.zscore(key, member))
+        return None if score is None else float(score)
+
+    async def zcard(self, key: str) -> int:
+        return int(await self._call(self._redis.zcard(key)))
+
+    async def zcount(self, key: str, scores: ScoreRange) -> int:
+        low, high = _bounds(scores)
+        return int(await self._call(self._redis.zcount(key, low, high)))
+
+    async def zrange(
+        self,
+        key: str,
+        scores: ScoreRange = ALL_SCORES,
+        *,
+        descending: bool = False,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[tuple[str, float]]:
+        low, high = _bounds(scores)
+        start, num = (offset, -1 if limit is None else limit) if offset or limit is not None else (None, None)
+        if descending:
+            rows = await self._call(
+                self._redis.zrevrangebyscore(key, high, low, start=start, num=num, withscores=True)
+            )
+        else:
+            rows = await self._call(
+                self._redis.zrangebyscore(key, low, high, start=start, num=num, withscores=True)
+            )
+        return [(str(member), float(score)) for member, score in rows]
+
+    async def zremrangebyscore(self, key: str, scores: ScoreRange) -> int:
+        low, high = _bounds(scores)
+        return int(await self._call(self._redis.zremrangebyscore(key, low, high)))
+
+    async def publish(self, channel: str, message: str) -> int:
+        return int(await self._call(self._redis.publish(channel, message)))
+
+    @asynccontextmanager
+    async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:
+        pubsub = self._redis.pubsub()
+        try:
+            await self._call(pubsub.subscribe(*channels))
+            yield _PubSubSubscription(pubsub)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except ResponseError as exc:
+            raise StoreError(str(exc)) from exc
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis at {self._url} failed: {exc!r}") from exc
+
+
+def _bounds(scores: ScoreRange) -> tuple[str, str]:
+    def bound(value: float, exclusive: bool) -> str:
+        text = "-inf" if value == float("-inf") else "+inf" if value == float("inf") else repr(value)
+        return f"({text}" if exclusive else text
+
+    return bound(scores.min, scores.min_exclusive), bound(scores.max, scores.max_exclusive)

@@ -1,0 +1,19 @@
+"""The telephony service as the runtime sees it: its name and how it joins an app."""
+
+from aiohttp import web
+
+from voxbus.common.runtime import ServiceSpec
+
+
+def setup(app: web.Application) -> None:
+    """Add the telephony service's routes and background tasks to `app`.
+
+    It needs only the shared bus, store and admin routes so far; its own work is added here.
+    """
+
+
+SERVICE = ServiceSpec(
+    name="telephony",
+    setup=setup,
+    description="Carrier webhooks (Vonage, Exotel, Twilio), call records and prompts.",
+)

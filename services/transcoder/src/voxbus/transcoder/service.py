@@ -1,0 +1,19 @@
+"""The transcoder service as the runtime sees it: its name and how it joins an app."""
+
+from aiohttp import web
+
+from voxbus.common.runtime import ServiceSpec
+
+
+def setup(app: web.Application) -> None:
+    """Add the transcoder service's routes and background tasks to `app`.
+
+    It needs only the shared bus, store and admin routes so far; its own work is added here.
+    """
+
+
+SERVICE = ServiceSpec(
+    name="transcoder",
+    setup=setup,
+    description="Any input codec on voxbus.audio.raw to PCM s16le on voxbus.audio.pcm.",
+)

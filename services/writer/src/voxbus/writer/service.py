@@ -1,0 +1,19 @@
+"""The writer service as the runtime sees it: its name and how it joins an app."""
+
+from aiohttp import web
+
+from voxbus.common.runtime import ServiceSpec
+
+
+def setup(app: web.Application) -> None:
+    """Add the writer service's routes and background tasks to `app`.
+
+    It needs only the shared bus, store and admin routes so far; its own work is added here.
+    """
+
+
+SERVICE = ServiceSpec(
+    name="writer",
+    setup=setup,
+    description="PCM from voxbus.audio.pcm to the session WAV file and its fixed-length segments.",
+)

@@ -1,0 +1,1 @@
+"""The voxbus command line."""

@@ -1,0 +1,61 @@
+"""`voxbus`: run every service in one process (`up`) or one service alone (`serve SERVICE`)."""
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from voxbus.common.constants import SERVICE_NAMES
+from voxbus.common.runtime import ServiceSpec, configure_logging, create_app, serve
+from voxbus.common.settings import SettingsError, load_settings
+
+DESCRIPTION = """\
+voxbus: real-time audio over WebSocket that scales out.
+
+  voxbus up              all services in one process on PORT (default 8000). With neither
+                         KAFKA_BOOTSTRAP_SERVERS nor REDIS_URL set it needs nothing else:
+                         the bus and the state store are in-process. Set them to use Kafka/Redis.
+  voxbus serve SERVICE   one service alone (ingest, transcoder, writer, echo, telephony), for a
+                         deployment where each runs in its own pods over Kafka and Redis.
+
+Configuration comes from the environment and a .env file in the working directory
+(see README.md, "Configuration"). An invalid value stops voxbus with exit status 2.
+"""
+
+
+def load_service(name: str) -> ServiceSpec:
+    module = importlib.import_module(f"voxbus.{name}.service")
+    spec: ServiceSpec = module.SERVICE
+    return spec
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voxbus", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = commands.add_parser("up", help="run all services in one process")
+    serve_one = commands.add_parser("serve", help="run one service")
+    serve_one.add_argument("service", choices=SERVICE_NAMES, help="the service to run")
+    for sub in (up, serve_one):
+        sub.add_argument("--host", help="listen address (overrides HOST)")
+        sub.add_argument("--port", type=int, help="listen port (overrides PORT)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {name: value for name in ("host", "port") if (value := getattr(args, name)) is not None}
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        sys.stderr.write(f"voxbus: {exc}\n")
+        return 2
+    configure_logging(settings.log_level)
+    names = SERVICE_NAMES if args.command == "up" else (args.service,)
+    serve(create_app(settings, [load_service(name) for name in names]), settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
