@@ -2,12 +2,17 @@
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
+from voxbus.common.bus import BusError
 from voxbus.common.constants import SERVICE_NAMES
 from voxbus.common.runtime import ServiceSpec, configure_logging, create_app, serve
 from voxbus.common.settings import SettingsError, load_settings
+from voxbus.common.store import StoreError
+
+log = logging.getLogger("voxbus")
 
 DESCRIPTION = """\
 voxbus: real-time audio over WebSocket that scales out.
@@ -53,7 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     names = SERVICE_NAMES if args.command == "up" else (args.service,)
-    serve(create_app(settings, [load_service(name) for name in names]), settings)
+    try:
+        serve(create_app(settings, [load_service(name) for name in names]), settings)
+    except (BusError, StoreError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     return 0
 
 

@@ -8,6 +8,9 @@ from typing import Final
 
 SERVICE_NAMES: Final = ("ingest", "transcoder", "writer", "echo", "telephony")
 
+# Sample rates a client may ask for (API.md, session protocol).
+SAMPLE_RATES: Final = (8000, 16000, 22050, 44100, 48000, 96000)
+
 
 class Topic(StrEnum):
     """Topic suffixes; the full name is `Settings.topic_prefix` + suffix."""

@@ -9,14 +9,22 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from voxbus.common.constants import Topic
+from voxbus.common.constants import SAMPLE_RATES, Topic
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 AudioFormatName = Literal["wav", "mp3", "flac", "aac", "pcm", "opus", "ogg", "webm"]
-SampleRate = Literal[8000, 16000, 22050, 44100, 48000, 96000]
+
+
+def _sample_rate(value: int) -> int:
+    if value not in SAMPLE_RATES:
+        raise ValueError(f"sample rate must be one of {', '.join(map(str, SAMPLE_RATES))}")
+    return value
+
+
+SampleRate = Annotated[int, AfterValidator(_sample_rate)]
 
 
 class Settings(BaseSettings):
@@ -34,7 +42,7 @@ class Settings(BaseSettings):
     # Audio and sessions (seed names)
     audio_storage_path: Path = Path("audio_storage")
     default_sample_rate: SampleRate = 44100
-    default_channels: Literal[1, 2] = 1
+    default_channels: int = Field(default=1, ge=1, le=2)
     default_format: AudioFormatName = "wav"
     max_session_duration_hours: float = Field(default=24.0, gt=0)
     max_chunk_size_mb: float = Field(default=10.0, gt=0)

@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from voxbus.common.bus.base import (
     Bus,
@@ -60,6 +60,7 @@ class KafkaBus(Bus):
             await self._admin.start()
             await self._producer.start()
         except KafkaError as exc:
+            await self._producer.stop()
             await self._admin.close()
             raise BusError(f"Kafka at {self._bootstrap} is unreachable: {exc!r}") from exc
         self._started = True
@@ -102,6 +103,8 @@ class KafkaBus(Bus):
     async def send(
         self, topic: str, message: BusMessage, *, partition: int | None = None
     ) -> "asyncio.Future[Delivered]":
+        if partition is not None and partition not in await self._producer.partitions_for(topic):
+            raise BusError(f"topic {topic!r} has no partition {partition}")
         try:
             future: asyncio.Future[Delivered] = await self._producer.send(
                 topic,
@@ -204,7 +207,7 @@ class _KafkaGroupConsumer(_KafkaConsumer):
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         try:
             await self._consumer.commit({KafkaTP(tp.topic, tp.partition): o for tp, o in offsets.items()})
-        except CommitFailedError as exc:
+        except (CommitFailedError, IllegalStateError) as exc:  # rebalanced, or never assigned
             raise CommitFailed(str(exc)) from exc
 
     async def committed(self, tp: TopicPartition) -> int | None:

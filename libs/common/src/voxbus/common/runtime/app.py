@@ -25,7 +25,7 @@ SETTINGS = web.AppKey("settings", Settings)
 BUS = web.AppKey("bus", Bus)
 STORE = web.AppKey("store", StateStore)
 READINESS = web.AppKey("readiness", Readiness)
-SERVICES = web.AppKey("services", tuple[str, ...])
+SERVICES: web.AppKey[tuple[str, ...]] = web.AppKey("services")
 
 _BUILD_INFO = Info("voxbus_build", "voxbus version and the services this process runs")
 
@@ -56,7 +56,7 @@ def create_app(
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
     app.router.add_get("/metrics", _metrics)
-    _BUILD_INFO.info({"version": __version__, "services": ",".join(app[SERVICES])})
+    _BUILD_INFO.info({"version": __version__, "services": ",".join(s.name for s in services)})
     for service in services:
         service.setup(app)
     return app
@@ -91,13 +91,14 @@ def _backends(bus: Bus | None, store: StateStore | None) -> Callable[[web.Applic
 async def _info(request: web.Request) -> web.Response:
     app = request.app
     paths = sorted({resource.canonical for resource in app.router.resources()})
+    services: tuple[str, ...] = app[SERVICES]
     return web.json_response(
         {
             "name": "voxbus",
             "message": "voxbus real-time audio backend",
             "status": "running",
             "version": __version__,
-            "services": list(app[SERVICES]),
+            "services": list(services),
             "websocket_endpoint": "/ws/audio",
             "endpoints": paths,
         }

@@ -18,11 +18,12 @@ log = logging.getLogger(__name__)
 
 def serve(app: web.Application, settings: Settings) -> None:
     async def announce(app: web.Application) -> None:
+        services: tuple[str, ...] = app[SERVICES]
         log.info(
             "listening",
             extra={
                 "url": f"http://{settings.host}:{settings.port}",
-                "services": list(app[SERVICES]),
+                "services": list(services),
                 "pod": settings.pod_name,
             },
         )

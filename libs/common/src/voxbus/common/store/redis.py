@@ -1,5 +1,6 @@
 """Redis state store via redis.asyncio; compare-and-set leases are small Lua scripts."""
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -37,10 +38,16 @@ class _PubSubSubscription(Subscription):
         self._pubsub = pubsub
 
     async def get(self, timeout: float | None = None) -> StoreMessage | None:
-        message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
-        if message is None:
-            return None
-        return StoreMessage(str(message["channel"]), str(message["data"]))
+        # get_message returns None early for the (ignored) subscribe confirmations; read on
+        # until a real message or the deadline.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
+            if message is not None:
+                return StoreMessage(str(message["channel"]), str(message["data"]))
+            if remaining == 0.0:
+                return None
 
 
 class RedisStore(StateStore):

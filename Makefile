@@ -1,0 +1,22 @@
+# Two commands for a fresh machine: `make run` and `make test` (see README.md).
+.PHONY: run test lint typecheck pytest
+
+UV := uv run --frozen
+
+run:
+	scripts/bootstrap.sh run
+	$(UV) voxbus up
+
+test:
+	scripts/bootstrap.sh test
+	$(MAKE) --no-print-directory lint typecheck pytest
+
+lint:
+	$(UV) ruff check .
+	$(UV) ruff format --check .
+
+typecheck:
+	$(UV) mypy $(foreach p,common devinfra cli ingest transcoder writer echo telephony,-p voxbus.$(p))
+
+pytest:
+	$(UV) pytest

@@ -1,0 +1,90 @@
+"""`python -m voxbus.devinfra kafka|redis|both|fetch`: run the infrastructure by hand.
+
+`kafka`, `redis` and `both` provide the services as the tests do, write env-var lines
+(`KAFKA_BOOTSTRAP_SERVERS=...`, `REDIS_URL=...`) to stdout and keep them up until SIGINT or
+SIGTERM. `fetch` only fetches the Kafka broker jars (CI runs it up front).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from voxbus.devinfra.errors import InfraUnavailable, SourceFailed
+from voxbus.devinfra.kafka_fetch import fetch_kafka_libs
+from voxbus.devinfra.provide import KAFKA_ENV, REDIS_ENV, provide_kafka, provide_redis
+
+logger = logging.getLogger("voxbus.devinfra")
+
+
+def _wait_for_stop_signal() -> int:
+    """Block until SIGINT or SIGTERM; return the signal's number."""
+    received: list[int] = []
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    while not stop.wait(1.0):
+        pass
+    return received[0]
+
+
+def _serve(kafka: bool, redis: bool) -> int:
+    with contextlib.ExitStack() as stack:
+        lines: list[str] = []
+        if kafka:
+            endpoint = stack.enter_context(provide_kafka())
+            logger.info("Kafka (%s) at %s", endpoint.source, endpoint.bootstrap_servers)
+            lines.append(f"{KAFKA_ENV}={endpoint.bootstrap_servers}")
+        if redis:
+            redis_endpoint = stack.enter_context(provide_redis())
+            logger.info("Redis (%s) at %s", redis_endpoint.source, redis_endpoint.url)
+            lines.append(f"{REDIS_ENV}={redis_endpoint.url}")
+        sys.stdout.write("".join(f"{line}\n" for line in lines))
+        sys.stdout.flush()
+        logger.info("running; stop with Ctrl-C or SIGTERM")
+        signum = _wait_for_stop_signal()
+        logger.info("got %s; stopping", signal.Signals(signum).name)
+    return 0
+
+
+def _fetch() -> int:
+    started = time.monotonic()
+    libs = fetch_kafka_libs()
+    logger.info("Kafka broker jars ready in %s (%.1f s)", libs, time.monotonic() - started)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m voxbus.devinfra`; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m voxbus.devinfra",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("what", choices=("kafka", "redis", "both", "fetch"))
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.what == "fetch":
+            return _fetch()
+        return _serve(kafka=args.what in ("kafka", "both"), redis=args.what in ("redis", "both"))
+    except (InfraUnavailable, SourceFailed) as exc:
+        logger.error("%s", exc)
+        return 1

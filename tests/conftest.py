@@ -1,0 +1,90 @@
+"""Fixtures shared by every test: real Kafka and Redis, and the bus/store under contract.
+
+Kafka and Redis come from the environment, testcontainers, or local processes (see
+`voxbus.devinfra`). When none can be had the tests that need them FAIL with the fix in the message.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack
+from typing import TypeVar
+from unittest import mock
+
+import pytest
+
+from voxbus.common.bus.base import Bus
+from voxbus.common.bus.kafka import KafkaBus
+from voxbus.common.bus.memory import InProcessBus
+from voxbus.common.store.base import StateStore
+from voxbus.common.store.memory import InProcessStore
+from voxbus.common.store.redis import RedisStore
+from voxbus.devinfra import KafkaEndpoint, RedisEndpoint, provide_kafka, provide_redis
+
+# Engines the developer points the tests at; read now, before any test clears the environment.
+AMBIENT_INFRA = {
+    name: value for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL") if (value := os.environ.get(name))
+}
+_T = TypeVar("_T")
+BUS_BACKENDS = ["memory", "kafka"]
+STORE_BACKENDS = ["memory", "redis"]
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_infra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests choose their backends explicitly; the developer's shell must not choose for them."""
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "API_KEY", "PORT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _provided(stack: ExitStack, provide: Callable[[], AbstractContextManager[_T]]) -> _T:
+    with mock.patch.dict(os.environ, AMBIENT_INFRA):
+        return stack.enter_context(provide())
+
+
+@pytest.fixture(scope="session")
+def kafka_endpoint() -> Iterator[KafkaEndpoint]:
+    with ExitStack() as stack:
+        yield _provided(stack, provide_kafka)
+
+
+@pytest.fixture(scope="session")
+def redis_endpoint() -> Iterator[RedisEndpoint]:
+    with ExitStack() as stack:
+        yield _provided(stack, provide_redis)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short id that keeps this test's topics, groups and keys apart from every other test's."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(params=BUS_BACKENDS)
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
+    backend: Bus
+    if request.param == "kafka":
+        endpoint: KafkaEndpoint = request.getfixturevalue("kafka_endpoint")
+        backend = KafkaBus(endpoint.bootstrap_servers, linger_ms=2)
+    else:
+        backend = InProcessBus()
+    async with backend:
+        yield backend
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[StateStore]:
+    backend: StateStore
+    if request.param == "redis":
+        endpoint: RedisEndpoint = request.getfixturevalue("redis_endpoint")
+        backend = RedisStore(endpoint.url)
+    else:
+        backend = InProcessStore()
+    async with backend:
+        yield backend
+
+
+def pytest_report_header() -> list[str]:
+    kafka = AMBIENT_INFRA.get("KAFKA_BOOTSTRAP_SERVERS", "testcontainers or a local broker")
+    redis = AMBIENT_INFRA.get("REDIS_URL", "testcontainers or a local redis-server")
+    return [f"voxbus infra: kafka={kafka} redis={redis}"]

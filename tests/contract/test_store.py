@@ -1,0 +1,153 @@
+"""The state-store contract, run against the in-process store and real Redis alike."""
+
+import asyncio
+import time
+
+import pytest
+
+from voxbus.common.store.base import ScoreRange, StateStore, StoreError
+
+
+async def test_set_nx_claims_a_key_once(store: StateStore, unique: str) -> None:
+    key = f"lease:{unique}"
+    assert await store.set(key, "pod-a", nx=True, ttl_ms=5000)
+    assert not await store.set(key, "pod-b", nx=True, ttl_ms=5000)
+    assert await store.get(key) == "pod-a"
+    assert await store.set(key, "pod-b")  # without NX it overwrites
+    assert await store.get(key) == "pod-b"
+
+
+async def test_ttl_expiry_frees_the_key(store: StateStore, unique: str) -> None:
+    key = f"lease:{unique}"
+    assert await store.set(key, "pod-a", nx=True, ttl_ms=200)
+    remaining = await store.ttl_ms(key)
+    assert remaining is not None
+    assert 0 < remaining <= 200
+    await asyncio.sleep(0.35)
+    assert await store.get(key) is None
+    assert not await store.exists(key)
+    assert await store.ttl_ms(key) is None
+    assert await store.set(key, "pod-b", nx=True, ttl_ms=200)
+
+
+async def test_expire_gives_any_key_a_deadline(store: StateStore, unique: str) -> None:
+    hash_key, plain = f"session:{unique}", f"plain:{unique}"
+    await store.hset(hash_key, {"status": "active"})
+    await store.set(plain, "v")
+    assert await store.ttl_ms(plain) is None  # no TTL until one is given
+    assert await store.expire(hash_key, 150)
+    assert not await store.expire(f"missing:{unique}", 150)
+    await asyncio.sleep(0.3)
+    assert await store.hgetall(hash_key) == {}
+    assert await store.get(plain) == "v"
+
+
+async def test_lease_renew_and_release_only_by_its_holder(store: StateStore, unique: str) -> None:
+    key = f"lease:{unique}"
+    await store.set(key, "pod-a", ttl_ms=300)
+    assert not await store.expire_if_equal(key, "pod-b", 10_000)
+    assert await store.expire_if_equal(key, "pod-a", 10_000)
+    remaining = await store.ttl_ms(key)
+    assert remaining is not None
+    assert remaining > 300
+    assert not await store.delete_if_equal(key, "pod-b")
+    assert await store.get(key) == "pod-a"
+    assert await store.delete_if_equal(key, "pod-a")
+    assert await store.get(key) is None
+    assert not await store.expire_if_equal(key, "pod-a", 1000)
+
+
+async def test_hash_fields_and_atomic_increments_from_many_tasks(store: StateStore, unique: str) -> None:
+    key = f"session:{unique}"
+    await store.hset(key, {"status": "active", "sample_rate": 16000, "duration": 1.5})
+    assert await store.hgetall(key) == {"status": "active", "sample_rate": "16000", "duration": "1.5"}
+    assert await store.hget(key, "status") == "active"
+    assert await store.hget(key, "missing") is None
+
+    async def add_chunks(worker: int) -> None:
+        for _ in range(25):
+            await store.hincrby(key, "chunk_count")
+            await store.hincrby(key, "bytes", 640 + worker)
+
+    await asyncio.gather(*(add_chunks(worker) for worker in range(40)))
+    assert await store.hget(key, "chunk_count") == str(40 * 25)
+    assert await store.hincrby(key, "bytes", 0) == sum(25 * (640 + w) for w in range(40))
+    assert await store.hincrby(key, "new_counter", 5) == 5
+
+
+async def test_sorted_set_index_ranges_and_pages(store: StateStore, unique: str) -> None:
+    key = f"index:{unique}"
+    assert await store.zadd(key, {f"s{n}": float(n * 10) for n in range(10)}) == 10
+    assert await store.zadd(key, {"s0": 5.0}) == 0  # re-scored, not added
+    assert await store.zcard(key) == 10
+    assert await store.zscore(key, "s0") == 5.0
+    assert await store.zscore(key, "nope") is None
+
+    everything = await store.zrange(key)
+    assert [member for member, _ in everything] == [f"s{n}" for n in range(10)]
+    newest_first = await store.zrange(key, descending=True, limit=3)
+    assert newest_first == [("s9", 90.0), ("s8", 80.0), ("s7", 70.0)]
+    next_page = await store.zrange(key, ScoreRange(max=70.0, max_exclusive=True), descending=True, limit=3)
+    assert [member for member, _ in next_page] == ["s6", "s5", "s4"]
+    window = await store.zrange(key, ScoreRange(min=20.0, max=50.0), offset=1, limit=2)
+    assert window == [("s3", 30.0), ("s4", 40.0)]
+    assert await store.zcount(key, ScoreRange(min=20.0, min_exclusive=True)) == 7
+
+    assert await store.zrem(key, "s1", "s2", "nope") == 2
+    assert await store.zremrangebyscore(key, ScoreRange(max=30.0)) == 2  # s0 (5.0) and s3
+    assert [member for member, _ in await store.zrange(key)] == [f"s{n}" for n in range(4, 10)]
+    await store.zrem(key, *(f"s{n}" for n in range(4, 10)))
+    assert not await store.exists(key)
+
+
+async def test_wrong_type_is_a_clear_error(store: StateStore, unique: str) -> None:
+    key = f"plain:{unique}"
+    await store.set(key, "text")
+    with pytest.raises(StoreError):
+        await store.hincrby(key, "n")
+    await store.hset(f"hash:{unique}", {"n": "not a number"})
+    with pytest.raises(StoreError):
+        await store.hincrby(f"hash:{unique}", "n")
+
+
+async def test_subscribers_get_messages_published_after_they_joined(store: StateStore, unique: str) -> None:
+    channel = f"events:{unique}"
+    assert await store.publish(channel, "nobody listens") == 0
+    async with store.subscribe(channel) as subscription:
+        await store.publish(channel, "one")
+        await store.publish(channel, "two")
+        first, second = await subscription.get(timeout=5), await subscription.get(timeout=5)
+        assert first is not None
+        assert second is not None
+        assert (first.channel, first.data, second.data) == (channel, "one", "two")
+        assert await subscription.get(timeout=0.2) is None
+
+
+async def test_wait_until_wakes_on_change_not_by_polling(store: StateStore, unique: str) -> None:
+    key, channel = f"session:{unique}", f"events:{unique}"
+    await store.hset(key, {"status": "active"})
+    checks = 0
+
+    async def completed() -> bool:
+        nonlocal checks
+        checks += 1
+        return await store.hget(key, "status") == "completed"
+
+    async def finish_later() -> None:
+        await asyncio.sleep(0.3)
+        await store.hset(key, {"status": "completed"})
+        await store.publish(channel, "completed")
+
+    finisher = asyncio.create_task(finish_later(), name="finish-later")
+    started = time.monotonic()
+    assert await store.wait_until(channel, completed, timeout=10)
+    elapsed = time.monotonic() - started
+    await finisher
+    assert 0.25 < elapsed < 2.0
+    assert checks == 2  # once before waiting, once after the one notification
+
+    assert not await store.wait_until(channel, _false, timeout=0.3)
+
+
+async def _false() -> bool:
+    return False

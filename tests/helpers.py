@@ -1,0 +1,62 @@
+"""Small helpers the test modules share."""
+
+import asyncio
+import socket
+import time
+
+from voxbus.common.bus.base import ConsumedRecord, Consumer
+from voxbus.common.records import BusMessage
+
+
+def message(key: str, value: bytes, **headers: str) -> BusMessage:
+    return BusMessage(
+        key=key.encode(),
+        value=value,
+        headers=tuple((name, text.encode()) for name, text in headers.items()),
+    )
+
+
+async def consume(consumer: Consumer, count: int, *, timeout: float = 30.0) -> list[ConsumedRecord]:
+    """Exactly the next `count` records (fails if fewer arrive within `timeout`)."""
+    records: list[ConsumedRecord] = []
+    deadline = time.monotonic() + timeout
+    while len(records) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"got {len(records)} of {count} records within {timeout} s")
+        records.extend(
+            await consumer.getmany(
+                timeout_ms=int(min(remaining, 1.0) * 1000), max_records=count - len(records)
+            )
+        )
+    return records
+
+
+async def consume_quiet(consumer: Consumer, *, quiet: float = 1.5) -> list[ConsumedRecord]:
+    """Everything that arrives until nothing has for `quiet` seconds."""
+    records: list[ConsumedRecord] = []
+    while batch := await consumer.getmany(timeout_ms=int(quiet * 1000)):
+        records.extend(batch)
+    return records
+
+
+async def wait_for_assignment(consumer: Consumer, expected: int, *, timeout: float = 30.0) -> None:
+    """Poll the consumer (which drives group membership) until it owns `expected` partitions.
+
+    Only for topics with nothing to read yet: a record it polls is not returned.
+    """
+    deadline = time.monotonic() + timeout
+    while len(consumer.assignment()) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"consumer owns {len(consumer.assignment())} partitions, expected {expected}"
+            )
+        await consumer.getmany(timeout_ms=100, max_records=1)
+        await asyncio.sleep(0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

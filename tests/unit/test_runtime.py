@@ -1,0 +1,106 @@
+"""The service runtime: admin routes, readiness, metrics, JSON logs, services joining an app."""
+
+import json
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from voxbus.common.bus.memory import InProcessBus
+from voxbus.common.runtime import READINESS, ServiceSpec, create_app, session_context
+from voxbus.common.runtime.logs import JsonFormatter
+from voxbus.common.settings import Settings
+from voxbus.common.store.memory import InProcessStore
+
+
+class BrokenStore(InProcessStore):
+    async def ping(self) -> None:
+        raise ConnectionError("redis is down")
+
+
+def _hello_service() -> ServiceSpec:
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hi")
+
+    def setup(app: web.Application) -> None:
+        app.router.add_get("/hello", hello)
+
+        async def dependency() -> None:
+            return None
+
+        app[READINESS].add("hello-dependency", dependency)
+
+    return ServiceSpec(name="hello", setup=setup, description="test service")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    app = create_app(Settings(), [_hello_service()])
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+async def test_info_lists_services_and_real_routes(client: TestClient[web.Request, web.Application]) -> None:
+    response = await client.get("/")
+    body = await response.json()
+    assert response.status == 200
+    assert body["status"] == "running"
+    assert body["services"] == ["hello"]
+    assert {"/", "/health", "/ready", "/metrics", "/hello"} <= set(body["endpoints"])
+    assert await (await client.get("/hello")).text() == "hi"
+
+
+async def test_health_and_ready(client: TestClient[web.Request, web.Application]) -> None:
+    health = await client.get("/health")
+    assert health.status == 200
+    assert (await health.json())["status"] == "healthy"
+    ready = await client.get("/ready")
+    assert ready.status == 200
+    assert await ready.json() == {
+        "status": "ready",
+        "checks": {"bus": "ok", "store": "ok", "hello-dependency": "ok"},
+    }
+
+
+async def test_ready_is_503_with_the_reason_when_a_dependency_fails() -> None:
+    app = create_app(Settings(), [], bus=InProcessBus(), store=BrokenStore())
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/ready")
+        assert response.status == 503
+        body = await response.json()
+        assert body["status"] == "not_ready"
+        assert body["checks"]["store"] == "ConnectionError: redis is down"
+        assert body["checks"]["bus"] == "ok"
+
+
+async def test_metrics_are_prometheus_text(client: TestClient[web.Request, web.Application]) -> None:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    text = await response.text()
+    assert 'voxbus_build_info{services="hello",version="0.1.0"} 1.0' in text
+
+
+async def test_topics_are_created_on_the_given_bus() -> None:
+    bus = InProcessBus()
+    settings = Settings(audio_partitions=3, egress_partitions=5)
+    async with TestClient(TestServer(create_app(settings, [], bus=bus))):
+        assert await bus.partition_count("voxbus.audio.raw") == 3
+        assert await bus.partition_count("voxbus.egress") == 5
+
+
+def test_json_log_lines_carry_the_session_id() -> None:
+    formatter = JsonFormatter()
+    logger = logging.getLogger("voxbus.test")
+    with session_context("sid-1"):
+        record = logger.makeRecord("voxbus.test", logging.INFO, "f.py", 1, "chunk %d", (7,), None)
+        record.bytes = 640
+        line = json.loads(formatter.format(record))
+    assert line["msg"] == "chunk 7"
+    assert line["session_id"] == "sid-1"
+    assert line["bytes"] == 640
+    assert line["level"] == "INFO"
+    outside = logger.makeRecord("voxbus.test", logging.INFO, "f.py", 1, "idle", (), None)
+    assert "session_id" not in json.loads(formatter.format(outside))

@@ -1,0 +1,65 @@
+"""Settings: seed variable names, `.env`, lists, and errors that name the variable."""
+
+from pathlib import Path
+
+import pytest
+
+from voxbus.common.constants import Topic
+from voxbus.common.settings import SettingsError, load_settings
+
+
+def test_defaults_need_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.port == 8000
+    assert settings.kafka_bootstrap_servers is None
+    assert settings.redis_url is None
+    assert settings.default_sample_rate == 44100
+    assert settings.segment_seconds == 30.0
+    assert settings.echo_delay_ms == 1000
+    assert settings.topic(Topic.AUDIO_RAW) == "voxbus.audio.raw"
+    assert settings.topic_partitions() == {
+        "voxbus.audio.raw": 12,
+        "voxbus.audio.pcm": 12,
+        "voxbus.egress": 64,
+        "voxbus.events": 12,
+    }
+
+
+def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("PORT=9001\nDEFAULT_SAMPLE_RATE=16000\nAPI_KEY=k1, k2\nLOG_LEVEL=DEBUG\n")
+    monkeypatch.setenv("PORT", "9002")  # the environment wins over .env
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+    monkeypatch.setenv("REDIS_URL", "")
+    monkeypatch.setenv("TOPIC_PREFIX", "staging.")
+    settings = load_settings()
+    assert settings.port == 9002
+    assert settings.default_sample_rate == 16000
+    assert settings.api_key == ("k1", "k2")
+    assert settings.log_level == "DEBUG"
+    assert settings.kafka_bootstrap_servers == "kafka:9092"
+    assert settings.redis_url is None  # empty means unset: in-process store
+    assert settings.topic(Topic.EGRESS) == "staging.egress"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORT", "eighty"),
+        ("DEFAULT_SAMPLE_RATE", "12345"),
+        ("DEFAULT_FORMAT", "speex"),
+        ("MAX_CONCURRENT_SESSIONS", "0"),
+        ("LOG_LEVEL", "LOUD"),
+        ("SEGMENT_SECONDS", "-1"),
+    ],
+)
+def test_invalid_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert f"{variable}:" in str(raised.value)
+    assert repr(value) in str(raised.value)
