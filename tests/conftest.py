@@ -5,6 +5,7 @@ Kafka and Redis come from the environment, testcontainers, or local processes (s
 """
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
@@ -37,21 +38,28 @@ def _no_ambient_infra(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def _provided(stack: ExitStack, provide: Callable[[], AbstractContextManager[_T]]) -> _T:
+# what each engine was, and how long it took to provide, for the run's summary
+_PROVIDED: dict[str, str] = {}
+
+
+def _provided(stack: ExitStack, name: str, provide: Callable[[], AbstractContextManager[_T]]) -> _T:
+    started = time.monotonic()
     with mock.patch.dict(os.environ, AMBIENT_INFRA):
-        return stack.enter_context(provide())
+        endpoint = stack.enter_context(provide())
+    _PROVIDED[name] = f"{endpoint!r} ready in {time.monotonic() - started:.1f} s"
+    return endpoint
 
 
 @pytest.fixture(scope="session")
 def kafka_endpoint() -> Iterator[KafkaEndpoint]:
     with ExitStack() as stack:
-        yield _provided(stack, provide_kafka)
+        yield _provided(stack, "kafka", provide_kafka)
 
 
 @pytest.fixture(scope="session")
 def redis_endpoint() -> Iterator[RedisEndpoint]:
     with ExitStack() as stack:
-        yield _provided(stack, provide_redis)
+        yield _provided(stack, "redis", provide_redis)
 
 
 @pytest.fixture
@@ -88,3 +96,8 @@ def pytest_report_header() -> list[str]:
     kafka = AMBIENT_INFRA.get("KAFKA_BOOTSTRAP_SERVERS", "testcontainers or a local broker")
     redis = AMBIENT_INFRA.get("REDIS_URL", "testcontainers or a local redis-server")
     return [f"voxbus infra: kafka={kafka} redis={redis}"]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for name, text in _PROVIDED.items():
+        terminalreporter.write_line(f"voxbus infra: {name}: {text}")
