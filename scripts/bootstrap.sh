@@ -42,7 +42,7 @@ ensure_apt_packages() {
 
 ensure_uv
 say "syncing the Python environment from uv.lock"
-uv sync --frozen --quiet
+uv sync --frozen --quiet --compile-bytecode
 
 if [ "$purpose" = test ]; then
   if [ -z "${REDIS_URL:-}" ] || [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then

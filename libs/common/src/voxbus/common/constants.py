@@ -54,3 +54,38 @@ class Key:
     CONCURRENCY_LEASE: Final = "voxbus:slot:"
     CALL: Final = "voxbus:call:"
     SESSION_CHANNEL: Final = "voxbus:session-events:"
+
+
+class SessionField:
+    """Fields of the session hash (`Key.SESSION` + id), DESIGN §5."""
+
+    STATUS: Final = "status"
+    USER_ID: Final = "user_id"
+    PROTOCOL: Final = "protocol"
+    CODEC: Final = "codec"
+    SAMPLE_RATE: Final = "sample_rate"
+    CHANNELS: Final = "channels"
+    CREATED_AT: Final = "created_at"
+    UPDATED_AT: Final = "updated_at"
+    CHUNK_COUNT: Final = "chunk_count"
+    BYTES_RECEIVED: Final = "bytes_received"
+    DURATION_SECONDS: Final = "duration_seconds"
+    FILE_PATH: Final = "file_path"
+    SEGMENTS: Final = "segments"
+    POD: Final = "pod"
+    CLOSE_REASON: Final = "close_reason"
+    ERROR: Final = "error"
+    # pipeline progress: what each stage has made durable, so a replay skips it
+    TRANSCODED_SEQ: Final = "transcoded_seq"
+    WAV_FORMAT: Final = "wav_format"
+    WRITTEN_SEQ: Final = "written_seq"
+    WRITTEN_FRAMES: Final = "written_frames"
+    FINALIZED: Final = "finalized"  # "1" once the writer completed the files
+    WRITER_POD: Final = "writer_pod"  # the writer that completed them (whose volume holds them)
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    CLOSING = "closing"
+    COMPLETED = "completed"
+    ERROR = "error"

@@ -1,15 +1,27 @@
-"""The transcoder service as the runtime sees it: its name and how it joins an app."""
+"""The transcoder service as the runtime sees it: a consumer group on the raw audio topic."""
 
 from aiohttp import web
 
-from voxbus.common.runtime import ServiceSpec
+from voxbus.common.constants import Topic
+from voxbus.common.consumer import ConsumerLoop
+from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, background
+from voxbus.transcoder.worker import TranscodeHandler
+
+GROUP_ID = "voxbus-transcoder"
+
+
+def consumer_loop(app: web.Application) -> ConsumerLoop:
+    settings = app[SETTINGS]
+    handler = TranscodeHandler(app[BUS], app[STORE], pcm_topic=settings.topic(Topic.AUDIO_PCM))
+    return ConsumerLoop(app[BUS], [settings.topic(Topic.AUDIO_RAW)], group_id=GROUP_ID, handler=handler)
+
+
+async def _run(app: web.Application) -> None:
+    await consumer_loop(app).run()
 
 
 def setup(app: web.Application) -> None:
-    """Add the transcoder service's routes and background tasks to `app`.
-
-    It needs only the shared bus, store and admin routes so far; its own work is added here.
-    """
+    app.cleanup_ctx.append(background("transcoder-consumer", _run))
 
 
 SERVICE = ServiceSpec(

@@ -1,15 +1,40 @@
-"""The writer service as the runtime sees it: its name and how it joins an app."""
+"""The writer service as the runtime sees it: a consumer group on the PCM topic writing WAV files."""
 
 from aiohttp import web
 
-from voxbus.common.runtime import ServiceSpec
+from voxbus.common.constants import Topic
+from voxbus.common.consumer import ConsumerLoop
+from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, background
+from voxbus.writer.worker import WriteHandler
+
+GROUP_ID = "voxbus-writer"
+
+
+def write_handler(app: web.Application) -> WriteHandler:
+    settings = app[SETTINGS]
+    return WriteHandler(
+        app[BUS],
+        app[STORE],
+        storage=settings.audio_storage_path,
+        segment_seconds=settings.segment_seconds,
+        events_topic=settings.topic(Topic.EVENTS),
+        pod=settings.pod_name,
+    )
+
+
+async def _run(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    settings.audio_storage_path.mkdir(parents=True, exist_ok=True)
+    handler = write_handler(app)
+    loop = ConsumerLoop(app[BUS], [settings.topic(Topic.AUDIO_PCM)], group_id=GROUP_ID, handler=handler)
+    try:
+        await loop.run()
+    finally:
+        await handler.close()
 
 
 def setup(app: web.Application) -> None:
-    """Add the writer service's routes and background tasks to `app`.
-
-    It needs only the shared bus, store and admin routes so far; its own work is added here.
-    """
+    app.cleanup_ctx.append(background("writer-consumer", _run))
 
 
 SERVICE = ServiceSpec(

@@ -6,6 +6,7 @@ from voxbus.common.runtime.app import (
     SETTINGS,
     STORE,
     ServiceSpec,
+    background,
     create_app,
 )
 from voxbus.common.runtime.logs import configure_logging, session_context
@@ -19,6 +20,7 @@ __all__ = [
     "STORE",
     "Readiness",
     "ServiceSpec",
+    "background",
     "configure_logging",
     "create_app",
     "serve",

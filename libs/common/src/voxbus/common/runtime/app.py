@@ -5,9 +5,12 @@ routes, then lets each service add its routes and its own `cleanup_ctx` entries.
 run in order on start and in reverse on stop, so services stop before the bus they use.
 """
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Info, generate_latest
@@ -119,3 +122,36 @@ async def _ready(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def background(
+    name: str, run: Callable[[web.Application], Coroutine[Any, Any, None]], *, stop_timeout: float = 10.0
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A `cleanup_ctx` entry that runs `run(app)` as an owned, named task for the app's lifetime.
+
+    If the task dies, the error is logged and `/ready` reports it; on shutdown it is cancelled
+    and awaited (up to `stop_timeout` seconds).
+    """
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(run(app), name=name)
+
+        async def alive() -> None:
+            if task.done():
+                raise RuntimeError(f"{name} stopped: {task.exception()!r}")
+
+        app[READINESS].add(name, alive)
+        task.add_done_callback(_log_crash)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, stop_timeout)
+
+    return context
+
+
+def _log_crash(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s crashed", task.get_name(), exc_info=task.exception())

@@ -1,0 +1,276 @@
+"""The transcoder's batch handler: `voxbus.audio.raw` records in, `voxbus.audio.pcm` records out.
+
+Replay safety (DESIGN §3): every output record carries its source record's session seq, and the
+session's highest produced seq is stored after the output is durable (`transcoded_seq`), so
+records replayed after a crash or a rebalance are decoded again (to rebuild decoder state) but
+not produced twice; the writer deduplicates by seq as well.
+
+Committed offsets: a compressed codec's decoder state cannot be rebuilt mid-stream, so a
+partition's commit stays at the start record of its oldest open session: whoever consumes the
+partition next decodes open sessions from their start and produces identical output. PCM-like
+sessions (pcm, mulaw, alaw, wav) hold no state between whole frames when no resampling is
+needed; for them the commit moves on, and a consumer that meets such a session mid-stream
+rebuilds its pipeline from the session record in the state store.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+from voxbus.common.bus.base import Bus, ConsumedRecord, TopicPartition
+from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.common.records import (
+    AudioChunk,
+    AudioFormat,
+    BusMessage,
+    RecordError,
+    SessionError,
+    SessionStart,
+    SessionStop,
+    decode,
+)
+from voxbus.common.runtime import session_context
+from voxbus.common.store.base import StateStore
+from voxbus.transcoder import metrics
+from voxbus.transcoder.decoders import DecodeError, WavDecoder
+from voxbus.transcoder.pipeline import SessionPipeline
+from voxbus.transcoder.wav import WavFormat
+
+log = logging.getLogger(__name__)
+
+PCM_CODEC = "pcm_s16le"
+_HEADER_CODECS = frozenset({"wav", "ogg", "webm"})  # a resumed client starts a new header
+_NOTHING_PRODUCED = -1
+
+
+@dataclass(slots=True)
+class _Session:
+    session_id: str
+    codec: str
+    target: AudioFormat
+    pipeline: SessionPipeline
+    replay_from: int  # offset from which a replay reproduces this session's output exactly
+    produced_through: int  # highest seq already produced durably (skip output up to here)
+    emitted_through: int = _NOTHING_PRODUCED  # highest seq sent in the batch under way
+    failed: bool = False
+    error: str = ""
+    wav_format_saved: bool = False
+
+    def emit(self, seq: int, message: BusMessage, outputs: list[BusMessage]) -> None:
+        """Queue an output record unless a previous run already produced it (seq ≤ produced)."""
+        if seq > self.produced_through:
+            outputs.append(message)
+            self.emitted_through = max(self.emitted_through, seq)
+
+
+@dataclass(slots=True)
+class _Partition:
+    sessions: dict[str, _Session] = field(default_factory=dict)
+    next_offset: int = 0
+
+    def commit_offset(self) -> int:
+        return min([s.replay_from for s in self.sessions.values()] + [self.next_offset])
+
+
+class TranscodeHandler:
+    """Keeps per-partition session state; see the module docstring for the replay rules."""
+
+    def __init__(self, bus: Bus, store: StateStore, *, pcm_topic: str) -> None:
+        self._bus, self._store, self._pcm_topic = bus, store, pcm_topic
+        self._partitions: dict[TopicPartition, _Partition] = {}
+
+    async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        for tp in revoked:
+            self._partitions.pop(tp, None)
+        self._update_gauge()
+
+    async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+        return None
+
+    async def handle(self, records: list[ConsumedRecord]) -> Mapping[TopicPartition, int]:
+        started = time.perf_counter()
+        outputs: list[BusMessage] = []
+        touched: dict[str, _Session] = {}
+        for record in records:
+            partition = self._partitions.setdefault(record.tp, _Partition())
+            await self._handle_record(partition, record, outputs, touched)
+            partition.next_offset = record.offset + 1
+        deliveries = [await self._bus.send(self._pcm_topic, message) for message in outputs]
+        await asyncio.gather(*deliveries)
+        await self._save_progress(touched)
+        self._update_gauge()
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        return {tp: p.commit_offset() for tp, p in self._partitions.items() if tp in {r.tp for r in records}}
+
+    async def _handle_record(
+        self,
+        partition: _Partition,
+        record: ConsumedRecord,
+        outputs: list[BusMessage],
+        touched: dict[str, _Session],
+    ) -> None:
+        try:
+            item = decode(record.key, record.value, record.headers)
+        except RecordError as exc:
+            metrics.BAD_RECORDS.inc()
+            log.warning("skipping a record that is not a voxbus record", extra={"reason": str(exc)})
+            return
+        with session_context(item.session_id):
+            if isinstance(item, SessionStart):
+                session = await self._start(partition, record.offset, item)
+                session.emit(item.seq, _pcm_start(item, session.target).to_message(), outputs)
+                touched[item.session_id] = session
+            elif isinstance(item, AudioChunk):
+                chunk_session = partition.sessions.get(item.session_id) or await self._take_over(
+                    partition, record.offset, item
+                )
+                if chunk_session is not None:
+                    self._chunk(chunk_session, record.offset, item, outputs)
+                    touched[item.session_id] = chunk_session
+            elif isinstance(item, SessionStop):
+                stopped = partition.sessions.pop(item.session_id, None)
+                if stopped is not None:
+                    self._stop(stopped, item, outputs)
+                    touched[item.session_id] = stopped
+
+    async def _start(self, partition: _Partition, offset: int, start: SessionStart) -> _Session:
+        existing = partition.sessions.get(start.session_id)
+        if existing is not None and start.resume and existing.codec not in _HEADER_CODECS:
+            return existing  # same decoder: the stream continues where it was
+        fields = await self._store.hgetall(Key.SESSION + start.session_id)
+        target = AudioFormat(codec=PCM_CODEC, rate=start.format.rate, channels=start.format.channels)
+        session = _Session(
+            session_id=start.session_id,
+            codec=start.format.codec,
+            target=target,
+            pipeline=SessionPipeline.for_codec(
+                start.format.codec, rate=target.rate, channels=target.channels
+            ),
+            replay_from=existing.replay_from if existing is not None else offset,
+            produced_through=int(fields.get(SessionField.TRANSCODED_SEQ, _NOTHING_PRODUCED)),
+        )
+        partition.sessions[start.session_id] = session
+        await self._store.hset(
+            Key.SESSION + start.session_id,
+            {
+                SessionField.CODEC: start.format.codec,
+                SessionField.SAMPLE_RATE: start.format.rate,
+                SessionField.CHANNELS: start.format.channels,
+            },
+        )
+        return session
+
+    async def _take_over(self, partition: _Partition, offset: int, chunk: AudioChunk) -> _Session | None:
+        """A chunk of a session whose start this consumer never saw: rebuild from the store."""
+        fields = await self._store.hgetall(Key.SESSION + chunk.session_id)
+        if fields.get(SessionField.STATUS) in (SessionStatus.COMPLETED, SessionStatus.ERROR):
+            return None
+        codec = fields.get(SessionField.CODEC, chunk.format.codec)
+        target = AudioFormat(codec=PCM_CODEC, rate=chunk.format.rate, channels=chunk.format.channels)
+        if codec == "wav":
+            saved = fields.get(SessionField.WAV_FORMAT)
+            if saved is None:
+                log.error("WAV session taken over without its stored header; its audio is skipped")
+                return None
+            pipeline = SessionPipeline(
+                WavDecoder.after_header(WavFormat(**json.loads(saved))),
+                rate=target.rate,
+                channels=target.channels,
+            )
+        else:
+            pipeline = SessionPipeline.for_codec(codec, rate=target.rate, channels=target.channels)
+        log.info("took over a session mid-stream", extra={"codec": codec, "seq": chunk.seq})
+        session = _Session(
+            session_id=chunk.session_id,
+            codec=codec,
+            target=target,
+            pipeline=pipeline,
+            replay_from=offset,
+            produced_through=int(fields.get(SessionField.TRANSCODED_SEQ, _NOTHING_PRODUCED)),
+            wav_format_saved=True,
+        )
+        partition.sessions[chunk.session_id] = session
+        return session
+
+    def _chunk(self, session: _Session, offset: int, chunk: AudioChunk, outputs: list[BusMessage]) -> None:
+        if session.failed:
+            return
+        try:
+            pcm = session.pipeline.push(chunk.audio)
+        except DecodeError as exc:
+            self._fail(session, chunk.seq, chunk.ts_ns, str(exc), outputs)
+            return
+        metrics.CHUNKS.labels(session.codec).inc()
+        if session.pipeline.stateless_here:
+            session.replay_from = offset + 1
+        if pcm:
+            message = AudioChunk(
+                session_id=session.session_id,
+                seq=chunk.seq,
+                ts_ns=chunk.ts_ns,
+                format=session.target,
+                audio=pcm,
+            ).to_message()
+            session.emit(chunk.seq, message, outputs)
+            metrics.BYTES_OUT.inc(len(pcm))
+
+    def _stop(self, session: _Session, stop: SessionStop, outputs: list[BusMessage]) -> None:
+        if not session.failed:
+            try:
+                tail = session.pipeline.finish()
+            except DecodeError as exc:
+                self._fail(session, stop.seq, stop.ts_ns, str(exc), outputs)
+                return
+            if tail:
+                message = AudioChunk(
+                    session_id=session.session_id,
+                    seq=stop.seq,
+                    ts_ns=stop.ts_ns,
+                    format=session.target,
+                    audio=tail,
+                ).to_message()
+                session.emit(stop.seq, message, outputs)
+            session.emit(stop.seq, stop.to_message(), outputs)
+
+    def _fail(self, session: _Session, seq: int, ts_ns: int, reason: str, outputs: list[BusMessage]) -> None:
+        session.failed, session.error = True, reason
+        metrics.ERRORS.labels(session.codec).inc()
+        log.warning("undecodable audio; session failed", extra={"codec": session.codec, "reason": reason})
+        error = SessionError(session_id=session.session_id, seq=seq, ts_ns=ts_ns, reason=reason)
+        session.emit(seq, error.to_message(), outputs)
+
+    async def _save_progress(self, touched: dict[str, _Session]) -> None:
+        """After the batch's output is durable: remember what was produced, per session."""
+        for session in touched.values():
+            fields: dict[str, str | int] = {}
+            if session.emitted_through > session.produced_through:
+                session.produced_through = session.emitted_through
+                fields[SessionField.TRANSCODED_SEQ] = session.produced_through
+            decoder = session.pipeline.decoder
+            if isinstance(decoder, WavDecoder) and decoder.format and not session.wav_format_saved:
+                fields[SessionField.WAV_FORMAT] = json.dumps(asdict(decoder.format))
+                session.wav_format_saved = True
+            if session.failed:
+                fields[SessionField.STATUS] = SessionStatus.ERROR
+                fields[SessionField.ERROR] = session.error
+            if fields:
+                await self._store.hset(Key.SESSION + session.session_id, fields)
+
+    def _update_gauge(self) -> None:
+        metrics.SESSIONS.set(sum(len(p.sessions) for p in self._partitions.values()))
+
+
+def _pcm_start(start: SessionStart, target: AudioFormat) -> SessionStart:
+    return SessionStart(
+        session_id=start.session_id,
+        seq=start.seq,
+        ts_ns=start.ts_ns,
+        format=target,
+        protocol=start.protocol,
+        user_id=start.user_id,
+        echo=start.echo,
+        resume=start.resume,
+    )

@@ -1,0 +1,15 @@
+"""Prometheus metrics of the writer (names `voxbus_writer_*`)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+BYTES = Counter("voxbus_writer_pcm_bytes_total", "PCM bytes written to session files")
+DUPLICATES = Counter("voxbus_writer_replayed_chunks_total", "Replayed chunks skipped (already written)")
+FINALIZED = Counter(
+    "voxbus_writer_sessions_finalized_total", "Sessions whose files were completed", ["status"]
+)
+OPEN = Gauge("voxbus_writer_open_sessions", "Session files open in this process")
+FLUSH_SECONDS = Histogram(
+    "voxbus_writer_flush_seconds",
+    "Time to flush and fsync a batch's files",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)

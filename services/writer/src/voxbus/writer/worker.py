@@ -1,0 +1,241 @@
+"""The writer's batch handler: `voxbus.audio.pcm` records in, WAV files and `finalized` events out.
+
+Durability order per batch: append every chunk → flush and fsync the files → record in the
+store how far each session's files are durable (`written_seq`, `written_frames`, one HSET) →
+finalize stopped sessions → return offsets for the loop to commit. A crash anywhere in between
+replays records from the last commit: chunks at or below `written_seq` are skipped, and a file
+longer than `written_frames` is cut back to it before appending, so the files end up identical
+to an uninterrupted run.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from voxbus.common.bus.base import Bus, ConsumedRecord, TopicPartition
+from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.common.records import (
+    AudioChunk,
+    AudioFormat,
+    RecordError,
+    SessionError,
+    SessionFinalized,
+    SessionStart,
+    SessionStop,
+    decode,
+)
+from voxbus.common.runtime import session_context
+from voxbus.common.store.base import StateStore
+from voxbus.writer import metrics
+from voxbus.writer.recording import SessionRecording
+
+log = logging.getLogger(__name__)
+
+_NOTHING_WRITTEN = -1
+_FINISHED_MEMORY = 10_000  # finalized session ids remembered, to skip their replays cheaply
+_DEFAULT_RATE = 16000  # a stop for a session that never had audio: an empty file of this rate
+
+
+@dataclass(slots=True)
+class _Open:
+    recording: SessionRecording
+    tp: TopicPartition
+    written_seq: int
+    dirty: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Final:
+    session_id: str
+    seq: int
+    ts_ns: int
+    status: SessionStatus
+    reason: str
+
+
+class WriteHandler:
+    def __init__(
+        self,
+        bus: Bus,
+        store: StateStore,
+        *,
+        storage: Path,
+        segment_seconds: float,
+        events_topic: str,
+        pod: str,
+    ) -> None:
+        self._bus, self._store, self._pod = bus, store, pod
+        self._storage = storage
+        self._segment_seconds = segment_seconds
+        self._events_topic = events_topic
+        self._open: dict[str, _Open] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+
+    async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        # Nothing past the last commit is lost: the next owner replays it. Just let go of the files.
+        for session_id, state in list(self._open.items()):
+            if state.tp in revoked:
+                state.recording.close()
+                del self._open[session_id]
+        metrics.OPEN.set(len(self._open))
+
+    async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+        return None
+
+    async def close(self) -> None:
+        await self.on_partitions_revoked(frozenset(state.tp for state in self._open.values()))
+
+    async def handle(self, records: list[ConsumedRecord]) -> Mapping[TopicPartition, int]:
+        finals: list[_Final] = []
+        for record in records:
+            try:
+                item = decode(record.key, record.value, record.headers)
+            except RecordError as exc:
+                log.warning("skipping a record that is not a voxbus record", extra={"reason": str(exc)})
+                continue
+            with session_context(item.session_id):
+                if isinstance(item, SessionStart | AudioChunk):
+                    state = await self._session(item.session_id, item.format, record.tp)
+                    if state is not None and isinstance(item, AudioChunk):
+                        self._append(state, item)
+                elif isinstance(item, SessionStop | SessionError):
+                    status = SessionStatus.COMPLETED if isinstance(item, SessionStop) else SessionStatus.ERROR
+                    finals.append(_Final(item.session_id, item.seq, item.ts_ns, status, item.reason))
+        await self._checkpoint()
+        for final in finals:
+            with session_context(final.session_id):
+                await self._finalize(final)
+        metrics.OPEN.set(len(self._open))
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            offsets[record.tp] = max(offsets.get(record.tp, 0), record.offset + 1)
+        return offsets
+
+    async def _session(self, session_id: str, fmt: AudioFormat, tp: TopicPartition) -> _Open | None:
+        state = self._open.get(session_id)
+        if state is not None or session_id in self._finished:
+            return state
+        fields = await self._store.hgetall(Key.SESSION + session_id)
+        if fields.get(SessionField.FINALIZED) == "1":
+            self._remember_finished(session_id)
+            return None
+        if SessionField.WRITTEN_SEQ not in fields:
+            await self._store.hset(
+                Key.SESSION + session_id,
+                {SessionField.SAMPLE_RATE: fmt.rate, SessionField.CHANNELS: fmt.channels},
+            )
+        recording, written_seq = await self._recording(session_id, fields, fmt.rate, fmt.channels)
+        state = self._open[session_id] = _Open(recording, tp, written_seq)
+        return state
+
+    async def _recording(
+        self, session_id: str, fields: Mapping[str, str], rate: int, channels: int
+    ) -> tuple[SessionRecording, int]:
+        """The session's files as far as the store says they are durable (new if nothing is)."""
+        written_seq = int(fields.get(SessionField.WRITTEN_SEQ, _NOTHING_WRITTEN))
+        if written_seq == _NOTHING_WRITTEN:
+            recording = await asyncio.to_thread(
+                SessionRecording.create, self._storage, session_id, rate, channels, self._segment_seconds
+            )
+            return recording, written_seq
+        frames = int(fields.get(SessionField.WRITTEN_FRAMES, 0))
+        recording = await asyncio.to_thread(
+            SessionRecording.resume,
+            self._storage,
+            session_id,
+            rate,
+            channels,
+            self._segment_seconds,
+            frames,
+        )
+        log.info("resumed a recording", extra={"frames": frames, "written_seq": written_seq})
+        return recording, written_seq
+
+    def _append(self, state: _Open, chunk: AudioChunk) -> None:
+        if chunk.seq <= state.written_seq:
+            metrics.DUPLICATES.inc()
+            return
+        state.recording.write(chunk.audio)
+        state.written_seq = chunk.seq
+        state.dirty = True
+        metrics.BYTES.inc(len(chunk.audio))
+
+    async def _checkpoint(self) -> None:
+        dirty = [(sid, state) for sid, state in self._open.items() if state.dirty]
+        if not dirty:
+            return
+        started = time.perf_counter()
+        await asyncio.to_thread(_flush_all, [state.recording for _, state in dirty])
+        metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
+        for session_id, state in dirty:
+            state.dirty = False
+            await self._store.hset(
+                Key.SESSION + session_id,
+                {
+                    SessionField.WRITTEN_SEQ: state.written_seq,
+                    SessionField.WRITTEN_FRAMES: state.recording.frames,
+                    SessionField.DURATION_SECONDS: state.recording.duration_seconds,
+                    SessionField.UPDATED_AT: time.time(),
+                },
+            )
+
+    async def _finalize(self, final: _Final) -> None:
+        state = self._open.pop(final.session_id, None)
+        if state is None:
+            if final.session_id in self._finished:
+                return
+            fields = await self._store.hgetall(Key.SESSION + final.session_id)
+            if fields.get(SessionField.FINALIZED) == "1":
+                self._remember_finished(final.session_id)
+                return
+            # A replayed stop after a restart: its chunks were committed, its files are durable.
+            rate = int(fields.get(SessionField.SAMPLE_RATE, _DEFAULT_RATE))
+            channels = int(fields.get(SessionField.CHANNELS, 1))
+            recording, _ = await self._recording(final.session_id, fields, rate, channels)
+        else:
+            recording = state.recording
+        await asyncio.to_thread(recording.close)  # flushes and fsyncs
+        fields_out: dict[str, str | int | float] = {
+            SessionField.STATUS: final.status,
+            SessionField.FINALIZED: "1",
+            SessionField.WRITER_POD: self._pod,
+            SessionField.FILE_PATH: recording.file_path,
+            SessionField.SEGMENTS: json.dumps(recording.segments),
+            SessionField.DURATION_SECONDS: recording.duration_seconds,
+            SessionField.WRITTEN_FRAMES: recording.frames,
+            SessionField.UPDATED_AT: time.time(),
+        }
+        if final.status == SessionStatus.COMPLETED:
+            fields_out[SessionField.CLOSE_REASON] = final.reason
+        await self._store.hset(Key.SESSION + final.session_id, fields_out)
+        event = SessionFinalized(
+            session_id=final.session_id,
+            seq=final.seq,
+            ts_ns=final.ts_ns,
+            file_path=recording.file_path,
+            duration_seconds=recording.duration_seconds,
+            segments=tuple(recording.segments),
+        )
+        await self._bus.send_and_wait(self._events_topic, event.to_message())
+        await self._store.publish(Key.SESSION_CHANNEL + final.session_id, "finalized")
+        self._remember_finished(final.session_id)
+        metrics.FINALIZED.labels(final.status.value).inc()
+        log.info(
+            "recording finalized",
+            extra={"status": final.status.value, "duration_seconds": recording.duration_seconds},
+        )
+
+    def _remember_finished(self, session_id: str) -> None:
+        self._finished[session_id] = None
+        while len(self._finished) > _FINISHED_MEMORY:
+            self._finished.popitem(last=False)
+
+
+def _flush_all(recordings: list[SessionRecording]) -> None:
+    for recording in recordings:
+        recording.flush(fsync=True)

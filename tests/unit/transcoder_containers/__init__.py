@@ -1,0 +1,1 @@
+"""Tests of the transcoder's incremental container parsers (Ogg, WebM/Matroska, FLAC)."""
