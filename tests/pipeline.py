@@ -62,8 +62,11 @@ async def produce(
     sid = session.session_id
     start = SessionStart(session_id=sid, seq=0, ts_ns=time.time_ns(), format=fmt, protocol="test")
     await bus.send_and_wait(raw, start.to_message())
+    position = 0  # on the PCM topic, chunks carry their frame offset as the transcoder's do
     for seq, chunk in enumerate(session.chunks, start=1):
-        message = AudioChunk(session_id=sid, seq=seq, ts_ns=time.time_ns(), format=fmt, audio=chunk)
+        pos = position if to == Topic.AUDIO_PCM else None
+        position += len(chunk) // (2 * session.channels)
+        message = AudioChunk(session_id=sid, seq=seq, ts_ns=time.time_ns(), format=fmt, audio=chunk, pos=pos)
         delivery = await bus.send(raw, message.to_message())
         if pace:
             await delivery

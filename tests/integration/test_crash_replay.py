@@ -31,13 +31,13 @@ class Service:
 
     def start(self) -> None:
         self.starts += 1
-        log = (self._log_dir / f"{self.name}-{self.starts}.log").open("wb")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "voxbus.cli", "serve", self.name, "--port", str(free_port())],
-            env={**os.environ, **self._env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with (self._log_dir / f"{self.name}-{self.starts}.log").open("wb") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "voxbus.cli", "serve", self.name, "--port", str(free_port())],
+                env={**os.environ, **self._env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def kill(self) -> None:
         if self._process is not None and self._process.poll() is None:

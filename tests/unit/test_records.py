@@ -62,6 +62,13 @@ def test_chunk_golden_keeps_audio_bytes_untouched() -> None:
     assert decode(wire.key, wire.value, wire.headers) == chunk
 
 
+def test_pcm_chunk_carries_its_position() -> None:
+    chunk = AudioChunk(session_id=SID, seq=9, ts_ns=1, format=PCM16K, audio=b"\x00\x01" * 4, pos=48000)
+    wire = chunk.to_message()
+    assert wire.headers[-1] == ("pos", b"48000")
+    assert decode(wire.key, wire.value, wire.headers) == chunk
+
+
 @pytest.mark.parametrize(
     ("record", "value"),
     [

@@ -41,6 +41,7 @@ class Header:
     RATE: Final = "rate"
     CHANNELS: Final = "ch"
     INGEST_TS: Final = "ts"
+    POSITION: Final = "pos"  # PCM chunks: frame offset of the first sample in the session
 
 
 class Key:
@@ -77,8 +78,9 @@ class SessionField:
     ERROR: Final = "error"
     # pipeline progress: what each stage has made durable, so a replay skips it
     TRANSCODED_SEQ: Final = "transcoded_seq"
+    RESUME_OFFSET: Final = "resume_offset"  # raw-topic offset where a fresh decoder can take over
+    RESUME_FRAMES: Final = "resume_frames"  # PCM frames produced before that offset
     WAV_FORMAT: Final = "wav_format"
-    WRITTEN_SEQ: Final = "written_seq"
     WRITTEN_FRAMES: Final = "written_frames"
     FINALIZED: Final = "finalized"  # "1" once the writer completed the files
     WRITER_POD: Final = "writer_pod"  # the writer that completed them (whose volume holds them)

@@ -116,7 +116,11 @@ class SessionStart:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AudioChunk:
-    """One piece of a session's audio; `audio` is the record value, untouched."""
+    """One piece of a session's audio; `audio` is the record value, untouched.
+
+    On the PCM topic `pos` is the frame offset of the chunk's first sample in the session's
+    output: the writer deduplicates replays by it, whatever the chunking of a replay.
+    """
 
     _type: ClassVar[RecordType] = RecordType.CHUNK
     session_id: str
@@ -124,6 +128,7 @@ class AudioChunk:
     ts_ns: int
     format: AudioFormat
     audio: bytes
+    pos: int | None = None
 
     def to_message(self) -> BusMessage:
         headers = (
@@ -132,6 +137,8 @@ class AudioChunk:
             (Header.RATE, str(self.format.rate).encode("ascii")),
             (Header.CHANNELS, str(self.format.channels).encode("ascii")),
         )
+        if self.pos is not None:
+            headers = (*headers, (Header.POSITION, str(self.pos).encode("ascii")))
         return BusMessage(key=self.session_id.encode("ascii"), value=self.audio, headers=headers)
 
     @classmethod
@@ -144,6 +151,8 @@ class AudioChunk:
                 rate=int(fields[Header.RATE]),
                 channels=int(fields[Header.CHANNELS]),
             )
+            position = fields.get(Header.POSITION)
+            pos = int(position) if position is not None else None
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise RecordError(f"malformed chunk headers: {exc!r}") from exc
         return cls(
@@ -152,6 +161,7 @@ class AudioChunk:
             ts_ns=meta.ts_ns,
             format=audio_format,
             audio=value,
+            pos=pos,
         )
 
 

@@ -12,10 +12,10 @@ from typing import Any, Final
 import av
 import numpy as np
 import numpy.typing as npt
-import opuslib
 
 from voxbus.transcoder.containers import ContainerError, FlacStream, OggDemuxer, WebmDemuxer
 from voxbus.transcoder.id3 import Id3Skipper
+from voxbus.transcoder.opus import LibopusDecoder, OpusDecodeError
 from voxbus.transcoder.samples import ALAW, MULAW, FrameAligner, Samples, g711_decode
 from voxbus.transcoder.wav import WavError, WavFormat, WavHeaderParser
 
@@ -58,6 +58,12 @@ class RawPcmDecoder(Decoder):
         if not whole:
             return []
         return [Block(np.frombuffer(whole, dtype=np.int16).reshape(-1, self._channels), self._rate)]
+
+    def passthrough(self, data: bytes, rate: int, channels: int) -> bytes | None:
+        """Whole frames as they are, when they already are the target format."""
+        if (rate, channels) != (self._rate, self._channels):
+            return None
+        return self._aligner.push(data)
 
     @property
     def at_frame_boundary(self) -> bool:
@@ -127,6 +133,18 @@ class WavDecoder(Decoder):
     def at_frame_boundary(self) -> bool:
         return self._aligner is not None and self._aligner.pending == 0
 
+    def passthrough(self, data: bytes, rate: int, channels: int) -> bytes | None:
+        """After the header, 16-bit PCM data as it is, when it already is the target format."""
+        fmt, aligner = self._format, self._aligner
+        if fmt is None or aligner is None or (fmt.encoding, fmt.bits) != ("int", 16):
+            return None
+        if (fmt.sample_rate, fmt.channels) != (rate, channels):
+            return None
+        if self._remaining is not None:
+            data = data[: self._remaining]
+            self._remaining -= len(data)
+        return aligner.push(data)
+
     def _start(self, wav_format: WavFormat) -> None:
         self._header = None
         self._format = wav_format
@@ -162,22 +180,19 @@ class OpusPacketDecoder(Decoder):
 
     def __init__(self, rate: int, channels: int, *, pre_skip: int = 0) -> None:
         self._rate = rate if rate in OPUS_RATES else 48000
-        self._channels = channels
-        self._frame_limit = int(self._rate * _OPUS_MAX_FRAME_SECONDS)
         self._skip = pre_skip * self._rate // 48000
         try:
-            self._decoder = opuslib.Decoder(self._rate, channels)
-        except opuslib.OpusError as exc:
+            self._decoder = LibopusDecoder(self._rate, channels, int(self._rate * _OPUS_MAX_FRAME_SECONDS))
+        except OpusDecodeError as exc:
             raise DecodeError(f"cannot make an Opus decoder: {exc}") from exc
 
     def decode(self, data: bytes) -> list[Block]:
         if not data:
             return []
         try:
-            pcm = self._decoder.decode(bytes(data), self._frame_limit)
-        except opuslib.OpusError as exc:
+            samples = self._decoder.decode(bytes(data))
+        except OpusDecodeError as exc:
             raise DecodeError(f"invalid Opus packet ({len(data)} bytes): {exc}") from exc
-        samples = np.frombuffer(pcm, dtype=np.int16).reshape(-1, self._channels)
         if self._skip:
             dropped = min(self._skip, len(samples))
             samples, self._skip = samples[dropped:], self._skip - dropped

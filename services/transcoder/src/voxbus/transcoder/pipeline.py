@@ -32,6 +32,11 @@ class SessionPipeline:
         return bool(boundary) and self._resampler is None
 
     def push(self, data: bytes) -> bytes:
+        passthrough = getattr(self.decoder, "passthrough", None)
+        if passthrough is not None and self._resampler is None:
+            pcm: bytes | None = passthrough(data, self._rate, self._channels)
+            if pcm is not None:
+                return pcm  # already s16le at the target rate and channels: bytes untouched
         return self._convert(self.decoder.decode(data))
 
     def finish(self) -> bytes:

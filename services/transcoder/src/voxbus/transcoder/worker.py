@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from voxbus.common.bus.base import Bus, ConsumedRecord, TopicPartition
 from voxbus.common.constants import Key, SessionField, SessionStatus
@@ -35,7 +36,7 @@ from voxbus.common.records import (
 from voxbus.common.runtime import session_context
 from voxbus.common.store.base import StateStore
 from voxbus.transcoder import metrics
-from voxbus.transcoder.decoders import DecodeError, WavDecoder
+from voxbus.transcoder.decoders import DecodeError, Decoder, WavDecoder, make_decoder
 from voxbus.transcoder.pipeline import SessionPipeline
 from voxbus.transcoder.wav import WavFormat
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 PCM_CODEC = "pcm_s16le"
 _HEADER_CODECS = frozenset({"wav", "ogg", "webm"})  # a resumed client starts a new header
 _NOTHING_PRODUCED = -1
+_MAX_OUTPUT_BYTES = 256 * 1024  # per PCM record, well under Kafka's default 1 MiB message limit
 
 
 @dataclass(slots=True)
@@ -53,17 +55,58 @@ class _Session:
     target: AudioFormat
     pipeline: SessionPipeline
     replay_from: int  # offset from which a replay reproduces this session's output exactly
+    replay_frames: int  # frames of output before `replay_from`
     produced_through: int  # highest seq already produced durably (skip output up to here)
     emitted_through: int = _NOTHING_PRODUCED  # highest seq sent in the batch under way
+    frames_out: int = 0  # PCM frames this session's output holds so far (replays included)
     failed: bool = False
     error: str = ""
     wav_format_saved: bool = False
+    chunks_metric: Any = None
+    pending: list[bytes] = field(default_factory=list)
+    pending_pos: int = 0
+    pending_seq: int = 0
+    pending_ts: int = 0
+    pending_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        self.chunks_metric = metrics.CHUNKS.labels(self.codec)  # labels() is slow per frame
 
     def emit(self, seq: int, message: BusMessage, outputs: list[BusMessage]) -> None:
         """Queue an output record unless a previous run already produced it (seq ≤ produced)."""
+        self.flush(outputs)
         if seq > self.produced_through:
             outputs.append(message)
             self.emitted_through = max(self.emitted_through, seq)
+
+    def add_pcm(self, seq: int, ts_ns: int, pcm: bytes, outputs: list[BusMessage]) -> None:
+        """Collect PCM for one record per session per batch: a chunk per 20 ms frame would cost
+        more in per-record overhead than the audio itself."""
+        if seq > self.produced_through:
+            if not self.pending:
+                self.pending_pos = self.frames_out
+            self.pending.append(pcm)
+            self.pending_seq, self.pending_ts = seq, ts_ns
+            self.pending_bytes += len(pcm)
+            if self.pending_bytes >= _MAX_OUTPUT_BYTES:
+                self.flush(outputs)
+        self.frames_out += len(pcm) // (2 * self.target.channels)
+
+    def flush(self, outputs: list[BusMessage]) -> None:
+        if not self.pending:
+            return
+        chunk = AudioChunk(
+            session_id=self.session_id,
+            seq=self.pending_seq,
+            ts_ns=self.pending_ts,
+            format=self.target,
+            audio=b"".join(self.pending),
+            pos=self.pending_pos,
+        )
+        outputs.append(chunk.to_message())
+        self.emitted_through = max(self.emitted_through, self.pending_seq)
+        self.pending.clear()
+        self.pending_bytes = 0
 
 
 @dataclass(slots=True)
@@ -98,6 +141,8 @@ class TranscodeHandler:
             partition = self._partitions.setdefault(record.tp, _Partition())
             await self._handle_record(partition, record, outputs, touched)
             partition.next_offset = record.offset + 1
+        for session in touched.values():
+            session.flush(outputs)
         deliveries = [await self._bus.send(self._pcm_topic, message) for message in outputs]
         await asyncio.gather(*deliveries)
         await self._save_progress(touched)
@@ -150,6 +195,8 @@ class TranscodeHandler:
                 start.format.codec, rate=target.rate, channels=target.channels
             ),
             replay_from=existing.replay_from if existing is not None else offset,
+            replay_frames=existing.replay_frames if existing is not None else 0,
+            frames_out=existing.frames_out if existing is not None else 0,
             produced_through=int(fields.get(SessionField.TRANSCODED_SEQ, _NOTHING_PRODUCED)),
         )
         partition.sessions[start.session_id] = session
@@ -164,31 +211,38 @@ class TranscodeHandler:
         return session
 
     async def _take_over(self, partition: _Partition, offset: int, chunk: AudioChunk) -> _Session | None:
-        """A chunk of a session whose start this consumer never saw: rebuild from the store."""
+        """A chunk of a session whose start this consumer never saw: rebuild from the store.
+
+        Only sessions that reached a stateless point have a resume point there; chunks before it
+        were produced already and are skipped.
+        """
         fields = await self._store.hgetall(Key.SESSION + chunk.session_id)
         if fields.get(SessionField.STATUS) in (SessionStatus.COMPLETED, SessionStatus.ERROR):
+            return None
+        resume_offset = fields.get(SessionField.RESUME_OFFSET)
+        if resume_offset is None:
+            log.error("session met mid-stream with no resume point in the store; its chunk is skipped")
+            return None
+        if offset < int(resume_offset):
             return None
         codec = fields.get(SessionField.CODEC, chunk.format.codec)
         target = AudioFormat(codec=PCM_CODEC, rate=chunk.format.rate, channels=chunk.format.channels)
         if codec == "wav":
-            saved = fields.get(SessionField.WAV_FORMAT)
-            if saved is None:
-                log.error("WAV session taken over without its stored header; its audio is skipped")
-                return None
-            pipeline = SessionPipeline(
-                WavDecoder.after_header(WavFormat(**json.loads(saved))),
-                rate=target.rate,
-                channels=target.channels,
+            decoder: Decoder = WavDecoder.after_header(
+                WavFormat(**json.loads(fields[SessionField.WAV_FORMAT]))
             )
         else:
-            pipeline = SessionPipeline.for_codec(codec, rate=target.rate, channels=target.channels)
-        log.info("took over a session mid-stream", extra={"codec": codec, "seq": chunk.seq})
+            decoder = make_decoder(codec, target.rate, target.channels)
+        frames = int(fields.get(SessionField.RESUME_FRAMES, 0))
+        log.info("took over a session mid-stream", extra={"codec": codec, "seq": chunk.seq, "frames": frames})
         session = _Session(
             session_id=chunk.session_id,
             codec=codec,
             target=target,
-            pipeline=pipeline,
+            pipeline=SessionPipeline(decoder, rate=target.rate, channels=target.channels),
             replay_from=offset,
+            replay_frames=frames,
+            frames_out=frames,
             produced_through=int(fields.get(SessionField.TRANSCODED_SEQ, _NOTHING_PRODUCED)),
             wav_format_saved=True,
         )
@@ -203,19 +257,12 @@ class TranscodeHandler:
         except DecodeError as exc:
             self._fail(session, chunk.seq, chunk.ts_ns, str(exc), outputs)
             return
-        metrics.CHUNKS.labels(session.codec).inc()
-        if session.pipeline.stateless_here:
-            session.replay_from = offset + 1
+        session.chunks_metric.inc()
         if pcm:
-            message = AudioChunk(
-                session_id=session.session_id,
-                seq=chunk.seq,
-                ts_ns=chunk.ts_ns,
-                format=session.target,
-                audio=pcm,
-            ).to_message()
-            session.emit(chunk.seq, message, outputs)
+            session.add_pcm(chunk.seq, chunk.ts_ns, pcm, outputs)
             metrics.BYTES_OUT.inc(len(pcm))
+        if session.pipeline.stateless_here:
+            session.replay_from, session.replay_frames = offset + 1, session.frames_out
 
     def _stop(self, session: _Session, stop: SessionStop, outputs: list[BusMessage]) -> None:
         if not session.failed:
@@ -225,14 +272,7 @@ class TranscodeHandler:
                 self._fail(session, stop.seq, stop.ts_ns, str(exc), outputs)
                 return
             if tail:
-                message = AudioChunk(
-                    session_id=session.session_id,
-                    seq=stop.seq,
-                    ts_ns=stop.ts_ns,
-                    format=session.target,
-                    audio=tail,
-                ).to_message()
-                session.emit(stop.seq, message, outputs)
+                session.add_pcm(stop.seq, stop.ts_ns, tail, outputs)
             session.emit(stop.seq, stop.to_message(), outputs)
 
     def _fail(self, session: _Session, seq: int, ts_ns: int, reason: str, outputs: list[BusMessage]) -> None:
@@ -249,6 +289,9 @@ class TranscodeHandler:
             if session.emitted_through > session.produced_through:
                 session.produced_through = session.emitted_through
                 fields[SessionField.TRANSCODED_SEQ] = session.produced_through
+            if session.replay_frames:
+                fields[SessionField.RESUME_OFFSET] = session.replay_from
+                fields[SessionField.RESUME_FRAMES] = session.replay_frames
             decoder = session.pipeline.decoder
             if isinstance(decoder, WavDecoder) and decoder.format and not session.wav_format_saved:
                 fields[SessionField.WAV_FORMAT] = json.dumps(asdict(decoder.format))

@@ -7,6 +7,8 @@ DUPLICATES = Counter("voxbus_writer_replayed_chunks_total", "Replayed chunks ski
 FINALIZED = Counter(
     "voxbus_writer_sessions_finalized_total", "Sessions whose files were completed", ["status"]
 )
+GAPS = Counter("voxbus_writer_gaps_total", "PCM chunks that started past the end of the file")
+BAD_CHUNKS = Counter("voxbus_writer_bad_chunks_total", "PCM chunks without a position, skipped")
 OPEN = Gauge("voxbus_writer_open_sessions", "Session files open in this process")
 FLUSH_SECONDS = Histogram(
     "voxbus_writer_flush_seconds",

@@ -1,11 +1,12 @@
 """The writer's batch handler: `voxbus.audio.pcm` records in, WAV files and `finalized` events out.
 
 Durability order per batch: append every chunk → flush and fsync the files → record in the
-store how far each session's files are durable (`written_seq`, `written_frames`, one HSET) →
-finalize stopped sessions → return offsets for the loop to commit. A crash anywhere in between
-replays records from the last commit: chunks at or below `written_seq` are skipped, and a file
-longer than `written_frames` is cut back to it before appending, so the files end up identical
-to an uninterrupted run.
+store how many frames each session's files hold durably (`written_frames`) → finalize stopped
+sessions → return offsets for the loop to commit. A crash anywhere in between replays records
+from the last commit: a file longer than `written_frames` is cut back to it, and each PCM chunk
+carries `pos`, the frame offset of its first sample, so the part of a replayed chunk the file
+already holds is skipped, however the replay was chunked. The files end up identical to an
+uninterrupted run.
 """
 
 import asyncio
@@ -36,7 +37,6 @@ from voxbus.writer.recording import SessionRecording
 
 log = logging.getLogger(__name__)
 
-_NOTHING_WRITTEN = -1
 _FINISHED_MEMORY = 10_000  # finalized session ids remembered, to skip their replays cheaply
 _DEFAULT_RATE = 16000  # a stop for a session that never had audio: an empty file of this rate
 
@@ -45,7 +45,7 @@ _DEFAULT_RATE = 16000  # a stop for a session that never had audio: an empty fil
 class _Open:
     recording: SessionRecording
     tp: TopicPartition
-    written_seq: int
+    frame_bytes: int
     dirty: bool = False
 
 
@@ -124,27 +124,26 @@ class WriteHandler:
         if fields.get(SessionField.FINALIZED) == "1":
             self._remember_finished(session_id)
             return None
-        if SessionField.WRITTEN_SEQ not in fields:
+        if SessionField.WRITTEN_FRAMES not in fields:
             await self._store.hset(
                 Key.SESSION + session_id,
                 {SessionField.SAMPLE_RATE: fmt.rate, SessionField.CHANNELS: fmt.channels},
             )
-        recording, written_seq = await self._recording(session_id, fields, fmt.rate, fmt.channels)
-        state = self._open[session_id] = _Open(recording, tp, written_seq)
+        recording = await self._recording(session_id, fields, fmt.rate, fmt.channels)
+        state = self._open[session_id] = _Open(recording, tp, 2 * fmt.channels)
         return state
 
     async def _recording(
         self, session_id: str, fields: Mapping[str, str], rate: int, channels: int
-    ) -> tuple[SessionRecording, int]:
+    ) -> SessionRecording:
         """The session's files as far as the store says they are durable (new if nothing is)."""
-        written_seq = int(fields.get(SessionField.WRITTEN_SEQ, _NOTHING_WRITTEN))
-        if written_seq == _NOTHING_WRITTEN:
-            recording = await asyncio.to_thread(
+        if SessionField.WRITTEN_FRAMES not in fields:
+            return await asyncio.to_thread(
                 SessionRecording.create, self._storage, session_id, rate, channels, self._segment_seconds
             )
-            return recording, written_seq
-        frames = int(fields.get(SessionField.WRITTEN_FRAMES, 0))
-        recording = await asyncio.to_thread(
+        frames = int(fields[SessionField.WRITTEN_FRAMES])
+        log.info("resumed a recording", extra={"frames": frames})
+        return await asyncio.to_thread(
             SessionRecording.resume,
             self._storage,
             session_id,
@@ -153,17 +152,25 @@ class WriteHandler:
             self._segment_seconds,
             frames,
         )
-        log.info("resumed a recording", extra={"frames": frames, "written_seq": written_seq})
-        return recording, written_seq
 
     def _append(self, state: _Open, chunk: AudioChunk) -> None:
-        if chunk.seq <= state.written_seq:
-            metrics.DUPLICATES.inc()
+        if chunk.pos is None:
+            metrics.BAD_CHUNKS.inc()
+            log.error("PCM chunk without a position; skipped", extra={"seq": chunk.seq})
             return
-        state.recording.write(chunk.audio)
-        state.written_seq = chunk.seq
+        audio, have = chunk.audio, state.recording.frames
+        frames = len(audio) // state.frame_bytes
+        if chunk.pos + frames <= have:
+            metrics.DUPLICATES.inc()  # a replay of audio the file holds already
+            return
+        if chunk.pos < have:
+            audio = audio[(have - chunk.pos) * state.frame_bytes :]
+        elif chunk.pos > have:
+            metrics.GAPS.inc()
+            log.error("PCM gap: audio is missing before this chunk", extra={"pos": chunk.pos, "have": have})
+        state.recording.write(audio)
         state.dirty = True
-        metrics.BYTES.inc(len(chunk.audio))
+        metrics.BYTES.inc(len(audio))
 
     async def _checkpoint(self) -> None:
         dirty = [(sid, state) for sid, state in self._open.items() if state.dirty]
@@ -177,7 +184,6 @@ class WriteHandler:
             await self._store.hset(
                 Key.SESSION + session_id,
                 {
-                    SessionField.WRITTEN_SEQ: state.written_seq,
                     SessionField.WRITTEN_FRAMES: state.recording.frames,
                     SessionField.DURATION_SECONDS: state.recording.duration_seconds,
                     SessionField.UPDATED_AT: time.time(),
@@ -196,7 +202,7 @@ class WriteHandler:
             # A replayed stop after a restart: its chunks were committed, its files are durable.
             rate = int(fields.get(SessionField.SAMPLE_RATE, _DEFAULT_RATE))
             channels = int(fields.get(SessionField.CHANNELS, 1))
-            recording, _ = await self._recording(final.session_id, fields, rate, channels)
+            recording = await self._recording(final.session_id, fields, rate, channels)
         else:
             recording = state.recording
         await asyncio.to_thread(recording.close)  # flushes and fsyncs

@@ -19,6 +19,7 @@ from voxbus.common.bus.base import (
     Delivered,
     RebalanceListener,
     TopicPartition,
+    partition_for,
 )
 from voxbus.common.records import BusMessage
 
@@ -50,6 +51,7 @@ class KafkaBus(Bus):
         )
         self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
         self._started = False
+        self._partition_counts: dict[str, int] = {}
 
     @property
     def bootstrap_servers(self) -> str:
@@ -103,7 +105,12 @@ class KafkaBus(Bus):
     async def send(
         self, topic: str, message: BusMessage, *, partition: int | None = None
     ) -> "asyncio.Future[Delivered]":
-        if partition is not None and partition not in await self._producer.partitions_for(topic):
+        known = self._partition_counts.get(topic)
+        if known is None:
+            known = self._partition_counts[topic] = await self.partition_count(topic)
+        if partition is None:
+            partition = partition_for(message.key, known)  # cached; aiokafka's own is uncached
+        elif not 0 <= partition < known:
             raise BusError(f"topic {topic!r} has no partition {partition}")
         try:
             future: asyncio.Future[Delivered] = await self._producer.send(

@@ -11,8 +11,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from aiokafka.partitioner import murmur2
-
 from voxbus.common.bus.base import (
     Bus,
     BusError,
@@ -22,6 +20,7 @@ from voxbus.common.bus.base import (
     Delivered,
     RebalanceListener,
     TopicPartition,
+    partition_for,
 )
 from voxbus.common.records import BusMessage
 
@@ -97,7 +96,7 @@ class InProcessBus(Bus):
     ) -> "asyncio.Future[Delivered]":
         partitions = self._partitions(topic)
         if partition is None:
-            partition = (murmur2(message.key) & 0x7FFFFFFF) % len(partitions)
+            partition = partition_for(message.key, len(partitions))
         elif not 0 <= partition < len(partitions):
             raise BusError(f"topic {topic!r} has no partition {partition}")
         log = partitions[partition]
