@@ -75,7 +75,10 @@ async def test_up_serves_admin_routes_and_stops_cleanly_on_sigterm(tmp_path: Pat
             async with http.get(f"{base}/metrics") as response:
                 metrics = await response.text()
         assert info["services"] == ["ingest", "transcoder", "writer", "echo", "telephony"]
-        assert ready == {"status": "ready", "checks": {"bus": "ok", "store": "ok"}}
+        assert ready == {
+            "status": "ready",
+            "checks": {"bus": "ok", "store": "ok", "transcoder-consumer": "ok", "writer-consumer": "ok"},
+        }
         assert "voxbus_build_info" in metrics
         returncode, logs = stop(process)
     assert returncode == 0
@@ -103,7 +106,7 @@ async def test_serve_one_service_over_real_kafka_and_redis(
         await wait_healthy(base, process, timeout=60)
         async with aiohttp.ClientSession() as http, http.get(f"{base}/ready") as response:
             assert response.status == 200
-            assert (await response.json())["checks"] == {"bus": "ok", "store": "ok"}
+            assert (await response.json())["checks"] == {"bus": "ok", "store": "ok", "writer-consumer": "ok"}
         async with KafkaBus(kafka_endpoint.bootstrap_servers) as bus:
             assert await bus.partition_count(f"cli-{unique}.audio.raw") == 3
             assert await bus.partition_count(f"cli-{unique}.egress") == 4

@@ -157,8 +157,11 @@ class InProcessBus(Bus):
     async def _wait_change(self, timeout: float) -> None:
         if timeout <= 0:
             return
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives as the event is set, and this event is set on every record.
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
         except TimeoutError:
             return
 

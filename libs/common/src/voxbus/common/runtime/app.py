@@ -147,7 +147,8 @@ def background(
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, stop_timeout)
+                async with asyncio.timeout(stop_timeout):
+                    await task
 
     return context
 

@@ -64,7 +64,8 @@ class _QueueSubscription(Subscription):
 
     async def get(self, timeout: float | None = None) -> StoreMessage | None:
         try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see bus/memory.py
+                return await self._queue.get()
         except TimeoutError:
             return None
 
