@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install what voxbus needs on a fresh Linux machine, then nothing else.
-#   scripts/bootstrap.sh run   → uv and the Python environment (uv.lock)
-#   scripts/bootstrap.sh test  → the same, plus redis-server, Java 17+ and Maven (Debian/Ubuntu
-#                                packages), and the Apache Kafka broker jars from Maven Central.
+#   scripts/bootstrap.sh run   → uv, libopus0 and the Python environment (uv.lock)
+#   scripts/bootstrap.sh test  → the same, plus espeak-ng, redis-server, Java 17+ and Maven
+#                                (Debian/Ubuntu packages), and the Kafka broker jars (Maven Central).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,15 +24,22 @@ ensure_uv() {
   command -v uv >/dev/null || { echo "uv is not on PATH after installing it; add ~/.local/bin to PATH" >&2; exit 1; }
 }
 
+has_library() { ldconfig -p 2>/dev/null | grep -q "$1"; }
+
+# Debian packages for what is missing: `ensure_apt_packages CHECK PACKAGE [CHECK PACKAGE …]`,
+# where CHECK is `cmd:NAME` (a command) or `lib:NAME` (a shared library).
 ensure_apt_packages() {
   local missing=()
-  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-  command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
-  command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      cmd:*) command -v "${1#cmd:}" >/dev/null 2>&1 || missing+=("$2") ;;
+      lib:*) has_library "${1#lib:}" || missing+=("$2") ;;
+    esac
+    shift 2
+  done
   [ ${#missing[@]} -eq 0 ] && return
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "missing: ${missing[*]} — install them with your package manager (or set REDIS_URL and" \
-         "KAFKA_BOOTSTRAP_SERVERS to running servers)" >&2
+    echo "missing: ${missing[*]} — install them with your package manager" >&2
     exit 1
   fi
   say "installing ${missing[*]} (apt)"
@@ -41,14 +48,19 @@ ensure_apt_packages() {
 }
 
 ensure_uv
+# libopus decodes raw Opus (opuslib loads it at run time)
+ensure_apt_packages lib:libopus.so.0 libopus0
 say "syncing the Python environment from uv.lock"
 uv sync --frozen --quiet --compile-bytecode
 
 if [ "$purpose" = test ]; then
-  if [ -z "${REDIS_URL:-}" ] || [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
-    ensure_apt_packages
+  # espeak-ng speaks the tests' speech; redis-server, Java and Maven give them real engines
+  ensure_apt_packages cmd:espeak-ng espeak-ng
+  if [ -z "${REDIS_URL:-}" ]; then
+    ensure_apt_packages cmd:redis-server redis-server
   fi
   if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+    ensure_apt_packages cmd:java openjdk-17-jre-headless cmd:mvn maven
     say "fetching the Apache Kafka broker jars (Maven Central; cached in .cache/kafka)"
     uv run --frozen python -m voxbus.devinfra fetch
   fi
