@@ -257,6 +257,10 @@ class TranscodeHandler:
         except DecodeError as exc:
             self._fail(session, chunk.seq, chunk.ts_ns, str(exc), outputs)
             return
+        except Exception as exc:  # one session's bytes must never stop the consumer for all others
+            log.exception("decoder failed unexpectedly")
+            self._fail(session, chunk.seq, chunk.ts_ns, f"decoder failure: {exc!r}", outputs)
+            return
         session.chunks_metric.inc()
         if pcm:
             session.add_pcm(chunk.seq, chunk.ts_ns, pcm, outputs)
@@ -270,6 +274,10 @@ class TranscodeHandler:
                 tail = session.pipeline.finish()
             except DecodeError as exc:
                 self._fail(session, stop.seq, stop.ts_ns, str(exc), outputs)
+                return
+            except Exception as exc:  # as in _chunk: fail the session, keep the consumer
+                log.exception("decoder failed unexpectedly at the end of the stream")
+                self._fail(session, stop.seq, stop.ts_ns, f"decoder failure: {exc!r}", outputs)
                 return
             if tail:
                 session.add_pcm(stop.seq, stop.ts_ns, tail, outputs)
