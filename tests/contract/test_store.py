@@ -151,3 +151,27 @@ async def test_wait_until_wakes_on_change_not_by_polling(store: StateStore, uniq
 
 async def _false() -> bool:
     return False
+
+
+async def test_slots_are_limited_renewable_and_free_themselves(store: StateStore, unique: str) -> None:
+    key, now = f"slots:{unique}", 1_000_000
+    assert await store.claim_slot(key, "s1", limit=2, now_ms=now, ttl_ms=1000)
+    assert await store.claim_slot(key, "s2", limit=2, now_ms=now, ttl_ms=1000)
+    assert not await store.claim_slot(key, "s3", limit=2, now_ms=now, ttl_ms=1000)  # full
+    assert await store.claim_slot(key, "s1", limit=2, now_ms=now + 500, ttl_ms=1000)  # renewal
+    assert await store.zscore(key, "s1") == now + 1500
+    assert not await store.claim_slot(key, "s3", limit=2, now_ms=now + 900, ttl_ms=1000)
+    # s2 was never renewed: at now + 1000 its lease is over and its slot goes to s3
+    assert await store.claim_slot(key, "s3", limit=2, now_ms=now + 1000, ttl_ms=1000)
+    assert [member for member, _ in await store.zrange(key)] == ["s1", "s3"]
+    await store.zrem(key, "s1")  # released
+    assert await store.claim_slot(key, "s4", limit=2, now_ms=now + 1000, ttl_ms=1000)
+
+
+async def test_slots_hold_the_limit_under_concurrent_claims(store: StateStore, unique: str) -> None:
+    key = f"slots:{unique}"
+    results = await asyncio.gather(
+        *(store.claim_slot(key, f"s{n}", limit=7, now_ms=5_000, ttl_ms=60_000) for n in range(50))
+    )
+    assert sum(results) == 7
+    assert await store.zcard(key) == 7

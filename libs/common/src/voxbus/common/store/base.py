@@ -149,6 +149,15 @@ class StateStore(ABC):
     @abstractmethod
     async def zremrangebyscore(self, key: str, scores: ScoreRange) -> int: ...
 
+    @abstractmethod
+    async def claim_slot(self, key: str, member: str, *, limit: int, now_ms: int, ttl_ms: int) -> bool:
+        """A lease among at most `limit`, atomically: members whose lease ended (score ≤ now_ms)
+        are dropped; then `member` gets (or renews) a lease until now_ms + ttl_ms if it holds
+        one already or fewer than `limit` do. True if `member` holds a lease afterwards.
+
+        Release with `zrem`. A holder that dies stops renewing and its slot frees itself.
+        """
+
     # change notification
     @abstractmethod
     async def publish(self, channel: str, message: str) -> int:

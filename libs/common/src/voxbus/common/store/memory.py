@@ -206,6 +206,17 @@ class InProcessStore(StateStore):
             self._drop(key)
         return len(doomed)
 
+    async def claim_slot(self, key: str, member: str, *, limit: int, now_ms: int, ttl_ms: int) -> bool:
+        zset = self._typed(key, _SortedSet) or self._create(key, _SortedSet())
+        for _, expired in zset.select(ScoreRange(max=float(now_ms))):
+            zset.remove(expired)
+        if member not in zset.scores and len(zset.scores) >= limit:
+            if not zset.scores:
+                self._drop(key)
+            return False
+        zset.add(member, float(now_ms + ttl_ms))
+        return True
+
     async def publish(self, channel: str, message: str) -> int:
         queues = self._subscribers.get(channel, set())
         for queue in queues:

@@ -33,6 +33,16 @@ return 0
 """
 
 
+_CLAIM_SLOT: Final = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2] + ARGV[4], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
 class _PubSubSubscription(Subscription):
     def __init__(self, pubsub: PubSub) -> None:
         self._pubsub = pubsub
@@ -58,6 +68,7 @@ class RedisStore(StateStore):
         self._redis: Redis = Redis.from_url(url, decode_responses=True)
         self._expire_if_equal = self._redis.register_script(_EXPIRE_IF_EQUAL)
         self._delete_if_equal = self._redis.register_script(_DELETE_IF_EQUAL)
+        self._claim_slot = self._redis.register_script(_CLAIM_SLOT)
 
     async def start(self) -> None:
         await self.ping()
@@ -149,6 +160,10 @@ class RedisStore(StateStore):
     async def zremrangebyscore(self, key: str, scores: ScoreRange) -> int:
         low, high = _bounds(scores)
         return int(await self._call(self._redis.zremrangebyscore(key, low, high)))
+
+    async def claim_slot(self, key: str, member: str, *, limit: int, now_ms: int, ttl_ms: int) -> bool:
+        claimed = await self._call(self._claim_slot(keys=[key], args=[member, now_ms, limit, ttl_ms]))
+        return bool(claimed)
 
     async def publish(self, channel: str, message: str) -> int:
         return int(await self._call(self._redis.publish(channel, message)))
