@@ -55,6 +55,10 @@ class Key:
     CONCURRENCY_LEASE: Final = "voxbus:slot:"
     CALL: Final = "voxbus:call:"
     SESSION_CHANNEL: Final = "voxbus:session-events:"
+    SESSION_CONTROL: Final = "voxbus:session-control:"  # close requests to the pod holding the socket
+    SESSION_SLOTS: Final = "voxbus:slots:sessions"  # cluster-wide concurrency leases
+    CONNECTION_SLOTS: Final = "voxbus:slots:connections:"  # + session id
+    REAP_AT: Final = "voxbus:sessions:reap-at"  # active sessions, by when idleness may stop them
 
 
 class SessionField:
@@ -83,6 +87,10 @@ class SessionField:
     WAV_FORMAT: Final = "wav_format"
     WRITTEN_FRAMES: Final = "written_frames"
     FINALIZED: Final = "finalized"  # "1" once the writer completed the files
+    EPOCH: Final = "epoch"  # incremented at each attach; the high bits of the records' seq
+    FORMAT: Final = "format"
+    ECHO: Final = "echo"
+    DELAY_MS: Final = "delay_ms"
     WRITER_POD: Final = "writer_pod"  # the writer that completed them (whose volume holds them)
 
 

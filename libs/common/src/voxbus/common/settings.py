@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     kafka_linger_ms: int = Field(default=5, ge=0, le=1000)
     pod_name: str = Field(default_factory=lambda: os.environ.get("HOSTNAME") or socket.gethostname())
     shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
+    lease_seconds: float = Field(default=15.0, ge=1)  # slots, routes, egress leases: freed this long after a pod dies
+    close_timeout_seconds: float = Field(default=30.0, gt=0)  # close_session waits this long for the file
 
     # Wyoming over TCP
     wyoming_port: int = Field(default=10700, ge=0, le=65535)

@@ -1,15 +1,80 @@
-"""The ingest service as the runtime sees it: its name and how it joins an app."""
+"""The ingest service: client WebSockets, the session HTTP API, egress back to the sockets."""
 
-from aiohttp import web
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator
 
-from voxbus.common.runtime import ServiceSpec
+from aiohttp import WSCloseCode, web
+
+from voxbus.common.constants import Topic
+from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec
+from voxbus.ingest import http_api, reaper
+from voxbus.ingest.connection import serve_socket
+from voxbus.ingest.context import INGEST, IngestContext
+from voxbus.ingest.egress import EgressRouter
+from voxbus.ingest.leases import LeaseKeeper
+from voxbus.ingest.protocols import ROUTES
+from voxbus.ingest.sessions import SessionRegistry
+
+
+async def _ingest(app: web.Application) -> AsyncIterator[None]:
+    settings, bus, store = app[SETTINGS], app[BUS], app[STORE]
+    lease_ms = int(settings.lease_seconds * 1000)
+    leases = LeaseKeeper(store, lease_ms=lease_ms)
+    router = EgressRouter(
+        bus,
+        store,
+        leases,
+        topic=settings.topic(Topic.EGRESS),
+        partitions=settings.egress_partitions,
+        pod=settings.pod_name,
+    )
+    await router.start()
+    ctx = IngestContext(
+        settings=settings,
+        bus=bus,
+        store=store,
+        registry=SessionRegistry(store, pod=settings.pod_name),
+        leases=leases,
+        router=router,
+        raw_topic=settings.topic(Topic.AUDIO_RAW),
+        sockets=set(),
+    )
+    app[INGEST] = ctx
+    app[READINESS].add("egress-lease", router.ready)
+    tasks = [
+        asyncio.create_task(leases.run(), name="ingest-leases"),
+        asyncio.create_task(router.run(), name="ingest-egress"),
+        asyncio.create_task(reaper.run(ctx), name="ingest-reaper"),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await router.stop()
+        await leases.release_all()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Shutdown: every client is told to reconnect elsewhere (1012) and can resume there."""
+    ctx = app.get(INGEST)
+    if ctx is None:
+        return
+    for ws in list(ctx.sockets):
+        await ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"server restarting")
 
 
 def setup(app: web.Application) -> None:
-    """Add the ingest service's routes and background tasks to `app`.
-
-    It needs only the shared bus, store and admin routes so far; its own work is added here.
-    """
+    app.cleanup_ctx.append(_ingest)
+    app.on_shutdown.append(_close_sockets)
+    for path, adapter in ROUTES.items():
+        app.router.add_get(path, functools.partial(serve_socket, make_adapter=adapter))
+    http_api.add_routes(app)
 
 
 SERVICE = ServiceSpec(

@@ -1,0 +1,289 @@
+"""The WebSocket driver: everything a socket does whatever its protocol.
+
+It authenticates, enforces the message-size limit, the idle timeout and the maximum session
+duration, holds the cluster-wide slots, produces audio and acknowledges it in order once it is
+durable, delivers egress audio, and lets go of everything on every way out.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.common.records import AudioFormat, EchoSettings
+from voxbus.common.runtime import session_context
+from voxbus.ingest import metrics
+from voxbus.ingest.auth import authorized
+from voxbus.ingest.context import INGEST, IngestContext
+from voxbus.ingest.finishing import wait_finished
+from voxbus.ingest.protocols.base import Adapter
+from voxbus.ingest.sessions import SessionSpec
+from voxbus.ingest.stream import RawStream
+
+log = logging.getLogger(__name__)
+
+_ACK_QUEUE = 256  # chunks in flight per socket before reading pauses (backpressure)
+
+OnDurable = Callable[[bool], Awaitable[None]]
+
+
+class SessionRefused(Exception):
+    """A session cannot be opened or resumed; `body` and `code` say why to the client."""
+
+    def __init__(self, body: dict[str, Any], code: int) -> None:
+        super().__init__(body.get("error", "refused"))
+        self.body, self.code = body, code
+
+
+class Connection:
+    """One socket's session, as its adapter sees it."""
+
+    def __init__(self, ctx: IngestContext, ws: web.WebSocketResponse, adapter: Adapter) -> None:
+        self.ctx, self.ws, self.adapter = ctx, ws, adapter
+        self.connection_id = uuid.uuid4().hex
+        self.session_id: str | None = None
+        self.chunk_count = 0
+        self.stream: RawStream | None = None
+        self.finished = False
+        self._deadline: float | None = None
+        self._acks: asyncio.Queue[tuple[asyncio.Future[Any], OnDurable] | None] = asyncio.Queue(_ACK_QUEUE)
+        self._acker: asyncio.Task[None] | None = None
+        self._pending_progress = (0, 0)
+
+    # -- session lifecycle ------------------------------------------------------------------
+
+    async def open(self, spec: SessionSpec) -> str:
+        session_id = await self.ctx.registry.create(spec)
+        await self._take(session_id, spec.format, created_at=time.time())
+        if self.stream is None:
+            raise RuntimeError("no stream after attaching")
+        await self.stream.start(protocol=spec.protocol, user_id=spec.user_id, echo=spec.echo, resume=False)
+        return session_id
+
+    async def resume(self, session_id: str) -> dict[str, str]:
+        fields = await self.ctx.registry.fields(session_id)
+        if not fields or fields.get(SessionField.STATUS) != SessionStatus.ACTIVE:
+            raise SessionRefused({"error": "Session not found", "session_id": session_id}, 1008)
+        fmt = AudioFormat(
+            codec=fields[SessionField.CODEC],
+            rate=int(fields[SessionField.SAMPLE_RATE]),
+            channels=int(fields[SessionField.CHANNELS]),
+        )
+        await self._take(session_id, fmt, created_at=float(fields[SessionField.CREATED_AT]))
+        self.chunk_count = int(fields.get(SessionField.CHUNK_COUNT, 0))
+        echo = EchoSettings(
+            enabled=fields.get(SessionField.ECHO) == "1", delay_ms=int(fields.get(SessionField.DELAY_MS, 0))
+        )
+        if self.stream is None:
+            raise RuntimeError("no stream after attaching")
+        await self.stream.start(
+            protocol=fields.get(SessionField.PROTOCOL, ""),
+            user_id=fields.get(SessionField.USER_ID, ""),
+            echo=echo,
+            resume=True,
+        )
+        return fields
+
+    async def _take(self, session_id: str, fmt: AudioFormat, *, created_at: float) -> None:
+        settings, leases = self.ctx.settings, self.ctx.leases
+        if not await leases.hold_slot(Key.SESSION_SLOTS, session_id, settings.max_concurrent_sessions):
+            raise SessionRefused(
+                {"error": "Too many concurrent sessions", "max": settings.max_concurrent_sessions}, 1013
+            )
+        connections = Key.CONNECTION_SLOTS + session_id
+        if not await leases.hold_slot(connections, self.connection_id, settings.max_connections_per_session):
+            raise SessionRefused(
+                {
+                    "error": "Too many connections for session",
+                    "session_id": session_id,
+                    "max": settings.max_connections_per_session,
+                },
+                1008,
+            )
+        self.session_id = session_id
+        idle_ms = int(settings.connection_timeout_seconds * 1000)
+        await leases.hold_deadline(Key.REAP_AT, session_id, extra_ms=idle_ms)
+        epoch = await self.ctx.registry.attach(session_id)
+        self.stream = RawStream(self.ctx.bus, self.ctx.raw_topic, session_id, fmt, epoch)
+        self._deadline = created_at + settings.max_session_duration_hours * 3600
+        await self.ctx.router.attach(session_id, self._deliver)
+        self._acker = asyncio.create_task(self._ack_in_order(), name=f"acks-{session_id}")
+
+    async def audio(self, data: bytes, on_durable: OnDurable) -> None:
+        """Produce a chunk; `on_durable(ok)` runs, in chunk order, once it is on the bus (or failed)."""
+        if self.stream is None:
+            raise RuntimeError("audio before the session was opened")
+        try:
+            delivery = await self.stream.chunk(data)
+        except Exception as exc:  # the bus refused it at once: this chunk is not accepted
+            log.warning("chunk not accepted", extra={"reason": repr(exc)})
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            delivery = failed
+        self.chunk_count += 1
+        chunks, received = self._pending_progress
+        self._pending_progress = (chunks + 1, received + len(data))
+        metrics.CHUNKS.labels(self.adapter.protocol).inc()
+        metrics.BYTES.labels(self.adapter.protocol).inc(len(data))
+        await self._acks.put((delivery, on_durable))
+
+    async def drain(self) -> None:
+        """Wait until every chunk received so far was acknowledged."""
+        if self._acker is not None and not self._acker.done():
+            await self._acks.put(None)
+            await self._acker
+            self._acker = None
+        await self.save_progress()
+
+    async def finish(self, reason: str, *, wait: bool) -> dict[str, Any] | None:
+        """Stop the session after its last chunk; with `wait`, return its info once the file is complete."""
+        if self.stream is None or self.session_id is None:
+            return None
+        await self.drain()
+        self.finished = True
+        await self.ctx.registry.mark(self.session_id, SessionStatus.CLOSING, reason)
+        await (await self.stream.stop(reason))
+        return await wait_finished(self.ctx, self.session_id) if wait else None
+
+    async def save_progress(self) -> None:
+        chunks, received = self._pending_progress
+        if self.session_id is not None and chunks:
+            self._pending_progress = (0, 0)
+            await self.ctx.registry.add_progress(self.session_id, chunks, received)
+
+    async def release(self) -> None:
+        """On any way out: stop acking, save counters, free the slots and the route."""
+        if self._acker is not None:
+            self._acker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._acker
+        if self.session_id is None:
+            return
+        await self.save_progress()
+        await self.ctx.router.detach(self.session_id, self._deliver)
+        leases = self.ctx.leases
+        await leases.drop(Key.CONNECTION_SLOTS + self.session_id, self.connection_id)
+        if self.finished:
+            await leases.drop(Key.SESSION_SLOTS, self.session_id)
+            await leases.drop(Key.REAP_AT, self.session_id)
+        else:
+            # still active and resumable: its cluster slot stays taken until the idle timeout,
+            # when the reaper stops it (unless a socket resumes it first)
+            idle_ms = int(self.ctx.settings.connection_timeout_seconds * 1000)
+            await leases.let_go(Key.SESSION_SLOTS, self.session_id, after_ms=idle_ms)
+            await leases.let_go(Key.REAP_AT, self.session_id, after_ms=idle_ms)
+
+    # -- wire ------------------------------------------------------------------------------
+
+    async def send_json(self, body: Any) -> None:
+        if not self.ws.closed:
+            await self.ws.send_str(json.dumps(body))
+
+    async def send_text(self, text: str) -> None:
+        if not self.ws.closed:
+            await self.ws.send_str(text)
+
+    async def close(self, code: int, message: str = "") -> None:
+        await self.ws.close(code=code, message=message.encode()[:120])
+
+    async def refuse(self, refused: SessionRefused) -> None:
+        await self.send_json(refused.body)
+        await self.close(refused.code, str(refused.body.get("error", "")))
+
+    def seconds_left(self) -> float | None:
+        return None if self._deadline is None else self._deadline - time.time()
+
+    async def _deliver(self, audio: bytes) -> None:
+        for message in self.adapter.egress(audio):
+            if self.ws.closed:
+                return
+            if isinstance(message, bytes):
+                await self.ws.send_bytes(message)
+            else:
+                await self.ws.send_str(message)
+        metrics.EGRESS_BYTES.labels(self.adapter.protocol).inc(len(audio))
+
+    async def _ack_in_order(self) -> None:
+        while (item := await self._acks.get()) is not None:
+            delivery, on_durable = item
+            try:
+                await delivery
+                ok = True
+            except Exception as exc:  # not durable: the client is told this chunk failed
+                log.warning("chunk not durable", extra={"reason": repr(exc)})
+                ok = False
+            await on_durable(ok)
+
+
+async def serve_socket(
+    request: web.Request, make_adapter: Callable[[web.Request], Adapter]
+) -> web.StreamResponse:
+    ctx = request.app[INGEST]
+    adapter = make_adapter(request)
+    settings = ctx.settings
+    # aiohttp refuses messages over max_msg_size with a bare 1009; up to twice the limit we read
+    # them, so the client gets API.md's JSON error first
+    ws = web.WebSocketResponse(max_msg_size=2 * settings.max_message_size_bytes, heartbeat=30)
+    await ws.prepare(request)
+    if not authorized(settings, request):
+        metrics.REFUSED.labels(adapter.protocol, "auth").inc()
+        body = adapter.auth_error()
+        if body is not None:
+            await ws.send_str(json.dumps(body))
+        await ws.close(code=adapter.auth_close_code, message=b"Invalid API key")
+        return ws
+    conn = Connection(ctx, ws, adapter)
+    ctx.sockets.add(ws)
+    metrics.SOCKETS.labels(adapter.protocol).inc()
+    try:
+        if await adapter.on_open(conn):
+            with session_context(conn.session_id or "-"):
+                await _read_loop(conn, adapter, settings.connection_timeout_seconds)
+    except SessionRefused as refused:
+        metrics.REFUSED.labels(adapter.protocol, refused.code).inc()
+        await conn.refuse(refused)
+    finally:
+        ctx.sockets.discard(ws)
+        metrics.SOCKETS.labels(adapter.protocol).dec()
+        if conn.session_id is not None and not conn.finished:
+            await adapter.on_disconnect(conn)
+        await conn.release()
+    return ws
+
+
+async def _read_loop(conn: Connection, adapter: Adapter, idle_seconds: float) -> None:
+    ws, limit = conn.ws, conn.ctx.settings.max_message_size_bytes
+    while not ws.closed:
+        left = conn.seconds_left()
+        wait = idle_seconds if left is None else min(idle_seconds, max(left, 0.0))
+        try:
+            async with asyncio.timeout(wait):
+                message = await ws.receive()
+        except TimeoutError:
+            reason = "max_duration" if left is not None and left <= idle_seconds else "idle"
+            await adapter.on_timeout(conn, reason)
+            return
+        if message.type == WSMsgType.TEXT:
+            if len(message.data) > limit:
+                await _too_big(conn, len(message.data), limit)
+                return
+            await adapter.on_text(conn, message.data)
+        elif message.type == WSMsgType.BINARY:
+            if len(message.data) > limit:
+                await _too_big(conn, len(message.data), limit)
+                return
+            await adapter.on_binary(conn, message.data)
+        elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return
+
+
+async def _too_big(conn: Connection, size: int, limit: int) -> None:
+    await conn.send_json({"error": "Message too large", "size": size, "max_size": limit})
+    await conn.close(1009, "Message too large")

@@ -1,0 +1,27 @@
+"""What every ingest socket and handler shares in one process."""
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from voxbus.common.bus.base import Bus
+from voxbus.common.settings import Settings
+from voxbus.common.store.base import StateStore
+from voxbus.ingest.egress import EgressRouter
+from voxbus.ingest.leases import LeaseKeeper
+from voxbus.ingest.sessions import SessionRegistry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestContext:
+    settings: Settings
+    bus: Bus
+    store: StateStore
+    registry: SessionRegistry
+    leases: LeaseKeeper
+    router: EgressRouter
+    raw_topic: str
+    sockets: set[web.WebSocketResponse]
+
+
+INGEST = web.AppKey("ingest", IngestContext)

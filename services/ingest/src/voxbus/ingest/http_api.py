@@ -1,0 +1,114 @@
+"""`/api/audio/sessions…`: list, info, close, and the WAV download (with HTTP Range)."""
+
+import uuid
+
+from aiohttp import web
+
+from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.ingest.auth import authorized
+from voxbus.ingest.context import INGEST, IngestContext
+from voxbus.ingest.finishing import FinishTimeout, stop_detached, wait_finished
+from voxbus.ingest.protocols.session import CLOSE_REQUEST
+from voxbus.ingest.sessions import public_info
+
+MAX_PAGE = 100
+
+
+def _error(status: int, body: dict[str, object]) -> web.Response:
+    return web.json_response(body, status=status)
+
+
+def _checked(request: web.Request) -> tuple[IngestContext, web.Response | None]:
+    ctx = request.app[INGEST]
+    if not authorized(ctx.settings, request):
+        return ctx, _error(401, {"error": "Invalid API key"})
+    return ctx, None
+
+
+def _session_id(request: web.Request) -> tuple[str, web.Response | None]:
+    session_id = request.match_info["session_id"]
+    try:
+        valid = str(uuid.UUID(session_id)) == session_id
+    except ValueError:
+        valid = False
+    if not valid:
+        return session_id, _error(422, {"error": "Invalid session id", "session_id": session_id})
+    return session_id, None
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    ctx, refused = _checked(request)
+    if refused:
+        return refused
+    query = request.query
+    try:
+        limit = int(query.get("limit", "20"))
+        cursor = float(query["cursor"]) if "cursor" in query else None
+    except ValueError:
+        return _error(422, {"error": "Invalid limit or cursor"})
+    if not 1 <= limit <= MAX_PAGE:
+        return _error(422, {"error": "Invalid limit", "valid_range": [1, MAX_PAGE]})
+    status = query.get("status")
+    if status is not None and status not in {s.value for s in SessionStatus}:
+        return _error(422, {"error": "Invalid status", "valid_values": [s.value for s in SessionStatus]})
+    items, next_cursor = await ctx.registry.list(
+        user_id=query.get("user_id"), status=status, limit=limit, cursor=cursor
+    )
+    return web.json_response(
+        {
+            "sessions": items,
+            "count": len(items),
+            "next_cursor": None if next_cursor is None else repr(next_cursor),
+        }
+    )
+
+
+async def get_session(request: web.Request) -> web.Response:
+    ctx, refused = _checked(request)
+    session_id, invalid = _session_id(request)
+    if refused or invalid:
+        return refused or invalid  # type: ignore[return-value]
+    fields = await ctx.registry.fields(session_id)
+    if not fields:
+        return _error(404, {"error": "Session not found", "session_id": session_id})
+    return web.json_response(public_info(session_id, fields))
+
+
+async def close_session(request: web.Request) -> web.Response:
+    ctx, refused = _checked(request)
+    session_id, invalid = _session_id(request)
+    if refused or invalid:
+        return refused or invalid  # type: ignore[return-value]
+    fields = await ctx.registry.fields(session_id)
+    if not fields:
+        return _error(404, {"error": "Session not found", "session_id": session_id})
+    active = fields.get(SessionField.STATUS) == SessionStatus.ACTIVE
+    # the pod holding a socket for it closes it; with no socket anywhere, we stop it here
+    if active and not await ctx.store.publish(Key.SESSION_CONTROL + session_id, CLOSE_REQUEST):
+        await stop_detached(ctx, session_id, "closed over HTTP")
+    try:
+        info = await wait_finished(ctx, session_id)
+    except FinishTimeout as exc:
+        return _error(504, {"error": str(exc), "session_id": session_id})
+    return web.json_response({"success": True, "session_id": session_id, "final_info": info})
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    ctx, refused = _checked(request)
+    session_id, invalid = _session_id(request)
+    if refused or invalid:
+        return refused or invalid  # type: ignore[return-value]
+    fields = await ctx.registry.fields(session_id)
+    if not fields:
+        return _error(404, {"error": "Session not found", "session_id": session_id})
+    path = ctx.settings.audio_storage_path / fields.get(SessionField.FILE_PATH, f"{session_id}.wav")
+    if not path.is_file():
+        return _error(404, {"error": "No audio recorded yet", "session_id": session_id})
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/audio/sessions", list_sessions)
+    app.router.add_get("/api/audio/sessions/{session_id}", get_session)
+    app.router.add_post("/api/audio/sessions/{session_id}/close", close_session)
+    app.router.add_get("/api/audio/sessions/{session_id}/audio", download)

@@ -1,0 +1,100 @@
+"""Everything this pod holds with a TTL, renewed by one task: slots, deadlines, keys.
+
+If the pod dies the renewals stop and, `LEASE_SECONDS` later, what it held is free again.
+Sorted-set entries come in two kinds: slots (at most `limit` members, `claim_slot`) and deadlines
+(no limit; the score is when the member is due, pushed forward at each renewal).
+"""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from voxbus.common.store.base import StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    limit: int | None  # None: a deadline, not a slot
+    extra_ms: int  # a deadline is due this long after the lease would end
+
+
+class LeaseKeeper:
+    def __init__(self, store: StateStore, *, lease_ms: int) -> None:
+        self._store, self._lease_ms = store, lease_ms
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._keys: dict[str, str] = {}
+
+    async def hold_slot(self, key: str, member: str, limit: int) -> bool:
+        """Claim one of `limit` slots in `key`; renewed until dropped or let go."""
+        if await self._claim(key, member, limit):
+            self._entries[(key, member)] = _Entry(limit, 0)
+            return True
+        return False
+
+    async def hold_deadline(self, key: str, member: str, *, extra_ms: int) -> None:
+        """Keep `member` due at (now + lease + extra_ms), renewed until dropped or let go."""
+        self._entries[(key, member)] = _Entry(None, extra_ms)
+        await self._store.zadd(key, {member: _now_ms() + self._lease_ms + extra_ms})
+
+    async def let_go(self, key: str, member: str, *, after_ms: int) -> None:
+        """Stop renewing an entry but keep it `after_ms` longer (a session waiting to be resumed)."""
+        self._entries.pop((key, member), None)
+        await self._store.zadd(key, {member: _now_ms() + after_ms})
+
+    async def drop(self, key: str, member: str) -> None:
+        self._entries.pop((key, member), None)
+        await self._store.zrem(key, member)
+
+    async def claim_key(self, key: str, value: str) -> bool:
+        """Take `key` if nobody holds it (SET NX with the lease TTL); renewed until `drop_key`."""
+        if await self._store.set(key, value, nx=True, ttl_ms=self._lease_ms):
+            self._keys[key] = value
+            return True
+        return False
+
+    async def hold_key(self, key: str, value: str) -> None:
+        """Set `key` to `value` with the lease TTL; renewed until `drop_key`."""
+        self._keys[key] = value
+        await self._store.set(key, value, ttl_ms=self._lease_ms)
+
+    async def drop_key(self, key: str) -> None:
+        value = self._keys.pop(key, None)
+        if value is not None:
+            await self._store.delete_if_equal(key, value)
+
+    async def renew_all(self) -> None:
+        for (key, member), entry in list(self._entries.items()):
+            if (key, member) not in self._entries:
+                continue
+            if entry.limit is None:
+                await self._store.zadd(key, {member: _now_ms() + self._lease_ms + entry.extra_ms})
+            elif not await self._claim(key, member, entry.limit):
+                log.error("a slot lease was lost before its renewal", extra={"key": key, "member": member})
+        for key, value in list(self._keys.items()):
+            if key in self._keys and not await self._store.expire_if_equal(key, value, self._lease_ms):
+                log.error("a lease was lost before its renewal", extra={"key": key})
+
+    async def run(self) -> None:
+        """Renew every third of the lease, until cancelled."""
+        while True:
+            await asyncio.sleep(self._lease_ms / 3000)
+            try:
+                await self.renew_all()
+            except Exception:  # the store may be away for a moment; the next round tries again
+                log.exception("renewing leases failed")
+
+    async def release_all(self) -> None:
+        for key, member in list(self._entries):
+            await self.drop(key, member)
+        for key in list(self._keys):
+            await self.drop_key(key)
+
+    async def _claim(self, key: str, member: str, limit: int) -> bool:
+        return await self._store.claim_slot(key, member, limit=limit, now_ms=_now_ms(), ttl_ms=self._lease_ms)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

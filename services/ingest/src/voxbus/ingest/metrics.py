@@ -1,0 +1,14 @@
+"""Prometheus metrics of ingest (names `voxbus_ingest_*`)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SOCKETS = Gauge("voxbus_ingest_connections", "Open WebSocket connections", ["protocol"])
+CHUNKS = Counter("voxbus_ingest_chunks_total", "Audio chunks received", ["protocol"])
+BYTES = Counter("voxbus_ingest_bytes_total", "Audio bytes received", ["protocol"])
+EGRESS_BYTES = Counter("voxbus_ingest_egress_bytes_total", "Egress audio bytes sent to clients", ["protocol"])
+REFUSED = Counter("voxbus_ingest_refused_total", "Connections refused", ["protocol", "reason"])
+ACK_SECONDS = Histogram(
+    "voxbus_ingest_ack_seconds",
+    "From a chunk's arrival to its acknowledgement (durable on the bus)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1),
+)

@@ -1,0 +1,56 @@
+"""`/ws/echo`: the delayed-echo protocol (seed 4): a config message first, PCM back after
+ECHO_DELAY_MS, ping → pong, and close 4001 "Invalid API key" when the key is wrong."""
+
+import json
+
+from voxbus.common.records import AudioFormat, EchoSettings
+from voxbus.ingest.connection import Connection
+from voxbus.ingest.protocols.base import Adapter
+from voxbus.ingest.protocols.echo import _no_ack
+from voxbus.ingest.sessions import SessionSpec
+
+CONFIG = {
+    "type": "config",
+    "data": {"sample_rate": 16000, "chunk_size": 4096, "channels": 1, "sample_width": 2},
+}
+
+
+class DelayedEchoAdapter(Adapter):
+    protocol = "delayed_echo"
+    auth_close_code = 4001
+
+    def auth_error(self) -> dict[str, str] | None:
+        return None  # its clients expect only the close code and reason
+
+    async def on_open(self, conn: Connection) -> bool:
+        await conn.open(
+            SessionSpec(
+                user_id=self.request.query.get("user_id", "anonymous"),
+                protocol=self.protocol,
+                format=AudioFormat(codec="pcm_s16le", rate=16000, channels=1),
+                echo=EchoSettings(enabled=True, delay_ms=conn.ctx.settings.echo_delay_ms),
+            )
+        )
+        await conn.send_json(CONFIG)
+        return True
+
+    async def on_text(self, conn: Connection, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except json.JSONDecodeError:
+            await conn.send_json({"type": "error", "message": "Invalid JSON format"})
+            return
+        if isinstance(message, dict) and message.get("type") == "ping":
+            await conn.send_json({"type": "pong"})
+        else:
+            await conn.send_json({"type": "error", "message": "Unknown message type", "received": message})
+
+    async def on_binary(self, conn: Connection, data: bytes) -> None:
+        if data:
+            await conn.audio(data, _no_ack)
+
+    async def on_disconnect(self, conn: Connection) -> None:
+        await conn.finish("client disconnected", wait=False)
+
+    def egress(self, audio: bytes) -> list[str | bytes]:
+        return [audio]

@@ -1,0 +1,54 @@
+"""`/ws/audio`: raw binary in, the same bytes back through the echo path (`?delay_ms=`, default 0).
+
+The seed servers' clients send 16 kHz PCM and expect their bytes back; text gets a text error.
+Each connection is a session of its own (recorded like any other), finished when it closes.
+"""
+
+from voxbus.common.records import AudioFormat, EchoSettings
+from voxbus.ingest.connection import Connection, SessionRefused
+from voxbus.ingest.protocols.base import Adapter
+from voxbus.ingest.sessions import SessionSpec
+
+TEXT_ERROR = "Error: Only binary audio data is supported."
+
+
+class EchoAdapter(Adapter):
+    protocol = "echo"
+
+    async def on_open(self, conn: Connection) -> bool:
+        query = self.request.query
+        try:
+            delay_ms = int(query.get("delay_ms", "0"))
+            rate = int(query.get("sample_rate", "16000"))
+        except ValueError:
+            delay_ms = rate = -1
+        if not 0 <= delay_ms <= 60_000 or rate not in (8000, 16000, 22050, 44100, 48000, 96000):
+            raise SessionRefused(
+                {"error": "Invalid parameter", "valid": "delay_ms 0-60000, sample_rate"}, 1008
+            )
+        await conn.open(
+            SessionSpec(
+                user_id=query.get("user_id", "anonymous"),
+                protocol=self.protocol,
+                format=AudioFormat(codec="pcm_s16le", rate=rate, channels=1),
+                echo=EchoSettings(enabled=True, delay_ms=delay_ms),
+            )
+        )
+        return True
+
+    async def on_text(self, conn: Connection, text: str) -> None:
+        await conn.send_text(TEXT_ERROR)
+
+    async def on_binary(self, conn: Connection, data: bytes) -> None:
+        if data:
+            await conn.audio(data, _no_ack)
+
+    async def on_disconnect(self, conn: Connection) -> None:
+        await conn.finish("client disconnected", wait=False)
+
+    def egress(self, audio: bytes) -> list[str | bytes]:
+        return [audio]
+
+
+async def _no_ack(ok: bool) -> None:
+    return None

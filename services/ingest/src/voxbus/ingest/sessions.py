@@ -1,0 +1,127 @@
+"""Session records in the state store (DESIGN §5): the hash, its indexes, and the cluster-wide slots."""
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.common.records import AudioFormat, EchoSettings, new_session_id
+from voxbus.common.store.base import ScoreRange, StateStore
+
+# API.md's `format` names → the codec names records carry
+CODEC_OF_FORMAT = {"pcm": "pcm_s16le"}
+FORMAT_OF_CODEC = {"pcm_s16le": "pcm"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionSpec:
+    """What a new session is: who sends it, in which format, over which protocol."""
+
+    user_id: str
+    protocol: str
+    format: AudioFormat
+    echo: EchoSettings
+
+
+class SessionRegistry:
+    def __init__(self, store: StateStore, *, pod: str) -> None:
+        self._store, self._pod = store, pod
+
+    async def create(self, spec: SessionSpec) -> str:
+        session_id = new_session_id()
+        now = time.time()
+        await self._store.hset(
+            Key.SESSION + session_id,
+            {
+                SessionField.STATUS: SessionStatus.ACTIVE,
+                SessionField.USER_ID: spec.user_id,
+                SessionField.PROTOCOL: spec.protocol,
+                SessionField.FORMAT: FORMAT_OF_CODEC.get(spec.format.codec, spec.format.codec),
+                SessionField.CODEC: spec.format.codec,
+                SessionField.SAMPLE_RATE: spec.format.rate,
+                SessionField.CHANNELS: spec.format.channels,
+                SessionField.ECHO: int(spec.echo.enabled),
+                SessionField.DELAY_MS: spec.echo.delay_ms,
+                SessionField.CREATED_AT: now,
+                SessionField.UPDATED_AT: now,
+                SessionField.CHUNK_COUNT: 0,
+                SessionField.BYTES_RECEIVED: 0,
+                SessionField.POD: self._pod,
+            },
+        )
+        await self._store.zadd(Key.SESSIONS_ALL, {session_id: now})
+        await self._store.zadd(Key.SESSIONS_BY_USER + spec.user_id, {session_id: now})
+        return session_id
+
+    async def fields(self, session_id: str) -> dict[str, str]:
+        return await self._store.hgetall(Key.SESSION + session_id)
+
+    async def attach(self, session_id: str) -> int:
+        """A socket takes the session: its epoch (the high bits of every record seq it sends)."""
+        await self._store.hset(Key.SESSION + session_id, {SessionField.POD: self._pod})
+        return await self._store.hincrby(Key.SESSION + session_id, SessionField.EPOCH)
+
+    async def add_progress(self, session_id: str, chunks: int, received: int) -> int:
+        key = Key.SESSION + session_id
+        await self._store.hincrby(key, SessionField.BYTES_RECEIVED, received)
+        await self._store.hset(key, {SessionField.UPDATED_AT: time.time()})
+        return await self._store.hincrby(key, SessionField.CHUNK_COUNT, chunks)
+
+    async def mark(self, session_id: str, status: SessionStatus, reason: str) -> None:
+        await self._store.hset(
+            Key.SESSION + session_id,
+            {
+                SessionField.STATUS: status,
+                SessionField.CLOSE_REASON: reason,
+                SessionField.UPDATED_AT: time.time(),
+            },
+        )
+        await self._store.zrem(Key.REAP_AT, session_id)
+        await self._store.zrem(Key.SESSION_SLOTS, session_id)
+
+    async def list(
+        self, *, user_id: str | None, status: str | None, limit: int, cursor: float | None
+    ) -> tuple[list[dict[str, Any]], float | None]:
+        """Newest first; `cursor` is the created_at of the last item of the previous page."""
+        index = Key.SESSIONS_BY_USER + user_id if user_id else Key.SESSIONS_ALL
+        bound = ScoreRange() if cursor is None else ScoreRange(max=cursor, max_exclusive=True)
+        items: list[dict[str, Any]] = []
+        next_cursor: float | None = None
+        offset = 0
+        while len(items) < limit:
+            page = await self._store.zrange(index, bound, descending=True, offset=offset, limit=limit)
+            if not page:
+                break
+            offset += len(page)
+            for session_id, created in page:
+                fields = await self.fields(session_id)
+                if not fields or (status and fields.get(SessionField.STATUS) != status):
+                    continue
+                items.append(public_info(session_id, fields))
+                next_cursor = created
+                if len(items) == limit:
+                    break
+        return items, next_cursor if len(items) == limit else None
+
+
+def public_info(session_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    """A session as API.md shows it."""
+    duration = fields.get(SessionField.DURATION_SECONDS)
+    return {
+        "session_id": session_id,
+        "user_id": fields.get(SessionField.USER_ID, ""),
+        "status": fields.get(SessionField.STATUS, SessionStatus.ACTIVE),
+        "protocol": fields.get(SessionField.PROTOCOL, ""),
+        "sample_rate": int(fields.get(SessionField.SAMPLE_RATE, 0)),
+        "channels": int(fields.get(SessionField.CHANNELS, 0)),
+        "format": fields.get(SessionField.FORMAT, ""),
+        "created_at": float(fields.get(SessionField.CREATED_AT, 0.0)),
+        "updated_at": float(fields.get(SessionField.UPDATED_AT, 0.0)),
+        "total_chunks": int(fields.get(SessionField.CHUNK_COUNT, 0)),
+        "bytes_received": int(fields.get(SessionField.BYTES_RECEIVED, 0)),
+        "duration_seconds": float(duration) if duration else 0.0,
+        "file_path": fields.get(SessionField.FILE_PATH),
+        "segments": json.loads(fields.get(SessionField.SEGMENTS, "[]")),
+        "close_reason": fields.get(SessionField.CLOSE_REASON),
+    }
