@@ -77,7 +77,13 @@ async def test_up_serves_admin_routes_and_stops_cleanly_on_sigterm(tmp_path: Pat
         assert info["services"] == ["ingest", "transcoder", "writer", "echo", "telephony"]
         assert ready == {
             "status": "ready",
-            "checks": {"bus": "ok", "store": "ok", "transcoder-consumer": "ok", "writer-consumer": "ok"},
+            "checks": {
+                "bus": "ok",
+                "store": "ok",
+                "egress-lease": "ok",
+                "transcoder-consumer": "ok",
+                "writer-consumer": "ok",
+            },
         }
         assert "voxbus_build_info" in metrics
         returncode, logs = stop(process)
