@@ -148,7 +148,7 @@ class Connection:
             return None
         await self.drain()
         self.finished = True
-        await self.ctx.registry.mark(self.session_id, SessionStatus.CLOSING, reason)
+        await self.ctx.registry.mark_closing(self.session_id, reason)
         await (await self.stream.stop(reason))
         return await wait_finished(self.ctx, self.session_id) if wait else None
 

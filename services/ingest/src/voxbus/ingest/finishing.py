@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.common.constants import Key, SessionField
 from voxbus.common.records import AudioFormat
 from voxbus.ingest.context import IngestContext
 from voxbus.ingest.sessions import public_info
@@ -23,7 +23,7 @@ async def stop_detached(ctx: IngestContext, session_id: str, reason: str) -> Non
         channels=int(fields.get(SessionField.CHANNELS, 1)),
     )
     stream = RawStream(ctx.bus, ctx.raw_topic, session_id, fmt, epoch)
-    await ctx.registry.mark(session_id, SessionStatus.CLOSING, reason)
+    await ctx.registry.mark_closing(session_id, reason)
     await (await stream.stop(reason))
 
 

@@ -68,6 +68,11 @@ class SessionRegistry:
         await self._store.hset(key, {SessionField.UPDATED_AT: time.time()})
         return await self._store.hincrby(key, SessionField.CHUNK_COUNT, chunks)
 
+    async def mark_closing(self, session_id: str, reason: str) -> None:
+        """active → closing; a session the pipeline already ended (completed, error) keeps its status."""
+        if await self._store.hget(Key.SESSION + session_id, SessionField.STATUS) == SessionStatus.ACTIVE:
+            await self.mark(session_id, SessionStatus.CLOSING, reason)
+
     async def mark(self, session_id: str, status: SessionStatus, reason: str) -> None:
         await self._store.hset(
             Key.SESSION + session_id,

@@ -43,7 +43,8 @@ from voxbus.transcoder.wav import WavFormat
 log = logging.getLogger(__name__)
 
 PCM_CODEC = "pcm_s16le"
-_HEADER_CODECS = frozenset({"wav", "ogg", "webm"})  # a resumed client starts a new header
+# A resumed client may continue its byte stream or start a new file: these magics tell.
+_HEADER_MAGIC = {"wav": b"RIFF", "ogg": b"OggS", "webm": b"\x1a\x45\xdf\xa3", "flac": b"fLaC"}
 _NOTHING_PRODUCED = -1
 _MAX_OUTPUT_BYTES = 256 * 1024  # per PCM record, well under Kafka's default 1 MiB message limit
 
@@ -62,6 +63,7 @@ class _Session:
     failed: bool = False
     error: str = ""
     wav_format_saved: bool = False
+    resumed: bool = False  # the next chunk is the first after a resume
     chunks_metric: Any = None
     pending: list[bytes] = field(default_factory=list)
     pending_pos: int = 0
@@ -183,8 +185,9 @@ class TranscodeHandler:
 
     async def _start(self, partition: _Partition, offset: int, start: SessionStart) -> _Session:
         existing = partition.sessions.get(start.session_id)
-        if existing is not None and start.resume and existing.codec not in _HEADER_CODECS:
-            return existing  # same decoder: the stream continues where it was
+        if existing is not None and start.resume:
+            existing.resumed = True  # same decoder, unless the next chunk opens a new file
+            return existing
         fields = await self._store.hgetall(Key.SESSION + start.session_id)
         target = AudioFormat(codec=PCM_CODEC, rate=start.format.rate, channels=start.format.channels)
         session = _Session(
@@ -252,6 +255,11 @@ class TranscodeHandler:
     def _chunk(self, session: _Session, offset: int, chunk: AudioChunk, outputs: list[BusMessage]) -> None:
         if session.failed:
             return
+        if session.resumed:
+            session.resumed = False
+            magic = _HEADER_MAGIC.get(session.codec)
+            if magic is not None and chunk.audio.startswith(magic):
+                self._restart_pipeline(session, chunk, outputs)
         try:
             pcm = session.pipeline.push(chunk.audio)
         except DecodeError as exc:
@@ -267,6 +275,21 @@ class TranscodeHandler:
             metrics.BYTES_OUT.inc(len(pcm))
         if session.pipeline.stateless_here:
             session.replay_from, session.replay_frames = offset + 1, session.frames_out
+
+    def _restart_pipeline(self, session: _Session, chunk: AudioChunk, outputs: list[BusMessage]) -> None:
+        """A resumed client started a new file: finish the old decoder, then start a fresh one."""
+        try:
+            tail = session.pipeline.finish()
+        except DecodeError:
+            tail = b""  # the old stream ended mid-frame; what it decoded is kept
+        if tail:
+            session.add_pcm(chunk.seq, chunk.ts_ns, tail, outputs)
+        target = session.target
+        session.pipeline = SessionPipeline.for_codec(
+            session.codec, rate=target.rate, channels=target.channels
+        )
+        session.wav_format_saved = False
+        log.info("a resumed stream started a new file", extra={"codec": session.codec})
 
     def _stop(self, session: _Session, stop: SessionStop, outputs: list[BusMessage]) -> None:
         if not session.failed:

@@ -1,0 +1,126 @@
+"""voxbus servers for tests: embedded (one app, in-process backends, real HTTP on loopback)
+and distributed (`voxbus serve …` processes over real Kafka and Redis)."""
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from tests.helpers import free_port
+from voxbus.cli.main import load_service
+from voxbus.common.constants import SERVICE_NAMES
+from voxbus.common.runtime import create_app
+from voxbus.common.settings import Settings
+
+
+@contextlib.asynccontextmanager
+async def embedded(tmp_path: Path, **overrides: Any) -> AsyncIterator[str]:
+    """`voxbus up` in this process: the base URL of a server on a free loopback port."""
+    settings = Settings(
+        audio_storage_path=tmp_path / "audio",
+        audio_partitions=2,
+        egress_partitions=4,
+        events_partitions=2,
+        **overrides,
+    )
+    app = create_app(settings, [load_service(name) for name in SERVICE_NAMES])
+    server = TestServer(app, host="127.0.0.1", port=free_port())
+    await server.start_server()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        await server.close()
+
+
+class Process:
+    """One `voxbus serve NAME` process that can be stopped, killed and started again."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, *, port: int | None = None) -> None:
+        self.name, self.env, self.log_dir = name, env, log_dir
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.starts += 1
+        with (self.log_dir / f"{self.name}-{self.port}-{self.starts}.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "voxbus.cli", "serve", self.name, "--port", str(self.port)],
+                env={**os.environ, **self.env, "POD_NAME": f"{self.name}-{self.port}"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    async def ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    raise AssertionError(f"{self.name} exited with {self.process.returncode}: {self.log()}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{self.url}/ready") as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"{self.name} not ready within {timeout} s: {self.log()}")
+
+    def log(self) -> str:
+        logs = sorted(self.log_dir.glob(f"{self.name}-{self.port}-*.log"))
+        return logs[-1].read_text()[-3000:] if logs else ""
+
+    def signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+            self.process.wait(timeout=30)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        try:
+            self.signal(signal.SIGTERM)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def distributed_env(kafka: str, redis: str, storage: Path, prefix: str, **extra: str) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "REDIS_URL": redis,
+        "TOPIC_PREFIX": prefix,
+        "AUDIO_PARTITIONS": "2",
+        "EGRESS_PARTITIONS": "4",
+        "EVENTS_PARTITIONS": "2",
+        "AUDIO_STORAGE_PATH": str(storage),
+        "HOST": "127.0.0.1",
+        **extra,
+    }
+
+
+@contextlib.asynccontextmanager
+async def cluster(env: dict[str, str], log_dir: Path, *, ingests: int = 1) -> AsyncIterator[list[Process]]:
+    """Ingest pods (first in the list) plus one transcoder and one writer, all ready."""
+    processes = [Process("ingest", env, log_dir) for _ in range(ingests)]
+    processes += [Process("transcoder", env, log_dir), Process("writer", env, log_dir)]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            await process.ready()
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
