@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     kafka_linger_ms: int = Field(default=5, ge=0, le=1000)
     pod_name: str = Field(default_factory=lambda: os.environ.get("HOSTNAME") or socket.gethostname())
     shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
-    lease_seconds: float = Field(default=15.0, ge=1)  # slots, routes, egress leases: freed this long after a pod dies
+    # slots, routes and egress leases of a pod that died are free again this long after
+    lease_seconds: float = Field(default=15.0, ge=1)
     close_timeout_seconds: float = Field(default=30.0, gt=0)  # close_session waits this long for the file
 
     # Wyoming over TCP
