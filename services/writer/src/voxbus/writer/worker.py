@@ -10,13 +10,15 @@ uninterrupted run.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from voxbus.common.bus.base import Bus, ConsumedRecord, TopicPartition
 from voxbus.common.constants import Key, SessionField, SessionStatus
@@ -138,19 +140,13 @@ class WriteHandler:
     ) -> SessionRecording:
         """The session's files as far as the store says they are durable (new if nothing is)."""
         if SessionField.WRITTEN_FRAMES not in fields:
-            return await asyncio.to_thread(
+            return await _opened_in_thread(
                 SessionRecording.create, self._storage, session_id, rate, channels, self._segment_seconds
             )
         frames = int(fields[SessionField.WRITTEN_FRAMES])
         log.info("resumed a recording", extra={"frames": frames})
-        return await asyncio.to_thread(
-            SessionRecording.resume,
-            self._storage,
-            session_id,
-            rate,
-            channels,
-            self._segment_seconds,
-            frames,
+        return await _opened_in_thread(
+            SessionRecording.resume, self._storage, session_id, rate, channels, self._segment_seconds, frames
         )
 
     def _append(self, state: _Open, chunk: AudioChunk) -> None:
@@ -240,6 +236,17 @@ class WriteHandler:
         self._finished[session_id] = None
         while len(self._finished) > _FINISHED_MEMORY:
             self._finished.popitem(last=False)
+
+
+async def _opened_in_thread(open_recording: Callable[..., SessionRecording], *args: Any) -> SessionRecording:
+    """Open files in a worker thread; if we are cancelled meanwhile, close what it opened."""
+    opening = asyncio.ensure_future(asyncio.to_thread(open_recording, *args))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            (await opening).abandon()
+        raise
 
 
 def _flush_all(recordings: list[SessionRecording]) -> None:
