@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.helpers import free_port
@@ -23,8 +24,8 @@ from voxbus.common.settings import Settings
 
 
 @contextlib.asynccontextmanager
-async def embedded(tmp_path: Path, **overrides: Any) -> AsyncIterator[str]:
-    """`voxbus up` in this process: the base URL of a server on a free loopback port."""
+async def embedded_app(tmp_path: Path, **overrides: Any) -> AsyncIterator[tuple[str, web.Application]]:
+    """`voxbus up` in this process on a free loopback port: (base URL, app)."""
     settings = Settings(
         audio_storage_path=tmp_path / "audio",
         audio_partitions=2,
@@ -36,9 +37,16 @@ async def embedded(tmp_path: Path, **overrides: Any) -> AsyncIterator[str]:
     server = TestServer(app, host="127.0.0.1", port=free_port())
     await server.start_server()
     try:
-        yield f"http://127.0.0.1:{server.port}"
+        yield f"http://127.0.0.1:{server.port}", app
     finally:
         await server.close()
+
+
+@contextlib.asynccontextmanager
+async def embedded(tmp_path: Path, **overrides: Any) -> AsyncIterator[str]:
+    """`voxbus up` in this process: its base URL."""
+    async with embedded_app(tmp_path, **overrides) as (base, _):
+        yield base
 
 
 class Process:

@@ -1,0 +1,158 @@
+"""Egress back to the right socket, the echo protocols on the wire, and the session HTTP API."""
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+import aiohttp
+from websockets.asyncio.client import connect
+
+from tests.clients import CLOSE
+from tests.servers import embedded, embedded_app
+from voxbus.common.constants import Key
+from voxbus.common.records import BusMessage
+from voxbus.ingest.context import INGEST
+
+
+async def egress(app, session_id: str, audio: bytes) -> None:  # type: ignore[no-untyped-def]
+    """What echo and telephony do: look the route up, produce to that partition."""
+    ctx = app[INGEST]
+    route = await ctx.store.get(Key.ROUTE + session_id)
+    assert route is not None, "a connected session has a route"
+    pod, partition = route.split()
+    assert pod == ctx.settings.pod_name
+    message = BusMessage(key=session_id.encode(), value=audio, headers=(("t", b"chunk"),))
+    await ctx.bus.send_and_wait(ctx.settings.topic_prefix + "egress", message, partition=int(partition))
+
+
+async def test_egress_reaches_the_session_socket_on_every_protocol(tmp_path: Path) -> None:
+    async with embedded_app(tmp_path, echo_delay_ms=1000) as (base, app):
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(f"{base}/api/ws/audio?format=pcm&echo=true") as ws:
+                session_id = (await ws.receive_json())["session_id"]
+                await egress(app, session_id, b"\x01\x02" * 160)
+                assert await ws.receive_bytes(timeout=5) == b"\x01\x02" * 160
+
+            async with http.ws_connect(f"{base}/ws/echo") as ws:
+                assert await ws.receive_json() == {
+                    "type": "config",
+                    "data": {"sample_rate": 16000, "chunk_size": 4096, "channels": 1, "sample_width": 2},
+                }
+                await ws.send_str(json.dumps({"type": "ping"}))
+                assert await ws.receive_json() == {"type": "pong"}
+                session_id = await _only_session(app, "delayed_echo")
+                await egress(app, session_id, b"\x03\x04" * 2048)
+                assert await ws.receive_bytes(timeout=5) == b"\x03\x04" * 2048
+
+        async with connect(f"{base.replace('http', 'ws')}/ws/audio") as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "Error: Only binary audio data is supported."
+            await ws.send(bytes(32000))  # the seed clients' 1 s of 16 kHz silence
+            session_id = await _only_session(app, "echo")
+            await egress(app, session_id, bytes(32000))
+            assert await ws.recv() == bytes(32000)
+
+
+async def _only_session(app, protocol: str) -> str:  # type: ignore[no-untyped-def]
+    ctx = app[INGEST]
+    for _ in range(50):
+        for session_id, _ in await ctx.store.zrange(Key.SESSIONS_ALL, descending=True):
+            if await ctx.store.hget(Key.SESSION + session_id, "protocol") == protocol:
+                return session_id
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {protocol} session")
+
+
+async def test_session_http_api(tmp_path: Path) -> None:
+    async with embedded(tmp_path) as base, aiohttp.ClientSession() as http:
+        ids = []
+        for user in ["ann", "bob", "ann", "ann"]:
+            async with http.ws_connect(
+                f"{base}/api/ws/audio?format=pcm&sample_rate=16000&user_id={user}"
+            ) as ws:
+                ids.append((await ws.receive_json())["session_id"])
+                await ws.send_bytes(b"\x00\x01" * 800)
+                await ws.receive_json()
+                if user == "bob":
+                    await ws.send_str(CLOSE)
+                    await ws.receive_json(timeout=30)
+
+        async def get(path: str) -> tuple[int, object]:
+            async with http.get(f"{base}{path}") as response:
+                return response.status, await response.json()
+
+        status, page = await get("/api/audio/sessions?user_id=ann&limit=2")
+        assert status == 200
+        assert [s["session_id"] for s in page["sessions"]] == [ids[3], ids[2]]  # newest first
+        status, rest = await get(f"/api/audio/sessions?user_id=ann&limit=2&cursor={page['next_cursor']}")
+        assert [s["session_id"] for s in rest["sessions"]] == [ids[0]]
+        assert rest["next_cursor"] is None
+        status, done = await get("/api/audio/sessions?status=completed")
+        assert [s["session_id"] for s in done["sessions"]] == [ids[1]]
+        assert (await get("/api/audio/sessions?limit=0"))[0] == 422
+        assert (await get("/api/audio/sessions?status=sleeping"))[0] == 422
+
+        status, info = await get(f"/api/audio/sessions/{ids[0]}")
+        assert status == 200
+        assert info["user_id"] == "ann"
+        assert info["status"] == "active"  # dropped without close: resumable
+        assert info["total_chunks"] == 1
+        assert info["bytes_received"] == 1600
+        missing = str(uuid.uuid4())
+        assert await get(f"/api/audio/sessions/{missing}") == (
+            404,
+            {"error": "Session not found", "session_id": missing},
+        )
+        assert await get("/api/audio/sessions/nope") == (
+            422,
+            {"error": "Invalid session id", "session_id": "nope"},
+        )
+
+        # close over HTTP: a session with no socket anywhere, then one whose socket is open
+        async with http.post(f"{base}/api/audio/sessions/{ids[0]}/close") as response:
+            closed = await response.json()
+        assert closed["success"] is True
+        assert closed["final_info"]["status"] == "completed"
+        assert closed["final_info"]["duration_seconds"] == 0.05
+        async with http.ws_connect(f"{base}/api/ws/audio?format=pcm") as ws:
+            session_id = (await ws.receive_json())["session_id"]
+            async with http.post(f"{base}/api/audio/sessions/{session_id}/close") as response:
+                assert (await response.json())["final_info"]["status"] == "completed"
+            told = await ws.receive_json(timeout=10)
+            assert told["message"] == "Session closed successfully"
+            assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE
+            assert ws.close_code == 1000
+
+
+async def test_idle_socket_is_closed_1000_and_its_recording_finished(tmp_path: Path) -> None:
+    async with (
+        embedded(tmp_path, connection_timeout_seconds=1.0) as base,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.ws_connect(f"{base}/api/ws/audio?format=pcm&sample_rate=16000") as ws:
+            session_id = (await ws.receive_json())["session_id"]
+            await ws.send_bytes(b"\x00\x01" * 1600)
+            await ws.receive_json()
+            message = await ws.receive(timeout=5)
+            assert (message.type, ws.close_code, message.extra) == (aiohttp.WSMsgType.CLOSE, 1000, "idle")
+        async with http.post(f"{base}/api/audio/sessions/{session_id}/close") as response:
+            info = (await response.json())["final_info"]
+        assert (info["status"], info["close_reason"], info["duration_seconds"]) == ("completed", "idle", 0.1)
+
+
+async def test_dropped_session_is_reaped_after_the_idle_timeout(tmp_path: Path) -> None:
+    async with (
+        embedded_app(tmp_path, connection_timeout_seconds=1.0) as (base, app),
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.ws_connect(f"{base}/api/ws/audio?format=pcm") as ws:
+            session_id = (await ws.receive_json())["session_id"]
+        ctx = app[INGEST]
+
+        async def finished() -> bool:
+            return await ctx.store.hget(Key.SESSION + session_id, "finalized") == "1"
+
+        assert await ctx.store.wait_until(Key.SESSION_CHANNEL + session_id, finished, timeout=10)
+        assert await ctx.store.hget(Key.SESSION + session_id, "close_reason") == "idle"
+        assert await ctx.store.zscore(Key.SESSION_SLOTS, session_id) is None  # its slot is free
