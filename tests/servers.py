@@ -3,6 +3,7 @@ and distributed (`voxbus serve …` processes over real Kafka and Redis)."""
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -104,10 +106,25 @@ class Process:
             self.kill()
 
 
-def distributed_env(kafka: str, redis: str, storage: Path, prefix: str, **extra: str) -> dict[str, str]:
+_next_db = itertools.cycle(range(1, 16))
+
+
+def fresh_redis_db(url: str) -> str:
+    """The same Redis, another (flushed) database: cluster-wide keys of other tests stay apart."""
+    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+    isolated = f"{base}/{next(_next_db)}"
+    client = redis.Redis.from_url(isolated)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return isolated
+
+
+def distributed_env(kafka: str, redis_url: str, storage: Path, prefix: str, **extra: str) -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
-        "REDIS_URL": redis,
+        "REDIS_URL": redis_url,
         "TOPIC_PREFIX": prefix,
         "AUDIO_PARTITIONS": "2",
         "EGRESS_PARTITIONS": "4",

@@ -16,7 +16,7 @@ import soundfile
 
 from tests.audio import chunked, speech, wav_bytes
 from tests.clients import CLOSE, RECORDERS
-from tests.servers import cluster, distributed_env, embedded
+from tests.servers import cluster, distributed_env, embedded, fresh_redis_db
 from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
 
 SECONDS = 60.0
@@ -82,7 +82,10 @@ async def test_distributed_stream_and_resume_on_the_other_instance(
 ) -> None:
     storage = tmp_path / "audio"
     env = distributed_env(
-        kafka_endpoint.bootstrap_servers, redis_endpoint.url, storage, f"ing-{uuid.uuid4().hex[:8]}."
+        kafka_endpoint.bootstrap_servers,
+        fresh_redis_db(redis_endpoint.url),
+        storage,
+        f"ing-{uuid.uuid4().hex[:8]}.",
     )
     source = speech(SECONDS, 16000)
     chunks = chunked(wav_bytes(source, 16000), 4096)

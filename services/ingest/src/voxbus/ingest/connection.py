@@ -169,15 +169,15 @@ class Connection:
         await self.save_progress()
         await self.ctx.router.detach(self.session_id, self._deliver)
         leases = self.ctx.leases
+        # a cluster slot counts sessions a socket streams to: freed here, or by TTL if we die
         await leases.drop(Key.CONNECTION_SLOTS + self.session_id, self.connection_id)
+        await leases.drop(Key.SESSION_SLOTS, self.session_id)
         if self.finished:
-            await leases.drop(Key.SESSION_SLOTS, self.session_id)
             await leases.drop(Key.REAP_AT, self.session_id)
         else:
-            # still active and resumable: its cluster slot stays taken until the idle timeout,
-            # when the reaper stops it (unless a socket resumes it first)
+            # still active and resumable (a resume claims a slot again) until the idle timeout,
+            # when the reaper stops it
             idle_ms = int(self.ctx.settings.connection_timeout_seconds * 1000)
-            await leases.let_go(Key.SESSION_SLOTS, self.session_id, after_ms=idle_ms)
             await leases.let_go(Key.REAP_AT, self.session_id, after_ms=idle_ms)
 
     # -- wire ------------------------------------------------------------------------------

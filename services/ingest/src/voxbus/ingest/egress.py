@@ -6,6 +6,7 @@ each record to the socket of the session it is keyed by. A socket's route (`voxb
 telephony produce to the partition of whichever pod holds the session now.
 """
 
+import asyncio
 import contextlib
 import logging
 import zlib
@@ -36,17 +37,25 @@ class EgressRouter:
         self.partition: int | None = None
 
     async def start(self) -> None:
+        """Lease a partition if one is free now; `run` keeps trying otherwise (not ready till then)."""
+        await self._claim()
+
+    async def _claim(self) -> bool:
         first = zlib.crc32(self._pod.encode()) % self._partitions  # pods spread over the partitions
         for step in range(self._partitions):
             partition = (first + step) % self._partitions
             if await self._leases.claim_key(Key.EGRESS_LEASE + str(partition), self._pod):
                 self.partition = partition
-                break
-        if self.partition is None:
-            raise NoEgressPartition(f"all {self._partitions} egress partitions are leased by other pods")
-        self._consumer = self._bus.partition_tail(self._topic, self.partition)
-        await self._consumer.start()
-        log.info("egress partition leased", extra={"partition": self.partition})
+                self._consumer = self._bus.partition_tail(self._topic, partition)
+                await self._consumer.start()
+                for session_id in self._sinks:
+                    await self._leases.hold_key(Key.ROUTE + session_id, self._route())
+                log.info("egress partition leased", extra={"partition": partition})
+                return True
+        return False
+
+    def _route(self) -> str:
+        return f"{self._pod} {self.partition}"
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -56,24 +65,26 @@ class EgressRouter:
 
     async def ready(self) -> None:
         if self.partition is None:
-            raise NoEgressPartition("no egress partition leased")
+            raise NoEgressPartition(f"all {self._partitions} egress partitions are leased by other pods")
         holder = await self._store.get(Key.EGRESS_LEASE + str(self.partition))
         if holder != self._pod:
             raise NoEgressPartition(f"egress partition {self.partition} lease is held by {holder!r}")
 
     async def attach(self, session_id: str, sink: Sink) -> None:
         self._sinks[session_id] = sink
-        await self._leases.hold_key(Key.ROUTE + session_id, f"{self._pod} {self.partition}")
+        if self.partition is not None:  # otherwise written once a partition is leased
+            await self._leases.hold_key(Key.ROUTE + session_id, self._route())
 
     async def detach(self, session_id: str, sink: Sink) -> None:
         if self._sinks.get(session_id) is sink:
             del self._sinks[session_id]
             await self._leases.drop_key(Key.ROUTE + session_id)
 
-    async def run(self) -> None:
-        """Deliver egress records to their sockets until cancelled."""
-        if self._consumer is None:
-            raise RuntimeError("egress router not started")
+    async def run(self, retry_seconds: float) -> None:
+        """Lease a partition if we have none yet, then deliver egress records until cancelled."""
+        while self._consumer is None:
+            await asyncio.sleep(retry_seconds)
+            await self._claim()
         while True:
             for record in await self._consumer.getmany(timeout_ms=1000):
                 session_id = (record.key or b"").decode("ascii", "replace")

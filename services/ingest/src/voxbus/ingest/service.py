@@ -1,14 +1,12 @@
 """The ingest service: client WebSockets, the session HTTP API, egress back to the sockets."""
 
-import asyncio
-import contextlib
 import functools
 from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 
 from voxbus.common.constants import Topic
-from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec
+from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, stop_tasks, supervised
 from voxbus.ingest import http_api, reaper
 from voxbus.ingest.connection import serve_socket
 from voxbus.ingest.context import INGEST, IngestContext
@@ -44,18 +42,14 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     app[INGEST] = ctx
     app[READINESS].add("egress-lease", router.ready)
     tasks = [
-        asyncio.create_task(leases.run(), name="ingest-leases"),
-        asyncio.create_task(router.run(), name="ingest-egress"),
-        asyncio.create_task(reaper.run(ctx), name="ingest-reaper"),
+        supervised(app, "ingest-leases", leases.run()),
+        supervised(app, "ingest-egress", router.run(settings.lease_seconds / 3)),
+        supervised(app, "ingest-reaper", reaper.run(ctx)),
     ]
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         await router.stop()
         await leases.release_all()
 

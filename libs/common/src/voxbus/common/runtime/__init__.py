@@ -8,6 +8,8 @@ from voxbus.common.runtime.app import (
     ServiceSpec,
     background,
     create_app,
+    stop_tasks,
+    supervised,
 )
 from voxbus.common.runtime.logs import configure_logging, session_context
 from voxbus.common.runtime.readiness import Readiness
@@ -25,4 +27,6 @@ __all__ = [
     "create_app",
     "serve",
     "session_context",
+    "stop_tasks",
+    "supervised",
 ]

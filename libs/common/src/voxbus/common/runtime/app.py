@@ -124,31 +124,41 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def supervised(app: web.Application, name: str, coro: Coroutine[Any, Any, None]) -> "asyncio.Task[None]":
+    """Run `coro` as a named task whose death `/ready` reports and the log shows."""
+    task = asyncio.create_task(coro, name=name)
+
+    async def alive() -> None:
+        if task.done():
+            raise RuntimeError(
+                f"{name} stopped: {task.exception() if not task.cancelled() else 'cancelled'!r}"
+            )
+
+    app[READINESS].add(name, alive)
+    task.add_done_callback(_log_crash)
+    return task
+
+
+async def stop_tasks(tasks: Sequence["asyncio.Task[None]"], *, timeout: float = 10.0) -> None:
+    """Cancel owned tasks and wait for them (up to `timeout` seconds in all)."""
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def background(
     name: str, run: Callable[[web.Application], Coroutine[Any, Any, None]], *, stop_timeout: float = 10.0
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A `cleanup_ctx` entry that runs `run(app)` as an owned, named task for the app's lifetime.
-
-    If the task dies, the error is logged and `/ready` reports it; on shutdown it is cancelled
-    and awaited (up to `stop_timeout` seconds).
-    """
+    """A `cleanup_ctx` entry that runs `run(app)` as a supervised task for the app's lifetime."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(run(app), name=name)
-
-        async def alive() -> None:
-            if task.done():
-                raise RuntimeError(f"{name} stopped: {task.exception()!r}")
-
-        app[READINESS].add(name, alive)
-        task.add_done_callback(_log_crash)
+        task = supervised(app, name, run(app))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                async with asyncio.timeout(stop_timeout):
-                    await task
+            await stop_tasks([task], timeout=stop_timeout)
 
     return context
 
