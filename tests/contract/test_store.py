@@ -1,6 +1,7 @@
 """The state-store contract, run against the in-process store and real Redis alike."""
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -175,3 +176,17 @@ async def test_slots_hold_the_limit_under_concurrent_claims(store: StateStore, u
     )
     assert sum(results) == 7
     assert await store.zcard(key) == 7
+
+
+async def test_hundreds_of_concurrent_subscriptions_each_get_their_own_messages(
+    store: StateStore, unique: str
+) -> None:
+    channels = [f"events:{unique}:{n}" for n in range(300)]
+    async with contextlib.AsyncExitStack() as stack:
+        subscriptions = [await stack.enter_async_context(store.subscribe(c)) for c in channels]
+        for n, channel in enumerate(channels):
+            await store.publish(channel, f"m{n}")
+        received = [await s.get(timeout=5) for s in subscriptions]
+        assert [m.data if m else None for m in received] == [f"m{n}" for n in range(300)]
+        assert await asyncio.gather(*(s.get(timeout=0.05) for s in subscriptions[:5])) == [None] * 5
+    assert await store.publish(channels[0], "after") == 0  # unsubscribed on exit

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     egress_partitions: int = Field(default=64, ge=1)
     events_partitions: int = Field(default=12, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
-    kafka_linger_ms: int = Field(default=5, ge=0, le=1000)
+    kafka_linger_ms: int = Field(default=2, ge=0, le=1000)
     pod_name: str = Field(default_factory=lambda: os.environ.get("HOSTNAME") or socket.gethostname())
     shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
     # slots, routes and egress leases of a pod that died are free again this long after

@@ -53,9 +53,14 @@ class Connection:
         self.stream: RawStream | None = None
         self.finished = False
         self._deadline: float | None = None
-        self._acks: asyncio.Queue[tuple[asyncio.Future[Any], OnDurable] | None] = asyncio.Queue(_ACK_QUEUE)
+        self._acks: asyncio.Queue[tuple[asyncio.Future[Any], int, OnDurable] | None] = asyncio.Queue(
+            _ACK_QUEUE
+        )
         self._acker: asyncio.Task[None] | None = None
-        self._pending_progress = (0, 0)
+        protocol = adapter.protocol  # labels() costs more than the increment: look them up once
+        self._chunks_metric = metrics.CHUNKS.labels(protocol)
+        self._bytes_metric = metrics.BYTES.labels(protocol)
+        self._egress_metric = metrics.EGRESS_BYTES.labels(protocol)
 
     # -- session lifecycle ------------------------------------------------------------------
 
@@ -128,11 +133,9 @@ class Connection:
             failed.set_exception(exc)
             delivery = failed
         self.chunk_count += 1
-        chunks, received = self._pending_progress
-        self._pending_progress = (chunks + 1, received + len(data))
-        metrics.CHUNKS.labels(self.adapter.protocol).inc()
-        metrics.BYTES.labels(self.adapter.protocol).inc(len(data))
-        await self._acks.put((delivery, on_durable))
+        self._chunks_metric.inc()
+        self._bytes_metric.inc(len(data))
+        await self._acks.put((delivery, len(data), on_durable))
 
     async def drain(self) -> None:
         """Wait until every chunk received so far was acknowledged."""
@@ -140,7 +143,6 @@ class Connection:
             await self._acks.put(None)
             await self._acker
             self._acker = None
-        await self.save_progress()
 
     async def finish(self, reason: str, *, wait: bool) -> dict[str, Any] | None:
         """Stop the session after its last chunk; with `wait`, return its info once the file is complete."""
@@ -152,12 +154,6 @@ class Connection:
         await (await self.stream.stop(reason))
         return await wait_finished(self.ctx, self.session_id) if wait else None
 
-    async def save_progress(self) -> None:
-        chunks, received = self._pending_progress
-        if self.session_id is not None and chunks:
-            self._pending_progress = (0, 0)
-            await self.ctx.registry.add_progress(self.session_id, chunks, received)
-
     async def release(self) -> None:
         """On any way out: stop acking, save counters, free the slots and the route."""
         if self._acker is not None:
@@ -166,7 +162,6 @@ class Connection:
                 await self._acker
         if self.session_id is None:
             return
-        await self.save_progress()
         await self.ctx.router.detach(self.session_id, self._deliver)
         leases = self.ctx.leases
         # a cluster slot counts sessions a socket streams to: freed here, or by TTL if we die
@@ -208,18 +203,35 @@ class Connection:
                 await self.ws.send_bytes(message)
             else:
                 await self.ws.send_str(message)
-        metrics.EGRESS_BYTES.labels(self.adapter.protocol).inc(len(audio))
+        self._egress_metric.inc(len(audio))
 
     async def _ack_in_order(self) -> None:
-        while (item := await self._acks.get()) is not None:
-            delivery, on_durable = item
-            try:
-                await delivery
-                ok = True
-            except Exception as exc:  # not durable: the client is told this chunk failed
-                log.warning("chunk not durable", extra={"reason": repr(exc)})
-                ok = False
-            await on_durable(ok)
+        """Acknowledge chunks in order once durable. Before the acks go out, the session's
+        counters are updated in the store (once per batch of ready acks), so a client that saw
+        ack N and resumes anywhere is told chunk_count ≥ N."""
+        while (first := await self._acks.get()) is not None:
+            batch, ended = [first], False
+            while not self._acks.empty():
+                item = self._acks.get_nowait()
+                if item is None:
+                    ended = True
+                    break
+                batch.append(item)
+            results = []
+            for delivery, size, on_durable in batch:
+                try:
+                    await delivery
+                    results.append((True, size, on_durable))
+                except Exception as exc:  # not durable: the client is told this chunk failed
+                    log.warning("chunk not durable", extra={"reason": repr(exc)})
+                    results.append((False, size, on_durable))
+            accepted = [size for ok, size, _ in results if ok]
+            if accepted and self.session_id is not None:
+                await self.ctx.registry.add_progress(self.session_id, len(accepted), sum(accepted))
+            for ok, _, on_durable in results:
+                await on_durable(ok)
+            if ended:
+                return
 
 
 async def serve_socket(
@@ -249,6 +261,10 @@ async def serve_socket(
     except SessionRefused as refused:
         metrics.REFUSED.labels(adapter.protocol, refused.code).inc()
         await conn.refuse(refused)
+    except Exception:  # API.md: 1011 internal error, after a JSON error message
+        log.exception("connection failed")
+        metrics.REFUSED.labels(adapter.protocol, 1011).inc()
+        await conn.refuse(SessionRefused({"error": "Internal error"}, 1011))
     finally:
         ctx.sockets.discard(ws)
         metrics.SOCKETS.labels(adapter.protocol).dec()
@@ -259,29 +275,49 @@ async def serve_socket(
 
 
 async def _read_loop(conn: Connection, adapter: Adapter, idle_seconds: float) -> None:
+    """Read until the client leaves; a watchdog enforces the idle timeout and maximum duration
+    (arming a timeout around every receive would cost more than the rest of a 20 ms frame)."""
     ws, limit = conn.ws, conn.ctx.settings.max_message_size_bytes
-    while not ws.closed:
-        left = conn.seconds_left()
-        wait = idle_seconds if left is None else min(idle_seconds, max(left, 0.0))
-        try:
-            async with asyncio.timeout(wait):
-                message = await ws.receive()
-        except TimeoutError:
-            reason = "max_duration" if left is not None and left <= idle_seconds else "idle"
-            await adapter.on_timeout(conn, reason)
-            return
-        if message.type == WSMsgType.TEXT:
-            if len(message.data) > limit:
-                await _too_big(conn, len(message.data), limit)
+    last_message = [time.monotonic()]
+    reader = asyncio.current_task()
+    timed_out: list[str] = []
+
+    async def watchdog() -> None:
+        while True:
+            left = conn.seconds_left()
+            idle_left = last_message[0] + idle_seconds - time.monotonic()
+            wait = idle_left if left is None else min(idle_left, left)
+            if wait <= 0:
+                timed_out.append("max_duration" if left is not None and left <= idle_left else "idle")
+                if reader is not None:
+                    reader.cancel()
                 return
-            await adapter.on_text(conn, message.data)
-        elif message.type == WSMsgType.BINARY:
-            if len(message.data) > limit:
-                await _too_big(conn, len(message.data), limit)
+            await asyncio.sleep(wait)
+
+    guard = asyncio.create_task(watchdog(), name=f"watchdog-{conn.connection_id}")
+    try:
+        while not ws.closed:
+            message = await ws.receive()
+            last_message[0] = time.monotonic()
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                if len(message.data) > limit:
+                    await _too_big(conn, len(message.data), limit)
+                    return
+                if message.type == WSMsgType.BINARY:
+                    await adapter.on_binary(conn, message.data)
+                else:
+                    await adapter.on_text(conn, message.data)
+            elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return
-            await adapter.on_binary(conn, message.data)
-        elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-            return
+    except asyncio.CancelledError:
+        if not timed_out:
+            raise  # not ours: the server is stopping
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        await adapter.on_timeout(conn, timed_out[0])
+    finally:
+        guard.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await guard
 
 
 async def _too_big(conn: Connection, size: int, limit: int) -> None:

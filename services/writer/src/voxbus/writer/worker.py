@@ -76,20 +76,30 @@ class WriteHandler:
         self._segment_seconds = segment_seconds
         self._events_topic = events_topic
         self._open: dict[str, _Open] = {}
+        self._opening: set[asyncio.Future[SessionRecording]] = set()
         self._finished: OrderedDict[str, None] = OrderedDict()
 
     async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
         # Nothing past the last commit is lost: the next owner replays it. Just let go of the files.
         for session_id, state in list(self._open.items()):
             if state.tp in revoked:
-                state.recording.close()
                 del self._open[session_id]
+                try:
+                    state.recording.close()
+                except Exception:  # one file's trouble must not leave the others open
+                    log.exception("closing a recording failed", extra={"session_id": session_id})
+                    state.recording.abandon()
         metrics.OPEN.set(len(self._open))
 
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
         return None
 
     async def close(self) -> None:
+        """Close every file, including any a worker thread is still opening."""
+        held = {id(state.recording) for state in self._open.values()}
+        for opened in await asyncio.gather(*self._opening, return_exceptions=True):
+            if isinstance(opened, SessionRecording) and id(opened) not in held:
+                opened.abandon()
         await self.on_partitions_revoked(frozenset(state.tp for state in self._open.values()))
 
     async def handle(self, records: list[ConsumedRecord]) -> Mapping[TopicPartition, int]:
@@ -140,14 +150,29 @@ class WriteHandler:
     ) -> SessionRecording:
         """The session's files as far as the store says they are durable (new if nothing is)."""
         if SessionField.WRITTEN_FRAMES not in fields:
-            return await _opened_in_thread(
+            return await self._opened_in_thread(
                 SessionRecording.create, self._storage, session_id, rate, channels, self._segment_seconds
             )
         frames = int(fields[SessionField.WRITTEN_FRAMES])
         log.info("resumed a recording", extra={"frames": frames})
-        return await _opened_in_thread(
+        return await self._opened_in_thread(
             SessionRecording.resume, self._storage, session_id, rate, channels, self._segment_seconds, frames
         )
+
+    async def _opened_in_thread(
+        self, open_recording: Callable[..., SessionRecording], *args: Any
+    ) -> SessionRecording:
+        """Open files in a worker thread. `close()` waits for opens still under way, so a file
+        opened while the handler shuts down is closed too."""
+        opening = asyncio.ensure_future(asyncio.to_thread(open_recording, *args))
+        self._opening.add(opening)
+        opening.add_done_callback(self._opening.discard)
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                (await opening).abandon()
+            raise
 
     def _append(self, state: _Open, chunk: AudioChunk) -> None:
         if chunk.pos is None:
@@ -201,7 +226,9 @@ class WriteHandler:
             recording = await self._recording(final.session_id, fields, rate, channels)
         else:
             recording = state.recording
-        await asyncio.to_thread(recording.close)  # flushes and fsyncs
+        # in the loop, not a thread: nothing may come between taking it out of `_open` and closing
+        # it (a cancellation would leave it open); once per session, two fsyncs
+        recording.close()
         fields_out: dict[str, str | int | float] = {
             SessionField.STATUS: final.status,
             SessionField.FINALIZED: "1",
@@ -236,17 +263,6 @@ class WriteHandler:
         self._finished[session_id] = None
         while len(self._finished) > _FINISHED_MEMORY:
             self._finished.popitem(last=False)
-
-
-async def _opened_in_thread(open_recording: Callable[..., SessionRecording], *args: Any) -> SessionRecording:
-    """Open files in a worker thread; if we are cancelled meanwhile, close what it opened."""
-    opening = asyncio.ensure_future(asyncio.to_thread(open_recording, *args))
-    try:
-        return await asyncio.shield(opening)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            (await opening).abandon()
-        raise
 
 
 def _flush_all(recordings: list[SessionRecording]) -> None:

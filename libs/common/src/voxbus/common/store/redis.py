@@ -1,6 +1,7 @@
 """Redis state store via redis.asyncio; compare-and-set leases are small Lua scripts."""
 
-import time
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -43,21 +44,69 @@ return 0
 """
 
 
-class _PubSubSubscription(Subscription):
-    def __init__(self, pubsub: PubSub) -> None:
-        self._pubsub = pubsub
+class _QueueSubscription(Subscription):
+    def __init__(self, queue: asyncio.Queue[StoreMessage]) -> None:
+        self._queue = queue
 
     async def get(self, timeout: float | None = None) -> StoreMessage | None:
-        # get_message returns None early for the (ignored) subscribe confirmations; read on
-        # until a real message or the deadline.
-        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._queue.get()
+        except TimeoutError:
+            return None
+
+
+class _PubSubHub:
+    """Every subscription of this process over ONE Redis connection: a socket per session
+    would be a Redis connection per session. Channels are subscribed while anyone listens."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._pubsub: PubSub = redis.pubsub()
+        self._listeners: dict[str, set[asyncio.Queue[StoreMessage]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def add(self, channels: tuple[str, ...], queue: asyncio.Queue[StoreMessage]) -> None:
+        async with self._lock:
+            new = [channel for channel in channels if channel not in self._listeners]
+            for channel in channels:
+                self._listeners.setdefault(channel, set()).add(queue)
+            if new:
+                await self._pubsub.subscribe(*new)
+            if self._reader is None:
+                self._reader = asyncio.create_task(self._read(), name="redis-pubsub")
+
+    async def remove(self, channels: tuple[str, ...], queue: asyncio.Queue[StoreMessage]) -> None:
+        async with self._lock:
+            idle = []
+            for channel in channels:
+                listeners = self._listeners.get(channel)
+                if listeners is not None:
+                    listeners.discard(queue)
+                    if not listeners:
+                        del self._listeners[channel]
+                        idle.append(channel)
+            if idle:
+                await self._pubsub.unsubscribe(*idle)
+
+    async def _read(self) -> None:
         while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
-            if message is not None:
-                return StoreMessage(str(message["channel"]), str(message["data"]))
-            if remaining == 0.0:
-                return None
+            if not self._pubsub.subscribed:
+                await asyncio.sleep(0.05)  # nothing subscribed: get_message would return at once
+                continue
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is None:
+                continue
+            channel = str(message["channel"])
+            for queue in self._listeners.get(channel, ()):
+                queue.put_nowait(StoreMessage(channel, str(message["data"])))
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 class RedisStore(StateStore):
@@ -69,11 +118,13 @@ class RedisStore(StateStore):
         self._expire_if_equal = self._redis.register_script(_EXPIRE_IF_EQUAL)
         self._delete_if_equal = self._redis.register_script(_DELETE_IF_EQUAL)
         self._claim_slot = self._redis.register_script(_CLAIM_SLOT)
+        self._hub = _PubSubHub(self._redis)
 
     async def start(self) -> None:
         await self.ping()
 
     async def close(self) -> None:
+        await self._hub.close()
         await self._redis.aclose()
 
     async def ping(self) -> None:
@@ -170,12 +221,12 @@ class RedisStore(StateStore):
 
     @asynccontextmanager
     async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:
-        pubsub = self._redis.pubsub()
+        queue: asyncio.Queue[StoreMessage] = asyncio.Queue()
         try:
-            await self._call(pubsub.subscribe(*channels))
-            yield _PubSubSubscription(pubsub)
+            await self._call(self._hub.add(channels, queue))
+            yield _QueueSubscription(queue)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._call(self._hub.remove(channels, queue))
 
     async def _call(self, awaitable: Any) -> Any:
         try:

@@ -1,0 +1,169 @@
+"""Ingest benchmark: concurrent 16 kHz streams of 20 ms frames at real time into /api/ws/audio.
+
+Runs `voxbus serve ingest` over real Kafka and Redis (local processes from voxbus.devinfra, or
+KAFKA_BOOTSTRAP_SERVERS / REDIS_URL), and, in the same run, a bare aiohttp WebSocket sink that
+acks each frame at once (bench/bare_sink.py). Prints, for each: ack latency p50/p99 (send →
+ack received, measured by the client) and server CPU per frame (from /proc). Targets (issue #4):
+ack p99 ≤ 25 ms at 200 streams; ingest CPU per frame ≤ 2x the bare sink's.
+
+Usage: uv run python bench/ingest_acks.py [--streams 200] [--seconds 20]
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.helpers import free_port
+from voxbus.devinfra import provide_kafka, provide_redis
+
+FRAME = bytes(640)  # 20 ms of 16 kHz mono s16le
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+async def wait_ready(url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            try:
+                async with http.get(url) as response:
+                    if response.status in (200, 404):
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def stream(
+    url: str, seconds: float, start_delay: float, latencies: list[float], frames: list[int]
+) -> None:
+    await asyncio.sleep(start_delay)
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        hello = await ws.receive()
+        if hello.type != aiohttp.WSMsgType.TEXT:
+            raise RuntimeError(f"{url} refused the stream: {ws.close_code} {hello.type} {hello.data!r}")
+        sent: deque[float] = deque()
+        all_acked = asyncio.Event()
+        finished_sending = False
+
+        async def read_acks() -> None:
+            while (await ws.receive()).type == aiohttp.WSMsgType.TEXT:
+                latencies.append(time.perf_counter() - sent.popleft())
+                frames[0] += 1
+                if finished_sending and not sent:
+                    all_acked.set()
+
+        reader = asyncio.create_task(read_acks())
+        begin = time.perf_counter()
+        n = 0
+        while time.perf_counter() - begin < seconds:
+            n += 1
+            sent.append(time.perf_counter())
+            await ws.send_bytes(FRAME)
+            await asyncio.sleep(max(0.0, begin + n * 0.02 - time.perf_counter()))
+        finished_sending = True
+        if sent:
+            try:
+                await asyncio.wait_for(all_acked.wait(), 30)  # the last acks
+            except TimeoutError:
+                raise RuntimeError(f"{len(sent)} of {n} frames never acknowledged") from None
+        reader.cancel()
+
+
+async def measure(name: str, base: str, pid: int, streams: int, seconds: float) -> dict[str, float]:
+    url = f"{base}/api/ws/audio?sample_rate=16000&format=pcm"
+    latencies: list[float] = []
+    frames = [0]
+    warm: list[float] = []
+    await asyncio.gather(*(stream(url, 1.0, i / 20, warm, [0]) for i in range(min(streams, 20))))
+    cpu_before = cpu_seconds(pid)
+    await asyncio.gather(*(stream(url, seconds, i / streams, latencies, frames) for i in range(streams)))
+    cpu = cpu_seconds(pid) - cpu_before
+    latencies.sort()
+    return {
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        "frames": frames[0],
+        "cpu_us_per_frame": 1e6 * cpu / max(frames[0], 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    with provide_kafka() as kafka, provide_redis() as redis, tempfile.TemporaryDirectory() as folder:
+        sink_port, ingest_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "REDIS_URL": redis.url,
+            "TOPIC_PREFIX": f"bench{ingest_port}.",
+            "AUDIO_STORAGE_PATH": folder,
+            "LOG_LEVEL": "WARNING",
+            "MAX_CONCURRENT_SESSIONS": str(10 * args.streams),
+        }
+        sink = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("bare_sink.py")), str(sink_port)]
+        )
+        ingest = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "voxbus.cli",
+                "serve",
+                "ingest",
+                "--port",
+                str(ingest_port),
+                "--host",
+                "127.0.0.1",
+            ],
+            env=env,
+        )
+        try:
+            asyncio.run(wait_ready(f"http://127.0.0.1:{sink_port}/"))
+            asyncio.run(wait_ready(f"http://127.0.0.1:{ingest_port}/ready"))
+            if profile := os.environ.get("VOXBUS_PROFILE"):  # py-spy, if installed: where ingest spends
+                command = ["py-spy", "record", "-p", str(ingest.pid), "-d", "14", "-f", "raw", "-o", profile]
+                subprocess.Popen(command)
+            results = {
+                "bare aiohttp sink (baseline)": asyncio.run(
+                    measure("sink", f"http://127.0.0.1:{sink_port}", sink.pid, args.streams, args.seconds)
+                ),
+                "voxbus ingest over Kafka": asyncio.run(
+                    measure(
+                        "ingest", f"http://127.0.0.1:{ingest_port}", ingest.pid, args.streams, args.seconds
+                    )
+                ),
+            }
+        finally:
+            for process in (sink, ingest):
+                process.terminate()
+                process.wait(timeout=30)
+    print(f"{args.streams} streams x 20 ms frames for {args.seconds:g} s")
+    print(f"{'server':32} {'ack p50 ms':>10} {'ack p99 ms':>10} {'frames':>8} {'CPU us/frame':>13}")
+    for name, r in results.items():
+        print(f"{name:32} {r['p50_ms']:10.1f} {r['p99_ms']:10.1f} {r['frames']:8.0f}", end="")
+        print(f" {r['cpu_us_per_frame']:13.0f}")
+    base, ours = results["bare aiohttp sink (baseline)"], results["voxbus ingest over Kafka"]
+    print(f"ingest CPU per frame: {ours['cpu_us_per_frame'] / base['cpu_us_per_frame']:.2f}x the bare sink's")
+
+
+if __name__ == "__main__":
+    main()
