@@ -57,6 +57,7 @@ class Connection:
             _ACK_QUEUE
         )
         self._acker: asyncio.Task[None] | None = None
+        self._progress = (0, 0)  # acknowledged chunks and bytes not yet in the session record
         protocol = adapter.protocol  # labels() costs more than the increment: look them up once
         self._chunks_metric = metrics.CHUNKS.labels(protocol)
         self._bytes_metric = metrics.BYTES.labels(protocol)
@@ -82,6 +83,8 @@ class Connection:
             channels=int(fields[SessionField.CHANNELS]),
         )
         await self._take(session_id, fmt, created_at=float(fields[SessionField.CREATED_AT]))
+        # read after claiming the connection slot: a previous socket saves its counters first
+        fields = await self.ctx.registry.fields(session_id)
         self.chunk_count = int(fields.get(SessionField.CHUNK_COUNT, 0))
         echo = EchoSettings(
             enabled=fields.get(SessionField.ECHO) == "1", delay_ms=int(fields.get(SessionField.DELAY_MS, 0))
@@ -143,6 +146,7 @@ class Connection:
             await self._acks.put(None)
             await self._acker
             self._acker = None
+        await self.save_progress()
 
     async def finish(self, reason: str, *, wait: bool) -> dict[str, Any] | None:
         """Stop the session after its last chunk; with `wait`, return its info once the file is complete."""
@@ -162,6 +166,8 @@ class Connection:
                 await self._acker
         if self.session_id is None:
             return
+        # before the connection slot is freed: whoever resumes claims it after us, then reads
+        await self.save_progress()
         await self.ctx.router.detach(self.session_id, self._deliver)
         leases = self.ctx.leases
         # a cluster slot counts sessions a socket streams to: freed here, or by TTL if we die
@@ -206,32 +212,26 @@ class Connection:
         self._egress_metric.inc(len(audio))
 
     async def _ack_in_order(self) -> None:
-        """Acknowledge chunks in order once durable. Before the acks go out, the session's
-        counters are updated in the store (once per batch of ready acks), so a client that saw
-        ack N and resumes anywhere is told chunk_count ≥ N."""
-        while (first := await self._acks.get()) is not None:
-            batch, ended = [first], False
-            while not self._acks.empty():
-                item = self._acks.get_nowait()
-                if item is None:
-                    ended = True
-                    break
-                batch.append(item)
-            results = []
-            for delivery, size, on_durable in batch:
-                try:
-                    await delivery
-                    results.append((True, size, on_durable))
-                except Exception as exc:  # not durable: the client is told this chunk failed
-                    log.warning("chunk not durable", extra={"reason": repr(exc)})
-                    results.append((False, size, on_durable))
-            accepted = [size for ok, size, _ in results if ok]
-            if accepted and self.session_id is not None:
-                await self.ctx.registry.add_progress(self.session_id, len(accepted), sum(accepted))
-            for ok, _, on_durable in results:
-                await on_durable(ok)
-            if ended:
-                return
+        while (item := await self._acks.get()) is not None:
+            delivery, size, on_durable = item
+            try:
+                await delivery
+                ok = True
+            except Exception as exc:  # not durable: the client is told this chunk failed
+                log.warning("chunk not durable", extra={"reason": repr(exc)})
+                ok = False
+            if ok:
+                chunks, received = self._progress
+                self._progress = (chunks + 1, received + size)
+            await on_durable(ok)
+
+    async def save_progress(self) -> None:
+        """Add the acknowledged chunks and bytes to the session record (on release and close;
+        a store write per frame would cost more than the rest of the frame)."""
+        chunks, received = self._progress
+        if self.session_id is not None and chunks:
+            self._progress = (0, 0)
+            await self.ctx.registry.add_progress(self.session_id, chunks, received)
 
 
 async def serve_socket(

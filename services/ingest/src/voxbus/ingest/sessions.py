@@ -62,11 +62,10 @@ class SessionRegistry:
         await self._store.hset(Key.SESSION + session_id, {SessionField.POD: self._pod})
         return await self._store.hincrby(Key.SESSION + session_id, SessionField.EPOCH)
 
-    async def add_progress(self, session_id: str, chunks: int, received: int) -> int:
+    async def add_progress(self, session_id: str, chunks: int, received: int) -> None:
         key = Key.SESSION + session_id
+        await self._store.hincrby(key, SessionField.CHUNK_COUNT, chunks)
         await self._store.hincrby(key, SessionField.BYTES_RECEIVED, received)
-        await self._store.hset(key, {SessionField.UPDATED_AT: time.time()})
-        return await self._store.hincrby(key, SessionField.CHUNK_COUNT, chunks)
 
     async def mark_closing(self, session_id: str, reason: str) -> None:
         """active → closing; a session the pipeline already ended (completed, error) keeps its status."""

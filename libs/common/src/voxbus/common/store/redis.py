@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError, ResponseError
 
@@ -114,7 +114,9 @@ class RedisStore(StateStore):
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._redis: Redis = Redis.from_url(url, decode_responses=True)
+        # a blocking pool: under load a command waits for a free connection instead of failing
+        pool = BlockingConnectionPool.from_url(url, decode_responses=True, max_connections=64, timeout=10)
+        self._redis: Redis = Redis(connection_pool=pool)
         self._expire_if_equal = self._redis.register_script(_EXPIRE_IF_EQUAL)
         self._delete_if_equal = self._redis.register_script(_DELETE_IF_EQUAL)
         self._claim_slot = self._redis.register_script(_CLAIM_SLOT)
