@@ -63,7 +63,8 @@ async def list_sessions(request: web.Request) -> web.Response:
     )
 
 
-async def get_session(request: web.Request) -> web.Response:
+async def _session(request: web.Request) -> tuple[IngestContext, str, dict[str, str]] | web.Response:
+    """The context, id and record of the session a request names, or the error response."""
     ctx, refused = _checked(request)
     session_id, invalid = _session_id(request)
     if refused or invalid:
@@ -71,17 +72,22 @@ async def get_session(request: web.Request) -> web.Response:
     fields = await ctx.registry.fields(session_id)
     if not fields:
         return _error(404, {"error": "Session not found", "session_id": session_id})
+    return ctx, session_id, fields
+
+
+async def get_session(request: web.Request) -> web.Response:
+    found = await _session(request)
+    if isinstance(found, web.Response):
+        return found
+    _, session_id, fields = found
     return web.json_response(public_info(session_id, fields))
 
 
 async def close_session(request: web.Request) -> web.Response:
-    ctx, refused = _checked(request)
-    session_id, invalid = _session_id(request)
-    if refused or invalid:
-        return refused or invalid  # type: ignore[return-value]
-    fields = await ctx.registry.fields(session_id)
-    if not fields:
-        return _error(404, {"error": "Session not found", "session_id": session_id})
+    found = await _session(request)
+    if isinstance(found, web.Response):
+        return found
+    ctx, session_id, fields = found
     active = fields.get(SessionField.STATUS) == SessionStatus.ACTIVE
     # the pod holding a socket for it closes it; with no socket anywhere, we stop it here
     if active and not await ctx.store.publish(Key.SESSION_CONTROL + session_id, CLOSE_REQUEST):
@@ -94,13 +100,10 @@ async def close_session(request: web.Request) -> web.Response:
 
 
 async def download(request: web.Request) -> web.StreamResponse:
-    ctx, refused = _checked(request)
-    session_id, invalid = _session_id(request)
-    if refused or invalid:
-        return refused or invalid  # type: ignore[return-value]
-    fields = await ctx.registry.fields(session_id)
-    if not fields:
-        return _error(404, {"error": "Session not found", "session_id": session_id})
+    found = await _session(request)
+    if isinstance(found, web.Response):
+        return found
+    ctx, session_id, fields = found
     path = ctx.settings.audio_storage_path / fields.get(SessionField.FILE_PATH, f"{session_id}.wav")
     if not path.is_file():
         return _error(404, {"error": "No audio recorded yet", "session_id": session_id})

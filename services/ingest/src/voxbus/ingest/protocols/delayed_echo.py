@@ -5,8 +5,7 @@ import json
 
 from voxbus.common.records import AudioFormat, EchoSettings
 from voxbus.ingest.connection import Connection
-from voxbus.ingest.protocols.base import Adapter
-from voxbus.ingest.protocols.echo import _no_ack
+from voxbus.ingest.protocols.echo import EchoAdapter
 from voxbus.ingest.sessions import SessionSpec
 
 CONFIG = {
@@ -15,7 +14,9 @@ CONFIG = {
 }
 
 
-class DelayedEchoAdapter(Adapter):
+class DelayedEchoAdapter(EchoAdapter):
+    """Binary in, the same bytes back (EchoAdapter's), with its own greeting, text and auth."""
+
     protocol = "delayed_echo"
     auth_close_code = 4001
 
@@ -44,13 +45,3 @@ class DelayedEchoAdapter(Adapter):
             await conn.send_json({"type": "pong"})
         else:
             await conn.send_json({"type": "error", "message": "Unknown message type", "received": message})
-
-    async def on_binary(self, conn: Connection, data: bytes) -> None:
-        if data:
-            await conn.audio(data, _no_ack)
-
-    async def on_disconnect(self, conn: Connection) -> None:
-        await conn.finish("client disconnected", wait=False)
-
-    def egress(self, audio: bytes) -> list[str | bytes]:
-        return [audio]
