@@ -77,7 +77,9 @@ async def test_up_serves_admin_routes_and_stops_cleanly_on_sigterm(tmp_path: Pat
         assert info["services"] == ["ingest", "transcoder", "writer", "echo", "telephony"]
         assert ready["status"] == "ready"
         assert set(ready["checks"].values()) == {"ok"}
-        assert {"bus", "store", "egress-lease", "transcoder-consumer", "writer-consumer"} <= set(ready["checks"])
+        assert {"bus", "store", "egress-lease", "transcoder-consumer", "writer-consumer"} <= set(
+            ready["checks"]
+        )
         assert "voxbus_build_info" in metrics
         returncode, logs = stop(process)
     assert returncode == 0
