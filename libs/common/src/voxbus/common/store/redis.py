@@ -116,7 +116,7 @@ class RedisStore(StateStore):
         self._url = url
         # a blocking pool: under load a command waits for a free connection instead of failing
         pool = BlockingConnectionPool.from_url(url, decode_responses=True, max_connections=64, timeout=10)
-        self._redis: Redis = Redis(connection_pool=pool)
+        self._redis: Redis = Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
         self._expire_if_equal = self._redis.register_script(_EXPIRE_IF_EQUAL)
         self._delete_if_equal = self._redis.register_script(_DELETE_IF_EQUAL)
         self._claim_slot = self._redis.register_script(_CLAIM_SLOT)
