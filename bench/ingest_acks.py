@@ -6,11 +6,14 @@ acks each frame at once (bench/bare_sink.py). Prints, for each: ack latency p50/
 ack received, measured by the client) and server CPU per frame (from /proc). Targets (issue #4):
 ack p99 ≤ 25 ms at 200 streams; ingest CPU per frame ≤ 2x the bare sink's.
 
-Usage: uv run python bench/ingest_acks.py [--streams 200] [--seconds 20]
+Usage: npm ci --prefix bench/loadgen   (once: the Node.js load generator, so the client's CPU
+       stays out of the measurement; without it a Python client is used)
+       uv run python bench/ingest_acks.py [--streams 200] [--seconds 20]
 """
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -85,14 +88,34 @@ async def stream(
         reader.cancel()
 
 
-async def measure(name: str, base: str, pid: int, streams: int, seconds: float) -> dict[str, float]:
+LOADGEN = Path(__file__).with_name("loadgen")
+
+
+def node_streams(url: str, streams: int, seconds: float) -> tuple[list[float], int]:
+    """The Node.js load generator (bench/loadgen): its client CPU stays out of the way."""
+    output = subprocess.run(
+        ["node", str(LOADGEN / "loadgen.mjs"), url.replace("http://", "ws://"), str(streams), str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result = json.loads(output.splitlines()[-1])
+    if result["missing"]:
+        raise RuntimeError(f"{result['missing']} frames never acknowledged")
+    return [ms / 1000 for ms in result["latencies_ms"]], result["frames"]
+
+
+async def measure(base: str, pid: int, streams: int, seconds: float, client: str) -> dict[str, float]:
     url = f"{base}/api/ws/audio?sample_rate=16000&format=pcm"
     latencies: list[float] = []
     frames = [0]
     warm: list[float] = []
     await asyncio.gather(*(stream(url, 1.0, i / 20, warm, [0]) for i in range(min(streams, 20))))
     cpu_before = cpu_seconds(pid)
-    await asyncio.gather(*(stream(url, seconds, i / streams, latencies, frames) for i in range(streams)))
+    if client == "node":
+        latencies, frames[0] = await asyncio.to_thread(node_streams, url, streams, seconds)
+    else:
+        await asyncio.gather(*(stream(url, seconds, i / streams, latencies, frames) for i in range(streams)))
     cpu = cpu_seconds(pid) - cpu_before
     latencies.sort()
     return {
@@ -107,6 +130,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--client",
+        choices=["node", "python"],
+        default="node" if (LOADGEN / "node_modules").is_dir() else "python",
+        help="load generator: node (bench/loadgen, after `npm ci` there) or python (aiohttp)",
+    )
     args = parser.parse_args()
     with provide_kafka() as kafka, provide_redis() as redis, tempfile.TemporaryDirectory() as folder:
         sink_port, ingest_port = free_port(), free_port()
@@ -144,11 +173,13 @@ def main() -> None:
                 subprocess.Popen(command)
             results = {
                 "bare aiohttp sink (baseline)": asyncio.run(
-                    measure("sink", f"http://127.0.0.1:{sink_port}", sink.pid, args.streams, args.seconds)
+                    measure(
+                        f"http://127.0.0.1:{sink_port}", sink.pid, args.streams, args.seconds, args.client
+                    )
                 ),
                 "voxbus ingest over Kafka": asyncio.run(
                     measure(
-                        "ingest", f"http://127.0.0.1:{ingest_port}", ingest.pid, args.streams, args.seconds
+                        f"http://127.0.0.1:{ingest_port}", ingest.pid, args.streams, args.seconds, args.client
                     )
                 ),
             }
@@ -156,7 +187,7 @@ def main() -> None:
             for process in (sink, ingest):
                 process.terminate()
                 process.wait(timeout=30)
-    print(f"{args.streams} streams x 20 ms frames for {args.seconds:g} s")
+    print(f"{args.streams} streams x 20 ms frames for {args.seconds:g} s ({args.client} load generator)")
     print(f"{'server':32} {'ack p50 ms':>10} {'ack p99 ms':>10} {'frames':>8} {'CPU us/frame':>13}")
     for name, r in results.items():
         print(f"{name:32} {r['p50_ms']:10.1f} {r['p99_ms']:10.1f} {r['frames']:8.0f}", end="")
