@@ -60,21 +60,23 @@ def _start_first(
 
 
 @contextlib.contextmanager
+def _provide(env: str, what: str, how_to: str, sources: list[_Source]) -> Iterator[tuple[str, str]]:
+    """(address, source name): $env as it is, else the first of `sources` that starts."""
+    from_env = os.environ.get(env, "").strip()
+    if from_env:
+        logger.info("%s from %s: %s", what, env, from_env)
+        yield from_env, SOURCE_ENV
+        return
+    with contextlib.ExitStack() as stack:
+        yield _start_first(stack, what, how_to, sources)
+
+
+@contextlib.contextmanager
 def provide_kafka() -> Iterator[KafkaEndpoint]:
     """A Kafka cluster for the `with` block: $KAFKA_BOOTSTRAP_SERVERS, else an apache/kafka
     container, else a local broker; what was started is stopped on exit."""
-    from_env = os.environ.get(KAFKA_ENV, "").strip()
-    if from_env:
-        logger.info("Kafka from %s: %s", KAFKA_ENV, from_env)
-        yield KafkaEndpoint(bootstrap_servers=from_env, source=SOURCE_ENV)
-        return
-    with contextlib.ExitStack() as stack:
-        address, source = _start_first(
-            stack,
-            "Kafka",
-            KAFKA_HOW_TO,
-            [(SOURCE_TESTCONTAINERS, kafka_container), (SOURCE_LOCAL, local_kafka)],
-        )
+    sources: list[_Source] = [(SOURCE_TESTCONTAINERS, kafka_container), (SOURCE_LOCAL, local_kafka)]
+    with _provide(KAFKA_ENV, "Kafka", KAFKA_HOW_TO, sources) as (address, source):
         yield KafkaEndpoint(bootstrap_servers=address, source=source)
 
 
@@ -82,16 +84,6 @@ def provide_kafka() -> Iterator[KafkaEndpoint]:
 def provide_redis() -> Iterator[RedisEndpoint]:
     """A Redis server for the `with` block: $REDIS_URL, else a redis:7 container, else a
     local redis-server; what was started is stopped on exit."""
-    from_env = os.environ.get(REDIS_ENV, "").strip()
-    if from_env:
-        logger.info("Redis from %s: %s", REDIS_ENV, from_env)
-        yield RedisEndpoint(url=from_env, source=SOURCE_ENV)
-        return
-    with contextlib.ExitStack() as stack:
-        address, source = _start_first(
-            stack,
-            "Redis",
-            REDIS_HOW_TO,
-            [(SOURCE_TESTCONTAINERS, redis_container), (SOURCE_LOCAL, local_redis)],
-        )
+    sources: list[_Source] = [(SOURCE_TESTCONTAINERS, redis_container), (SOURCE_LOCAL, local_redis)]
+    with _provide(REDIS_ENV, "Redis", REDIS_HOW_TO, sources) as (address, source):
         yield RedisEndpoint(url=address, source=source)
