@@ -150,6 +150,25 @@ async def test_too_many_connections_for_one_session_close_1008(server: str, heal
         assert (await ws.receive_json())["message"] == "Chunk processed successfully"
 
 
+async def test_a_resume_racing_its_old_socket_waits_for_it_to_close(server: str, healthy: None) -> None:
+    """A client that reconnects at once may arrive before its old socket is released: it waits."""
+    async with aiohttp.ClientSession() as http:
+        old = await http.ws_connect(f"{server}/api/ws/audio?format=pcm")
+        session_id = (await old.receive_json())["session_id"]
+        await old.send_bytes(b"\x00\x00" * 10)
+        assert (await old.receive_json())["chunk_count"] == 1
+        resume = asyncio.create_task(http.ws_connect(f"{server}/api/ws/audio/{session_id}"))
+        await asyncio.sleep(0.5)  # the resume is waiting for the slot
+        await old.close()
+        async with await resume as ws:
+            assert await ws.receive_json(timeout=10) == {
+                "message": "Audio session resumed",
+                "session_id": session_id,
+                "chunk_count": 1,
+                "status": "active",
+            }
+
+
 async def test_cluster_full_closes_1013(tmp_path: Path) -> None:
     async with embedded(tmp_path, max_concurrent_sessions=1) as base:
         async with aiohttp.ClientSession() as http, http.ws_connect(f"{base}/api/ws/audio?format=pcm") as ws:

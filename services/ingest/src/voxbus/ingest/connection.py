@@ -30,6 +30,10 @@ from voxbus.ingest.stream import RawStream
 log = logging.getLogger(__name__)
 
 _ACK_QUEUE = 256  # chunks in flight per socket before reading pauses (backpressure)
+# a client that reconnects at once may beat its old socket's release (another pod, the close frame
+# still on its way): a resume waits this long for the session's connection slot before refusing
+RESUME_GRACE_SECONDS = 2.0
+_SLOT_FREED = "connection-released"
 
 OnDurable = Callable[[bool], Awaitable[None]]
 
@@ -101,12 +105,17 @@ class Connection:
 
     async def _take(self, session_id: str, fmt: AudioFormat, *, created_at: float) -> None:
         settings, leases = self.ctx.settings, self.ctx.leases
-        if not await leases.hold_slot(Key.SESSION_SLOTS, session_id, settings.max_concurrent_sessions):
-            raise SessionRefused(
-                {"error": "Too many concurrent sessions", "max": settings.max_concurrent_sessions}, 1013
-            )
+        # the connection slot first: its member is ours alone, so a refusal below can give it back
         connections = Key.CONNECTION_SLOTS + session_id
-        if not await leases.hold_slot(connections, self.connection_id, settings.max_connections_per_session):
+
+        async def claimed() -> bool:
+            return await leases.hold_slot(
+                connections, self.connection_id, settings.max_connections_per_session
+            )
+
+        if not await self.ctx.store.wait_until(
+            Key.SESSION_CHANNEL + session_id, claimed, RESUME_GRACE_SECONDS
+        ):
             raise SessionRefused(
                 {
                     "error": "Too many connections for session",
@@ -114,6 +123,11 @@ class Connection:
                     "max": settings.max_connections_per_session,
                 },
                 1008,
+            )
+        if not await leases.hold_slot(Key.SESSION_SLOTS, session_id, settings.max_concurrent_sessions):
+            await leases.drop(connections, self.connection_id)
+            raise SessionRefused(
+                {"error": "Too many concurrent sessions", "max": settings.max_concurrent_sessions}, 1013
             )
         self.session_id = session_id
         idle_ms = int(settings.connection_timeout_seconds * 1000)
@@ -170,9 +184,11 @@ class Connection:
         await self.save_progress()
         await self.ctx.router.detach(self.session_id, self._deliver)
         leases = self.ctx.leases
-        # a cluster slot counts sessions a socket streams to: freed here, or by TTL if we die
-        await leases.drop(Key.CONNECTION_SLOTS + self.session_id, self.connection_id)
+        # a cluster slot counts sessions a socket streams to: freed here, or by TTL if we die;
+        # freed before the connection slot, which a resume waits for and then claims both
         await leases.drop(Key.SESSION_SLOTS, self.session_id)
+        await leases.drop(Key.CONNECTION_SLOTS + self.session_id, self.connection_id)
+        await self.ctx.store.publish(Key.SESSION_CHANNEL + self.session_id, _SLOT_FREED)
         if self.finished:
             await leases.drop(Key.REAP_AT, self.session_id)
         else:
