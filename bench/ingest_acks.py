@@ -168,15 +168,26 @@ def main() -> None:
         try:
             asyncio.run(wait_ready(f"http://127.0.0.1:{sink_port}/"))
             asyncio.run(wait_ready(f"http://127.0.0.1:{ingest_port}/ready"))
+            sink_result = asyncio.run(
+                measure(f"http://127.0.0.1:{sink_port}", sink.pid, args.streams, args.seconds, args.client)
+            )
             if profile := os.environ.get("VOXBUS_PROFILE"):  # py-spy, if installed: where ingest spends
-                command = ["py-spy", "record", "-p", str(ingest.pid), "-d", "14", "-f", "raw", "-o", profile]
+                seconds = str(int(args.seconds))
+                command = [
+                    "py-spy",
+                    "record",
+                    "-p",
+                    str(ingest.pid),
+                    "-d",
+                    seconds,
+                    "-f",
+                    "raw",
+                    "-o",
+                    profile,
+                ]
                 subprocess.Popen(command)
             results = {
-                "bare aiohttp sink (baseline)": asyncio.run(
-                    measure(
-                        f"http://127.0.0.1:{sink_port}", sink.pid, args.streams, args.seconds, args.client
-                    )
-                ),
+                "bare aiohttp sink (baseline)": sink_result,
                 "voxbus ingest over Kafka": asyncio.run(
                     measure(
                         f"http://127.0.0.1:{ingest_port}", ingest.pid, args.streams, args.seconds, args.client
