@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     max_message_size_bytes: int = Field(default=1_048_576, ge=1024)
     segment_seconds: float = Field(default=30.0, gt=0)
     echo_delay_ms: int = Field(default=1000, ge=0, le=60_000)
+    # the echo service holds at most (delay + 1 s) of a session's audio, and never more than this
+    echo_max_pending_bytes: int = Field(default=8 * 1024 * 1024, ge=4096)
+    echo_route_cache_ms: int = Field(default=250, ge=0, le=10_000)  # how long a looked-up route is reused
 
     # Infrastructure: unset → in-process backends
     kafka_bootstrap_servers: str | None = None

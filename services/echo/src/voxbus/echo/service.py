@@ -1,15 +1,45 @@
-"""The echo service as the runtime sees it: its name and how it joins an app."""
+"""The echo service as the runtime sees it: a consumer group on the raw audio topic and the one
+task that sends each echo when it is due."""
+
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from voxbus.common.runtime import ServiceSpec
+from voxbus.common.constants import Topic
+from voxbus.common.consumer import ConsumerLoop
+from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, background
+from voxbus.echo.worker import EchoHandler
+
+GROUP_ID = "voxbus-echo"
+HANDLER = web.AppKey("echo_handler", EchoHandler)
+
+
+async def _consume(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    loop = ConsumerLoop(app[BUS], [settings.topic(Topic.AUDIO_RAW)], group_id=GROUP_ID, handler=app[HANDLER])
+    await loop.run()
+
+
+async def _send(app: web.Application) -> None:
+    await app[HANDLER].run_sender()
+
+
+async def _handler(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[HANDLER] = EchoHandler(
+        app[BUS],
+        app[STORE],
+        egress_topic=settings.topic(Topic.EGRESS),
+        max_pending_bytes=settings.echo_max_pending_bytes,
+        route_ttl=settings.echo_route_cache_ms / 1000,
+    )
+    yield
 
 
 def setup(app: web.Application) -> None:
-    """Add the echo service's routes and background tasks to `app`.
-
-    It needs only the shared bus, store and admin routes so far; its own work is added here.
-    """
+    app.cleanup_ctx.append(_handler)
+    app.cleanup_ctx.append(background("echo-sender", _send))
+    app.cleanup_ctx.append(background("echo-consumer", _consume))
 
 
 SERVICE = ServiceSpec(

@@ -1,0 +1,16 @@
+"""Prometheus metrics of the echo service (names `voxbus_echo_*`)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+FRAMES = Counter("voxbus_echo_frames_total", "Audio chunks sent back through voxbus.egress")
+DELAY_ERROR = Histogram(
+    "voxbus_echo_delay_error_seconds",
+    "When an echo was produced minus when it was due (ingest time + delay)",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5),
+)
+PENDING = Gauge("voxbus_echo_pending_frames", "Chunks waiting for their echo time")
+DROPPED = Counter(
+    "voxbus_echo_dropped_frames_total",
+    "Chunks not echoed: overflow (pending cap), gone (session ended), no_route (no socket), failed",
+    ["reason"],
+)
