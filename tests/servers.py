@@ -136,10 +136,16 @@ def distributed_env(kafka: str, redis_url: str, storage: Path, prefix: str, **ex
 
 
 @contextlib.asynccontextmanager
-async def cluster(env: dict[str, str], log_dir: Path, *, ingests: int = 1) -> AsyncIterator[list[Process]]:
-    """Ingest pods (first in the list) plus one transcoder and one writer, all ready."""
+async def cluster(
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    ingests: int = 1,
+    services: tuple[str, ...] = ("transcoder", "writer"),
+) -> AsyncIterator[list[Process]]:
+    """Ingest pods (first in the list) plus one process per other service, all ready."""
     processes = [Process("ingest", env, log_dir) for _ in range(ingests)]
-    processes += [Process("transcoder", env, log_dir), Process("writer", env, log_dir)]
+    processes += [Process(name, env, log_dir) for name in services]
     for process in processes:
         process.start()
     try:

@@ -15,14 +15,15 @@ from voxbus.common.records import BusMessage
 from voxbus.ingest.context import INGEST
 
 
-async def egress(app, session_id: str, audio: bytes) -> None:  # type: ignore[no-untyped-def]
+async def egress(app, session_id: str, audio: bytes, seq: int | None = None) -> None:  # type: ignore[no-untyped-def]
     """What echo and telephony do: look the route up, produce to that partition."""
     ctx = app[INGEST]
     route = await ctx.store.get(Key.ROUTE + session_id)
     assert route is not None, "a connected session has a route"
     pod, partition = route.split()
     assert pod == ctx.settings.pod_name
-    message = BusMessage(key=session_id.encode(), value=audio, headers=(("t", b"chunk"),))
+    headers = (("t", b"chunk"),) if seq is None else (("t", b"chunk"), ("seq", str(seq).encode()))
+    message = BusMessage(key=session_id.encode(), value=audio, headers=headers)
     await ctx.bus.send_and_wait(ctx.settings.topic_prefix + "egress", message, partition=int(partition))
 
 
@@ -52,6 +53,27 @@ async def test_egress_reaches_the_session_socket_on_every_protocol(tmp_path: Pat
             session_id = await _only_session(app, "echo")
             await egress(app, session_id, bytes(32000))
             assert await ws.recv() == bytes(32000)
+
+
+async def test_an_echo_sent_twice_reaches_the_client_once(tmp_path: Path) -> None:
+    """An echo producer that crashed sends a few echoes again (same chunk seq): ingest drops them."""
+    async with (
+        embedded_app(tmp_path) as (base, app),
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{base}/api/ws/audio?format=pcm") as ws,
+    ):
+        session_id = (await ws.receive_json())["session_id"]
+        for seq, audio in [
+            (5, b"\x05\x00"),
+            (6, b"\x06\x00"),
+            (5, b"\x05\x00"),
+            (6, b"\x06\x00"),
+            (7, b"\x07\x00"),
+        ]:
+            await egress(app, session_id, audio, seq)
+        await egress(app, session_id, b"prompt")  # no seq (telephony prompts): always delivered
+        got = [await ws.receive_bytes(timeout=5) for _ in range(4)]
+    assert got == [b"\x05\x00", b"\x06\x00", b"\x07\x00", b"prompt"]
 
 
 async def _only_session(app, protocol: str) -> str:  # type: ignore[no-untyped-def]

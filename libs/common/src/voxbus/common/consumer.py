@@ -34,12 +34,17 @@ class ConsumerLoop:
         group_id: str,
         handler: BatchHandler,
         max_records: int = 500,
+        commit_when_idle: bool = False,
     ) -> None:
+        """`commit_when_idle`: also ask the handler (`handle([])`) when nothing arrived, for a
+        handler whose effects become durable later than its batches (the echo service's)."""
         self._bus = bus
         self._topics = topics
         self._group_id = group_id
         self._handler = handler
         self._max_records = max_records
+        self._commit_when_idle = commit_when_idle
+        self._committed: dict[TopicPartition, int] = {}
         self._consumer: Consumer | None = None
 
     def assignment(self) -> frozenset[TopicPartition]:
@@ -54,12 +59,20 @@ class ConsumerLoop:
             idle_since = time.monotonic()
             while until_idle is None or time.monotonic() - idle_since < until_idle:
                 records = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
-                if not records:
+                if records:
+                    idle_since = time.monotonic()
+                elif not self._commit_when_idle:
                     continue
-                idle_since = time.monotonic()
                 offsets = await self._handler.handle(records)
-                if offsets:
-                    try:
-                        await consumer.commit(offsets)
-                    except CommitFailed as exc:
-                        log.warning("commit refused after a rebalance", extra={"reason": str(exc)})
+                await self._commit(consumer, offsets)
+
+    async def _commit(self, consumer: Consumer, offsets: Mapping[TopicPartition, int]) -> None:
+        changed = {tp: offset for tp, offset in offsets.items() if self._committed.get(tp) != offset}
+        if not changed:
+            return
+        try:
+            await consumer.commit(changed)
+        except CommitFailed as exc:
+            log.warning("commit refused after a rebalance", extra={"reason": str(exc)})
+            return
+        self._committed.update(changed)

@@ -16,7 +16,13 @@ HANDLER = web.AppKey("echo_handler", EchoHandler)
 
 async def _consume(app: web.Application) -> None:
     settings = app[SETTINGS]
-    loop = ConsumerLoop(app[BUS], [settings.topic(Topic.AUDIO_RAW)], group_id=GROUP_ID, handler=app[HANDLER])
+    loop = ConsumerLoop(
+        app[BUS],
+        [settings.topic(Topic.AUDIO_RAW)],
+        group_id=GROUP_ID,
+        handler=app[HANDLER],
+        commit_when_idle=True,
+    )
     await loop.run()
 
 

@@ -7,9 +7,11 @@ chunks; one task sends what is due. A session's due times never go backwards, so
 Memory is bounded: a session holds at most (delay + 1 s) of its audio, and never more than
 `ECHO_MAX_PENDING_BYTES`; past that its oldest chunks are dropped and counted.
 
-Commits: a partition's commit stays at its oldest chunk not yet echoed durably, so a consumer
-that takes the partition over (rebalance, crash) sends what this one had not; the sessions it
-meets mid-stream are rebuilt from the session record in the state store.
+Commits: a partition's commit stays at its oldest chunk not yet echoed durably (committed also
+while the topic is quiet), so a consumer that takes the partition over (rebalance, crash) sends
+what this one had not; the sessions it meets mid-stream are rebuilt from the session record in
+the state store. Echoes carry their chunk's seq, and ingest drops one it already delivered, so the
+few sent again after a crash do not reach the client twice.
 """
 
 import asyncio
@@ -79,6 +81,7 @@ class _Frame:
     session: _Session
     audio: bytes
     ts: bytes  # the ingest timestamp header, passed on
+    seq: bytes  # the chunk's session seq, passed on: ingest drops an echo it already delivered
     offset: int
     progress: _Progress
     dropped: bool = False
@@ -156,7 +159,7 @@ class EchoHandler:
             log.warning("chunk without an ingest time", extra={"session_id": session_id})
             return
         session.last_due = due
-        frame = _Frame(session, record.value, ts, record.offset, progress)
+        frame = _Frame(session, record.value, ts, headers.get(Header.SEQ, b""), record.offset, progress)
         progress.hold(record.offset)
         session.pending.append(frame)
         session.pending_bytes += len(record.value)
@@ -253,7 +256,7 @@ class EchoHandler:
         message = BusMessage(
             key=session_id.encode("ascii"),
             value=frame.audio,
-            headers=((Header.TYPE, _CHUNK), (Header.INGEST_TS, frame.ts)),
+            headers=((Header.TYPE, _CHUNK), (Header.INGEST_TS, frame.ts), (Header.SEQ, frame.seq)),
         )
         try:
             delivery = await self._bus.send(self._egress_topic, message, partition=partition)

@@ -4,6 +4,10 @@ The pod claims one `voxbus.egress` partition with a lease, consumes it from its 
 each record to the socket of the session it is keyed by. A socket's route (`voxbus:route:{id}` =
 "{pod} {partition}") is written when it attaches and renewed while it lives, so echo and
 telephony produce to the partition of whichever pod holds the session now.
+
+An egress record with a `seq` header (an echo: its chunk's session seq) is delivered only if its
+seq is above the last one delivered to the session here: an echo producer that crashed and sent
+a few again does not make the client hear them twice.
 """
 
 import asyncio
@@ -13,7 +17,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 
 from voxbus.common.bus.base import Bus, Consumer
-from voxbus.common.constants import Key
+from voxbus.common.constants import Header, Key
 from voxbus.common.store.base import StateStore
 from voxbus.ingest.leases import LeaseKeeper
 
@@ -33,6 +37,7 @@ class EgressRouter:
         self._bus, self._store, self._leases = bus, store, leases
         self._topic, self._partitions, self._pod = topic, partitions, pod
         self._sinks: dict[str, Sink] = {}
+        self._delivered_seq: dict[str, int] = {}  # per session: the highest seq delivered
         self._consumer: Consumer | None = None
         self.partition: int | None = None
 
@@ -78,6 +83,7 @@ class EgressRouter:
     async def detach(self, session_id: str, sink: Sink) -> None:
         if self._sinks.get(session_id) is sink:
             del self._sinks[session_id]
+            self._delivered_seq.pop(session_id, None)
             await self._leases.drop_key(Key.ROUTE + session_id)
 
     async def run(self, retry_seconds: float) -> None:
@@ -91,5 +97,17 @@ class EgressRouter:
                 sink = self._sinks.get(session_id)
                 if sink is None:
                     continue  # the session moved or ended; its new pod gets what follows
+                if self._seen(session_id, record.headers):
+                    continue
                 with contextlib.suppress(ConnectionError):
                     await sink(record.value)
+
+    def _seen(self, session_id: str, headers: tuple[tuple[str, bytes], ...]) -> bool:
+        """Whether this record (by its seq, when it has one) was delivered to the session already."""
+        for name, value in headers:
+            if name == Header.SEQ and value:
+                seq = int(value)
+                if seq <= self._delivered_seq.get(session_id, -1):
+                    return True
+                self._delivered_seq[session_id] = seq
+        return False
