@@ -97,7 +97,8 @@ async def test_sigkilled_pod_frees_its_slots_and_egress_lease_by_ttl(
             assert await store.get(Key.EGRESS_LEASE + "0") == f"ingest-{successor.port}"
             # the dead pod's cluster slot expired with its lease: a new session fits again
             async with http.ws_connect(f"{successor.url}/api/ws/audio?format=pcm") as accepted:
-                assert (await accepted.receive_json())["message"] == "Audio session created"
+                body = await accepted.receive_json()
+                assert body.get("message") == "Audio session created", (body, successor.log())
             # and its session, resumable until then, is stopped at the idle timeout
             deadline = time.monotonic() + 20
             while await store.hget(Key.SESSION + session_id, "finalized") != "1":
