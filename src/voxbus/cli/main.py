@@ -1,4 +1,5 @@
-"""`voxbus`: run every service in one process (`up`) or one service alone (`serve SERVICE`)."""
+"""`voxbus`: run every service in one process (`up`) or one service alone (`serve SERVICE`);
+`echo-client` talks to a running voxbus."""
 
 import argparse
 import importlib
@@ -6,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from voxbus.cli import echo_client
 from voxbus.common.bus import BusError
 from voxbus.common.constants import SERVICE_NAMES
 from voxbus.common.runtime import ServiceSpec, configure_logging, create_app, serve
@@ -22,6 +24,7 @@ voxbus: real-time audio over WebSocket that scales out.
                          the bus and the state store are in-process. Set them to use Kafka/Redis.
   voxbus serve SERVICE   one service alone (ingest, transcoder, writer, echo, telephony), for a
                          deployment where each runs in its own pods over Kafka and Redis.
+  voxbus echo-client URL stream a WAV file or the microphone to /ws/echo; report the echo delay.
 
 Configuration comes from the environment and a .env file in the working directory
 (see README.md, "Configuration"). An invalid value stops voxbus with exit status 2.
@@ -45,11 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (up, serve_one):
         sub.add_argument("--host", help="listen address (overrides HOST)")
         sub.add_argument("--port", type=int, help="listen port (overrides PORT)")
+    echo_client.add_arguments(commands.add_parser("echo-client", help="a client of /ws/echo"))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "echo-client":
+        return echo_client.main(args)
     overrides = {name: value for name in ("host", "port") if (value := getattr(args, name)) is not None}
     try:
         settings = load_settings(**overrides)
