@@ -1,0 +1,309 @@
+"""Echo benchmark: concurrent 16 kHz streams of 20 ms frames at real time into /ws/audio?delay_ms=D.
+
+Every frame is unique (stream index, frame number, a byte pattern), so the client matches each one
+it gets back to the one it sent: error = received - sent - D (for D = 0, the latency the echo path
+adds), and frames lost (not back D + 5 s after the stream's end), reordered, duplicated, or bad (not
+a byte-exact copy of a sent frame, or any text message).
+
+Runs, in the same invocation and for each delay: a bare aiohttp echo server (bench/bare_echo.py,
+the baseline) and voxbus (`voxbus serve ingest` + `voxbus serve echo` over real Kafka and Redis:
+local processes from voxbus.devinfra, or KAFKA_BOOTSTRAP_SERVERS / REDIS_URL). Prints, for each,
+p50 / p99 / max |error|, the frame counts and server CPU per echoed frame (from /proc: ingest + echo
+for voxbus, around the streaming phase only), then voxbus's CPU per frame over the baseline's.
+Each run begins once every server is idle, so that it does not pay for the backlog of the one before.
+
+Targets: delay 0: p99 ≤ 30 ms at 200 streams; delay 1000: |error| p99 ≤ 10 ms and zero frames lost
+or reordered at 200 streams.
+
+Usage: npm ci --prefix bench/loadgen   (once: the Node.js load generator, so the client's CPU
+       stays out of the measurement; without it a Python client is used)
+       uv run python bench/echo_latency.py [--streams 200] [--seconds 20] [--delays 0,1000]
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.ingest_acks import LOADGEN, cpu_seconds, wait_ready
+from tests.helpers import free_port
+from voxbus.devinfra import provide_kafka, provide_redis
+
+FRAME_BYTES = 640  # 20 ms of 16 kHz mono s16le
+GRACE = 5.0  # seconds after a stream's last frame (on top of the delay) before the rest count as lost
+BODIES = [bytes((k + j) & 0xFF for j in range(8, FRAME_BYTES)) for k in range(256)]
+
+
+def echo_frame(index: int, n: int) -> bytes:
+    """The frame loadgen.mjs sends too: u32 LE stream index, u32 LE frame number, a pattern."""
+    return struct.pack("<II", index, n) + BODIES[n & 0xFF]
+
+
+def frame_number(index: int, message: aiohttp.WSMessage) -> int | None:
+    """The number of the frame `message` is an exact copy of, if it is one of stream `index`'s."""
+    data = message.data if message.type == aiohttp.WSMsgType.BINARY else b""
+    if len(data) != FRAME_BYTES:
+        return None
+    stream_index, n = struct.unpack_from("<II", data)
+    return n if stream_index == index and data == echo_frame(index, n) else None
+
+
+@dataclass(slots=True)
+class Tally:
+    """What the clients of one run saw; the same fields as loadgen.mjs's echo-mode JSON."""
+
+    errors_ms: list[float] = field(default_factory=list)
+    sent: int = 0
+    received: int = 0
+    lost: int = 0
+    reordered: int = 0
+    duplicated: int = 0
+    bad: int = 0
+    failed: int = 0
+    first_error: str = ""
+
+    def fail(self, error: str) -> None:
+        self.failed += 1
+        self.first_error = self.first_error or error
+
+
+async def stream(
+    url: str, index: int, *, seconds: float, delay_ms: int, start_delay: float, tally: Tally
+) -> None:
+    """One stream from the Python client (the fallback for loadgen.mjs)."""
+    await asyncio.sleep(start_delay)
+    sent_at: list[float] = []
+    seen: set[int] = set()
+    settled = asyncio.Event()  # every frame is back, or the server closed the socket
+    finished = False
+
+    async def read_echoes(ws: aiohttp.ClientWebSocketResponse) -> None:
+        highest = -1
+        async for message in ws:
+            now = time.perf_counter()
+            n = frame_number(index, message)
+            if n is None or n >= len(sent_at):
+                tally.bad += 1
+            elif n in seen:
+                tally.duplicated += 1
+            else:
+                seen.add(n)
+                if n < highest:
+                    tally.reordered += 1
+                highest = max(highest, n)
+                tally.errors_ms.append(1000 * (now - sent_at[n]) - delay_ms)
+                if finished and len(seen) == len(sent_at):
+                    settled.set()
+        settled.set()
+
+    try:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            reader = asyncio.create_task(read_echoes(ws), name=f"echo-reader-{index}")
+            try:
+                begin = time.perf_counter()
+                while time.perf_counter() - begin < seconds and not ws.closed:
+                    sent_at.append(time.perf_counter())
+                    await ws.send_bytes(echo_frame(index, len(sent_at) - 1))
+                    await asyncio.sleep(max(0.0, begin + len(sent_at) * 0.02 - time.perf_counter()))
+                finished = True
+                if len(seen) < len(sent_at):
+                    with contextlib.suppress(TimeoutError):  # what is still out by then is lost
+                        await asyncio.wait_for(settled.wait(), delay_ms / 1000 + GRACE)
+                closed_early = ws.closed
+            finally:
+                await ws.close()  # ends read_echoes's loop
+                await reader
+            if closed_early:
+                tally.fail(f"stream {index}: closed early ({ws.close_code})")
+    except (aiohttp.ClientError, ConnectionResetError) as exc:
+        tally.fail(f"stream {index}: {type(exc).__name__}: {exc}")
+    finally:
+        tally.sent += len(sent_at)
+        tally.received += len(seen)
+        tally.lost += len(sent_at) - len(seen)
+
+
+def node_streams(url: str, streams: int, seconds: float, delay_ms: int) -> Tally:
+    """The Node.js load generator (bench/loadgen) in echo mode: its client CPU stays out of the way."""
+    command = ["node", str(LOADGEN / "loadgen.mjs"), url, str(streams), str(seconds), "--echo", str(delay_ms)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return Tally(**json.loads(output.splitlines()[-1]))
+
+
+async def python_streams(url: str, streams: int, seconds: float, delay_ms: int) -> Tally:
+    tally = Tally()
+    await asyncio.gather(
+        *(
+            stream(url, i, seconds=seconds, delay_ms=delay_ms, start_delay=i / streams, tally=tally)
+            for i in range(streams)
+        ),
+    )
+    return tally
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    tally: Tally
+    cpu_seconds: float
+
+    def row(self, server: str, delay_ms: int) -> str:
+        t = self.tally
+        errors = sorted(abs(e) for e in t.errors_ms)
+        if errors:
+            p50, p99, worst = (errors[int(q * (len(errors) - 1))] for q in (0.5, 0.99, 1.0))
+            timing = f"{p50:7.1f} {p99:7.1f} {worst:7.1f}"
+        else:
+            timing = f"{'-':>7} {'-':>7} {'-':>7}"
+        counts = f"{t.sent:7d} {t.received:7d} {t.lost:6d} {t.reordered:6d} {t.duplicated:5d} {t.bad:5d}"
+        cpu = f"{self.cpu_us_per_frame:12.0f}" if t.received else f"{'-':>12}"
+        return f"{server:30} {delay_ms:6d} {timing} {counts} {cpu}"
+
+    @property
+    def cpu_us_per_frame(self) -> float:
+        return 1e6 * self.cpu_seconds / max(self.tally.received, 1)
+
+
+HEADER = (
+    f"{'server':30} {'delay':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'sent':>7} {'recv':>7}"
+    f" {'lost':>6} {'reord':>6} {'dup':>5} {'bad':>5} {'CPU us/frame':>12}"
+)
+
+
+async def measure(
+    base: str, pids: list[int], *, streams: int, seconds: float, delay_ms: int, client: str
+) -> Result:
+    url = f"{base}/ws/audio?delay_ms={delay_ms}&sample_rate=16000"
+    cpu_before = sum(map(cpu_seconds, pids))
+    if client == "node":
+        tally = await asyncio.to_thread(node_streams, url, streams, seconds, delay_ms)
+    else:
+        tally = await python_streams(url, streams, seconds, delay_ms)
+    return Result(tally=tally, cpu_seconds=sum(map(cpu_seconds, pids)) - cpu_before)
+
+
+def wait_idle(pids: list[int], budget: float = 30.0) -> bool:
+    """Until the servers use under 5 % of a core: a run does not pay for the backlog of the one before.
+
+    False if they are still busy after `budget` seconds."""
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        before = sum(map(cpu_seconds, pids))
+        time.sleep(1.0)
+        if sum(map(cpu_seconds, pids)) - before < 0.05:
+            return True
+    return False
+
+
+def serve(service: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = ["-m", "voxbus.cli", "serve", service, "--port", str(port), "--host", "127.0.0.1"]
+    return subprocess.Popen([sys.executable, *command], env=env)
+
+
+BASELINE, VOXBUS = "bare aiohttp echo (baseline)", "voxbus ingest+echo over Kafka"
+
+
+def measure_all(
+    servers: dict[str, tuple[str, list[int]]], args: argparse.Namespace
+) -> tuple[dict[tuple[int, str], Result], list[str]]:
+    """Each server (name → base URL, pids) at each delay; and the runs that began with a server busy."""
+    for base, _ in servers.values():  # warm up: connections, Kafka metadata, the consumer's fetch
+        asyncio.run(python_streams(f"{base}/ws/audio?sample_rate=16000", min(args.streams, 20), 1.0, 0))
+    everyone = [pid for _, pids in servers.values() for pid in pids]
+    results: dict[tuple[int, str], Result] = {}
+    busy: list[str] = []
+    for delay in args.delays:
+        for name, (base, pids) in servers.items():
+            if not wait_idle(everyone):
+                busy.append(f"{name}, delay {delay}")
+            results[delay, name] = asyncio.run(
+                measure(
+                    base, pids, streams=args.streams, seconds=args.seconds, delay_ms=delay, client=args.client
+                )
+            )
+    return results, busy
+
+
+def report(results: dict[tuple[int, str], Result], busy: list[str], args: argparse.Namespace) -> None:
+    print(f"{args.streams} streams x 20 ms frames for {args.seconds:g} s ({args.client} load generator)")
+    print("|error| = |received - sent - delay|; lost = not back delay + 5 s after the stream's end")
+    print(HEADER)
+    for (delay, name), result in results.items():
+        print(result.row(name, delay))
+    for (delay, name), result in results.items():
+        if (t := result.tally).failed:
+            print(f"{name}, delay {delay}: {t.failed} streams failed, the first: {t.first_error}")
+    for run in busy:
+        print(f"{run}: began with the servers still busy after a 30 s wait (the run before's backlog)")
+    for delay in args.delays:
+        bare_result, ours = results[delay, BASELINE], results[delay, VOXBUS]
+        if bare_result.tally.received and ours.tally.received:
+            ratio = f"{ours.cpu_us_per_frame / bare_result.cpu_us_per_frame:.2f}x the baseline's"
+        else:
+            ratio = "n/a (no frames echoed)"
+        print(f"delay {delay} ms: voxbus CPU per echoed frame {ratio}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--delays",
+        type=lambda text: [int(delay) for delay in text.split(",")],
+        default=[0, 1000],
+        help="comma-separated echo delays in ms (default 0,1000)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=["node", "python"],
+        default="node" if (LOADGEN / "node_modules").is_dir() else "python",
+        help="load generator: node (bench/loadgen, after `npm ci` there) or python (aiohttp)",
+    )
+    args = parser.parse_args()
+    with provide_kafka() as kafka, provide_redis() as redis, tempfile.TemporaryDirectory() as folder:
+        bare_port, ingest_port, echo_port = free_port(), free_port(), free_port()
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "REDIS_URL": redis.url,
+            "TOPIC_PREFIX": f"benchecho{ingest_port}.",
+            "AUDIO_STORAGE_PATH": folder,
+            "LOG_LEVEL": "WARNING",
+            "MAX_CONCURRENT_SESSIONS": str(10 * args.streams),
+        }
+        bare = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("bare_echo.py")), str(bare_port)]
+        )
+        ingest, echo = serve("ingest", ingest_port, env), serve("echo", echo_port, env)
+        try:
+            asyncio.run(wait_ready(f"http://127.0.0.1:{bare_port}/"))
+            asyncio.run(wait_ready(f"http://127.0.0.1:{ingest_port}/ready"))
+            asyncio.run(wait_ready(f"http://127.0.0.1:{echo_port}/ready"))
+            results, busy = measure_all(
+                {
+                    BASELINE: (f"ws://127.0.0.1:{bare_port}", [bare.pid]),
+                    VOXBUS: (f"ws://127.0.0.1:{ingest_port}", [ingest.pid, echo.pid]),
+                },
+                args,
+            )
+        finally:
+            for process in (bare, ingest, echo):
+                process.terminate()
+                process.wait(timeout=30)
+    report(results, busy, args)
+
+
+if __name__ == "__main__":
+    main()
