@@ -95,10 +95,25 @@ class KafkaBus(Bus):
             for topic, code, *message in response.topic_errors:
                 if code not in (0, _TOPIC_ALREADY_EXISTS):
                     raise BusError(f"cannot create topic {topic!r}: error {code} {message}")
+        for topic in partitions:
+            await self._leaders_elected(topic)
         for topic, count in partitions.items():
             have = await self.partition_count(topic)
             if have < count:
                 log.warning("topic %s has %d partitions, fewer than the %d configured", topic, have, count)
+
+    async def _leaders_elected(self, topic: str, timeout: float = 30.0) -> None:
+        """Wait until every partition of a new topic has a leader: a consumer that asks for its
+        offsets before that gets NotLeaderForPartition and may stall."""
+        client = self._producer.client
+        async with asyncio.timeout(timeout):
+            while True:
+                await client.force_metadata_update()
+                partitions = client.cluster.partitions_for_topic(topic) or set()
+                leaders = [client.cluster.leader_for_partition(KafkaTP(topic, p)) for p in partitions]
+                if partitions and all(leader is not None and leader >= 0 for leader in leaders):
+                    return
+                await asyncio.sleep(0.1)
 
     async def partition_count(self, topic: str) -> int:
         partitions = await self._producer.partitions_for(topic)
