@@ -24,11 +24,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +35,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ingest_acks import LOADGEN, cpu_seconds, wait_ready
+from bench.harness import LOADGEN, add_load_arguments, cpu_seconds, serve, voxbus_env, wait_ready
 from tests.helpers import free_port
-from voxbus.devinfra import provide_kafka, provide_redis
 
 FRAME_BYTES = 640  # 20 ms of 16 kHz mono s16le
 GRACE = 5.0  # seconds after a stream's last frame (on top of the delay) before the rest count as lost
@@ -79,6 +76,17 @@ class Tally:
         self.first_error = self.first_error or error
 
 
+async def send_frames(
+    ws: aiohttp.ClientWebSocketResponse, index: int, seconds: float, sent_at: list[float]
+) -> None:
+    """20 ms frames at real time for `seconds`, paced against the clock; each send time kept."""
+    begin = time.perf_counter()
+    while time.perf_counter() - begin < seconds and not ws.closed:
+        sent_at.append(time.perf_counter())
+        await ws.send_bytes(echo_frame(index, len(sent_at) - 1))
+        await asyncio.sleep(max(0.0, begin + len(sent_at) * 0.02 - time.perf_counter()))
+
+
 async def stream(
     url: str, index: int, *, seconds: float, delay_ms: int, start_delay: float, tally: Tally
 ) -> None:
@@ -112,15 +120,12 @@ async def stream(
         async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
             reader = asyncio.create_task(read_echoes(ws), name=f"echo-reader-{index}")
             try:
-                begin = time.perf_counter()
-                while time.perf_counter() - begin < seconds and not ws.closed:
-                    sent_at.append(time.perf_counter())
-                    await ws.send_bytes(echo_frame(index, len(sent_at) - 1))
-                    await asyncio.sleep(max(0.0, begin + len(sent_at) * 0.02 - time.perf_counter()))
+                await send_frames(ws, index, seconds, sent_at)
                 finished = True
                 if len(seen) < len(sent_at):
                     with contextlib.suppress(TimeoutError):  # what is still out by then is lost
-                        await asyncio.wait_for(settled.wait(), delay_ms / 1000 + GRACE)
+                        async with asyncio.timeout(delay_ms / 1000 + GRACE):
+                            await settled.wait()
                 closed_early = ws.closed
             finally:
                 await ws.close()  # ends read_echoes's loop
@@ -206,11 +211,6 @@ def wait_idle(pids: list[int], budget: float = 30.0) -> bool:
     return False
 
 
-def serve(service: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = ["-m", "voxbus.cli", "serve", service, "--port", str(port), "--host", "127.0.0.1"]
-    return subprocess.Popen([sys.executable, *command], env=env)
-
-
 BASELINE, VOXBUS = "bare aiohttp echo (baseline)", "voxbus ingest+echo over Kafka"
 
 
@@ -257,32 +257,16 @@ def report(results: dict[tuple[int, str], Result], busy: list[str], args: argpar
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    add_load_arguments(parser)
     parser.add_argument(
         "--delays",
         type=lambda text: [int(delay) for delay in text.split(",")],
         default=[0, 1000],
         help="comma-separated echo delays in ms (default 0,1000)",
     )
-    parser.add_argument(
-        "--client",
-        choices=["node", "python"],
-        default="node" if (LOADGEN / "node_modules").is_dir() else "python",
-        help="load generator: node (bench/loadgen, after `npm ci` there) or python (aiohttp)",
-    )
     args = parser.parse_args()
-    with provide_kafka() as kafka, provide_redis() as redis, tempfile.TemporaryDirectory() as folder:
-        bare_port, ingest_port, echo_port = free_port(), free_port(), free_port()
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "REDIS_URL": redis.url,
-            "TOPIC_PREFIX": f"benchecho{ingest_port}.",
-            "AUDIO_STORAGE_PATH": folder,
-            "LOG_LEVEL": "WARNING",
-            "MAX_CONCURRENT_SESSIONS": str(10 * args.streams),
-        }
+    bare_port, ingest_port, echo_port = free_port(), free_port(), free_port()
+    with voxbus_env(f"benchecho{ingest_port}.", args.streams) as env:
         bare = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("bare_echo.py")), str(bare_port)]
         )

@@ -18,7 +18,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -27,29 +26,10 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.harness import LOADGEN, add_load_arguments, cpu_seconds, serve, voxbus_env, wait_ready
 from tests.helpers import free_port
-from voxbus.devinfra import provide_kafka, provide_redis
 
 FRAME = bytes(640)  # 20 ms of 16 kHz mono s16le
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-async def wait_ready(url: str) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            try:
-                async with http.get(url) as response:
-                    if response.status in (200, 404):
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 async def stream(
@@ -82,13 +62,11 @@ async def stream(
         finished_sending = True
         if sent:
             try:
-                await asyncio.wait_for(all_acked.wait(), 30)  # the last acks
+                async with asyncio.timeout(30):  # the last acks
+                    await all_acked.wait()
             except TimeoutError:
                 raise RuntimeError(f"{len(sent)} of {n} frames never acknowledged") from None
         reader.cancel()
-
-
-LOADGEN = Path(__file__).with_name("loadgen")
 
 
 def node_streams(url: str, streams: int, seconds: float) -> tuple[list[float], int]:
@@ -128,43 +106,14 @@ async def measure(base: str, pid: int, streams: int, seconds: float, client: str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument(
-        "--client",
-        choices=["node", "python"],
-        default="node" if (LOADGEN / "node_modules").is_dir() else "python",
-        help="load generator: node (bench/loadgen, after `npm ci` there) or python (aiohttp)",
-    )
+    add_load_arguments(parser)
     args = parser.parse_args()
-    with provide_kafka() as kafka, provide_redis() as redis, tempfile.TemporaryDirectory() as folder:
-        sink_port, ingest_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "REDIS_URL": redis.url,
-            "TOPIC_PREFIX": f"bench{ingest_port}.",
-            "AUDIO_STORAGE_PATH": folder,
-            "LOG_LEVEL": "WARNING",
-            "MAX_CONCURRENT_SESSIONS": str(10 * args.streams),
-        }
+    sink_port, ingest_port = free_port(), free_port()
+    with voxbus_env(f"bench{ingest_port}.", args.streams) as env:
         sink = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("bare_sink.py")), str(sink_port)]
         )
-        ingest = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "voxbus.cli",
-                "serve",
-                "ingest",
-                "--port",
-                str(ingest_port),
-                "--host",
-                "127.0.0.1",
-            ],
-            env=env,
-        )
+        ingest = serve("ingest", ingest_port, env)
         try:
             asyncio.run(wait_ready(f"http://127.0.0.1:{sink_port}/"))
             asyncio.run(wait_ready(f"http://127.0.0.1:{ingest_port}/ready"))
@@ -172,20 +121,8 @@ def main() -> None:
                 measure(f"http://127.0.0.1:{sink_port}", sink.pid, args.streams, args.seconds, args.client)
             )
             if profile := os.environ.get("VOXBUS_PROFILE"):  # py-spy, if installed: where ingest spends
-                seconds = str(int(args.seconds))
-                command = [
-                    "py-spy",
-                    "record",
-                    "-p",
-                    str(ingest.pid),
-                    "-d",
-                    seconds,
-                    "-f",
-                    "raw",
-                    "-o",
-                    profile,
-                ]
-                subprocess.Popen(command)
+                record = ["py-spy", "record", "-f", "raw", "-o", profile, "-d", str(int(args.seconds))]
+                subprocess.Popen([*record, "-p", str(ingest.pid)])
             results = {
                 "bare aiohttp sink (baseline)": sink_result,
                 "voxbus ingest over Kafka": asyncio.run(
