@@ -139,7 +139,7 @@ def supervised(app: web.Application, name: str, coro: Coroutine[Any, Any, None])
     return task
 
 
-async def stop_tasks(tasks: Sequence["asyncio.Task[None]"], *, timeout: float = 10.0) -> None:
+async def stop_tasks(tasks: Sequence["asyncio.Task[Any]"], *, timeout: float = 10.0) -> None:
     """Cancel owned tasks and wait for them (up to `timeout` seconds in all)."""
     for task in tasks:
         task.cancel()

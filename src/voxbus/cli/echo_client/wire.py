@@ -1,0 +1,118 @@
+"""The `/ws/echo` protocol as the client speaks it: connect, the config message, what comes back."""
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+import aiohttp
+
+from voxbus.cli.echo_client.errors import ClientError
+from voxbus.cli.echo_client.tally import Tally
+from voxbus.cli.echo_client.wav import SAMPLE_WIDTH, WavOutput
+
+log = logging.getLogger("voxbus.echo_client")
+
+PING: Final = json.dumps({"type": "ping"})
+INVALID_API_KEY: Final = 4001  # the seed server's close code for a wrong key
+CONFIG_TIMEOUT_S: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamConfig:
+    """The server's first message: `{"type": "config", "data": {...}}`."""
+
+    _TYPE: ClassVar[str] = "config"
+    sample_rate: int
+    chunk_size: int
+    channels: int
+    sample_width: int
+
+    @classmethod
+    def from_wire(cls, text: str) -> "StreamConfig":
+        try:
+            message = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ClientError(f"the server's first message is not JSON: {text[:200]!r}") from exc
+        data = message.get("data") if isinstance(message, dict) else None
+        if not isinstance(message, dict) or message.get("type") != cls._TYPE or not isinstance(data, dict):
+            raise ClientError(f"expected a config message first, got {text[:200]!r}")
+        values = [data.get(name) for name in ("sample_rate", "chunk_size", "channels", "sample_width")]
+        ints = [value for value in values if type(value) is int and value > 0]
+        if len(ints) != len(values):
+            raise ClientError(f"the config message has invalid fields: {data!r}")
+        rate, chunk, channels, width = ints
+        config = cls(sample_rate=rate, chunk_size=chunk, channels=channels, sample_width=width)
+        if (config.channels, config.sample_width) != (1, SAMPLE_WIDTH):
+            raise ClientError(
+                f"the server streams {config.channels} channel(s) of {config.sample_width}-byte samples; "
+                "this client speaks 16-bit mono"
+            )
+        return config
+
+
+async def connect(
+    http: aiohttp.ClientSession, url: str, api_key: str | None
+) -> aiohttp.ClientWebSocketResponse:
+    headers = {"X-API-Key": api_key} if api_key else {}
+    try:
+        return await http.ws_connect(url, headers=headers)
+    except aiohttp.WSServerHandshakeError as exc:
+        raise ClientError(f"{url} refused the WebSocket upgrade: HTTP {exc.status} {exc.message}") from exc
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise ClientError(f"cannot connect to {url}: {str(exc) or type(exc).__name__}") from exc
+
+
+async def read_config(ws: aiohttp.ClientWebSocketResponse) -> StreamConfig:
+    try:
+        message = await ws.receive(timeout=CONFIG_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise ClientError(f"the server sent no config message within {CONFIG_TIMEOUT_S:.0f} s") from exc
+    if message.type == aiohttp.WSMsgType.TEXT:
+        return StreamConfig.from_wire(message.data)
+    if message.type == aiohttp.WSMsgType.CLOSE and message.data == INVALID_API_KEY:
+        reason = message.extra or "Invalid API key"
+        raise ClientError(
+            f"the server refused the API key (close {INVALID_API_KEY} {reason!r}); pass it with --api-key"
+        )
+    if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+        raise ClientError(
+            f"the server closed the connection before its config: {ws.close_code} {message.extra or ''}"
+        )
+    raise ClientError(f"expected a config message first, got a {message.type.name} message")
+
+
+async def receive(ws: aiohttp.ClientWebSocketResponse, tally: Tally, output: WavOutput | None) -> str:
+    """Every message until the server closes the connection: its close code and reason."""
+    while True:
+        message = await ws.receive()
+        if message.type == aiohttp.WSMsgType.BINARY:
+            tally.received(len(message.data), time.monotonic())
+            if output is not None:
+                output.write(message.data)
+        elif message.type == aiohttp.WSMsgType.TEXT:
+            on_text(message.data, tally)
+        elif message.type == aiohttp.WSMsgType.ERROR:
+            raise ClientError(f"the connection failed: {ws.exception()}")
+        elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+            return f"{ws.close_code} {message.extra or ''}".strip()
+
+
+def on_text(text: str, tally: Tally) -> None:
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError:
+        log.warning("server sent text that is not JSON: %.200s", text)
+        return
+    if isinstance(message, dict) and message.get("type") == "pong":
+        tally.pong(time.monotonic())
+    else:
+        log.warning("server: %.200s", text)
+
+
+async def send_message(ws: aiohttp.ClientWebSocketResponse, data: bytes | str) -> None:
+    try:
+        await (ws.send_bytes(data) if isinstance(data, bytes) else ws.send_str(data))
+    except (aiohttp.ClientError, ConnectionError) as exc:
+        raise ClientError(f"the connection was lost: {exc}") from exc
