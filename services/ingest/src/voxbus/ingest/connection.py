@@ -113,8 +113,10 @@ class Connection:
                 connections, self.connection_id, settings.max_connections_per_session
             )
 
-        if not await self.ctx.store.wait_until(
-            Key.SESSION_CHANNEL + session_id, claimed, RESUME_GRACE_SECONDS
+        # a subscription only when the slot is taken: a new session's is always free
+        channel = Key.SESSION_CHANNEL + session_id
+        if not await claimed() and not await self.ctx.store.wait_until(
+            channel, claimed, RESUME_GRACE_SECONDS
         ):
             raise SessionRefused(
                 {
