@@ -80,6 +80,12 @@ async def test_sorted_set_index_ranges_and_pages(store: StateStore, unique: str)
     key = f"index:{unique}"
     assert await store.zadd(key, {f"s{n}": float(n * 10) for n in range(10)}) == 10
     assert await store.zadd(key, {"s0": 5.0}) == 0  # re-scored, not added
+    # xx: re-score only members that exist; count those whose score changed
+    leases = f"leases:{unique}"
+    await store.zadd(leases, {"a": 1.0, "b": 2.0})
+    assert await store.zadd(leases, {"a": 3.0, "b": 2.0, "new": 1.0}, xx=True) == 1
+    assert await store.zrange(leases) == [("b", 2.0), ("a", 3.0)]
+    assert await store.zadd(f"missing:{unique}", {"a": 1.0}, xx=True) == 0
     assert await store.zcard(key) == 10
     assert await store.zscore(key, "s0") == 5.0
     assert await store.zscore(key, "nope") is None
@@ -190,3 +196,58 @@ async def test_hundreds_of_concurrent_subscriptions_each_get_their_own_messages(
         assert [m.data if m else None for m in received] == [f"m{n}" for n in range(300)]
         assert await asyncio.gather(*(s.get(timeout=0.05) for s in subscriptions[:5])) == [None] * 5
     assert await store.publish(channels[0], "after") == 0  # unsubscribed on exit
+
+
+async def test_a_batch_runs_its_commands_in_order_with_each_result(store: StateStore, unique: str) -> None:
+    session, slots, route, channel = f"session:{unique}", f"slots:{unique}", f"route:{unique}", f"ch:{unique}"
+    await store.set(route, "pod-a 3", ttl_ms=300)
+    async with store.subscribe(channel) as subscription:
+        batch = store.batch()
+        indexes = [
+            batch.hset(session, {"status": "active", "chunk_count": 0}),
+            batch.hincrby(session, "chunk_count", 5),
+            batch.hgetall(session),
+            batch.claim_slot(slots, "a", limit=1, now_ms=1_000, ttl_ms=60_000),
+            batch.claim_slot(slots, "b", limit=1, now_ms=1_000, ttl_ms=60_000),  # full: refused
+            batch.zadd(f"due:{unique}", {"a": 1.5, "b": 2.5}),
+            batch.zrem(f"due:{unique}", "a", "missing"),
+            batch.set(f"key:{unique}", "v", nx=True, ttl_ms=5_000),
+            batch.get(f"key:{unique}"),
+            batch.expire_if_equal(route, "pod-a 3", 10_000),
+            batch.expire_if_equal(route, "pod-b 1", 10_000),
+            batch.delete_if_equal(route, "pod-b 1"),
+            batch.publish(channel, "hello"),
+        ]
+        assert indexes == list(range(13))
+        results = await batch.execute()
+        message = await subscription.get(timeout=2)
+    assert results == [
+        None,
+        5,
+        {"status": "active", "chunk_count": "5"},
+        True,
+        False,
+        2,
+        1,
+        True,
+        "v",
+        True,
+        False,
+        False,
+        results[12],
+    ]
+    assert results[12] >= 1 and message is not None and message.data == "hello"
+    remaining = await store.ttl_ms(route)
+    assert remaining is not None and remaining > 300  # renewed by its holder, not deleted by another
+    assert await store.zrange(f"due:{unique}") == [("b", 2.5)]
+    assert await batch.execute() == []  # executed batches are empty
+
+
+async def test_a_batch_reports_a_failed_command_as_a_store_error(store: StateStore, unique: str) -> None:
+    await store.set(f"plain:{unique}", "not a hash")
+    batch = store.batch()
+    batch.hincrby(f"plain:{unique}", "n", 1)
+    with pytest.raises(StoreError):
+        await batch.execute()
+    with pytest.raises(ValueError, match="at least one"):
+        store.batch().hset(f"h:{unique}", {})

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -19,7 +19,9 @@ from aiohttp import WSMsgType, web
 from voxbus.common.constants import Key, SessionField, SessionStatus
 from voxbus.common.records import AudioFormat, EchoSettings
 from voxbus.common.runtime import session_context
+from voxbus.common.store.base import StoreBatch
 from voxbus.ingest import metrics
+from voxbus.ingest.acks import OnDurable
 from voxbus.ingest.auth import authorized
 from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.finishing import wait_finished
@@ -29,13 +31,10 @@ from voxbus.ingest.stream import RawStream
 
 log = logging.getLogger(__name__)
 
-_ACK_QUEUE = 256  # chunks in flight per socket before reading pauses (backpressure)
 # a client that reconnects at once may beat its old socket's release (another pod, the close frame
 # still on its way): a resume waits this long for the session's connection slot before refusing
 RESUME_GRACE_SECONDS = 2.0
 _SLOT_FREED = "connection-released"
-
-OnDurable = Callable[[bool], Awaitable[None]]
 
 
 class SessionRefused(Exception):
@@ -57,10 +56,7 @@ class Connection:
         self.stream: RawStream | None = None
         self.finished = False
         self._deadline: float | None = None
-        self._acks: asyncio.Queue[tuple[asyncio.Future[Any], int, OnDurable] | None] = asyncio.Queue(
-            _ACK_QUEUE
-        )
-        self._acker: asyncio.Task[None] | None = None
+        self._acks = ctx.acks.queue(adapter.request.transport, self._acknowledged)
         self._progress = (0, 0)  # acknowledged chunks and bytes not yet in the session record
         protocol = adapter.protocol  # labels() costs more than the increment: look them up once
         self._chunks_metric = metrics.CHUNKS.labels(protocol)
@@ -127,18 +123,22 @@ class Connection:
                 1008,
             )
         if not await leases.hold_slot(Key.SESSION_SLOTS, session_id, settings.max_concurrent_sessions):
-            await leases.drop(connections, self.connection_id)
+            batch = self.ctx.store.batch()
+            leases.drop(batch, connections, self.connection_id)
+            await batch.execute()
             raise SessionRefused(
                 {"error": "Too many concurrent sessions", "max": settings.max_concurrent_sessions}, 1013
             )
         self.session_id = session_id
-        idle_ms = int(settings.connection_timeout_seconds * 1000)
-        await leases.hold_deadline(Key.REAP_AT, session_id, extra_ms=idle_ms)
-        epoch = await self.ctx.registry.attach(session_id)
+        batch = self.ctx.store.batch()
+        leases.hold_deadline(
+            batch, Key.REAP_AT, session_id, extra_ms=int(settings.connection_timeout_seconds * 1000)
+        )
+        epoch_at = self.ctx.registry.attach(batch, session_id)
+        self.ctx.router.attach(batch, session_id, self._deliver)
+        epoch = int((await batch.execute())[epoch_at])
         self.stream = RawStream(self.ctx.bus, self.ctx.raw_topic, session_id, fmt, epoch)
         self._deadline = created_at + settings.max_session_duration_hours * 3600
-        await self.ctx.router.attach(session_id, self._deliver)
-        self._acker = asyncio.create_task(self._ack_in_order(), name=f"acks-{session_id}")
 
     async def audio(self, data: bytes, on_durable: OnDurable) -> None:
         """Produce a chunk; `on_durable(ok)` runs, in chunk order, once it is on the bus (or failed)."""
@@ -154,14 +154,11 @@ class Connection:
         self.chunk_count += 1
         self._chunks_metric.inc()
         self._bytes_metric.inc(len(data))
-        await self._acks.put((delivery, len(data), on_durable))
+        await self._acks.add(delivery, len(data), on_durable)
 
     async def drain(self) -> None:
         """Wait until every chunk received so far was acknowledged."""
-        if self._acker is not None and not self._acker.done():
-            await self._acks.put(None)
-            await self._acker
-            self._acker = None
+        await self._acks.drain()
         await self.save_progress()
 
     async def finish(self, reason: str, *, wait: bool) -> dict[str, Any] | None:
@@ -176,28 +173,27 @@ class Connection:
 
     async def release(self) -> None:
         """On any way out: stop acking, save counters, free the slots and the route."""
-        if self._acker is not None:
-            self._acker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._acker
+        self._acks.close()
         if self.session_id is None:
             return
-        # before the connection slot is freed: whoever resumes claims it after us, then reads
-        await self.save_progress()
-        await self.ctx.router.detach(self.session_id, self._deliver)
-        leases = self.ctx.leases
-        # a cluster slot counts sessions a socket streams to: freed here, or by TTL if we die;
-        # freed before the connection slot, which a resume waits for and then claims both
-        await leases.drop(Key.SESSION_SLOTS, self.session_id)
-        await leases.drop(Key.CONNECTION_SLOTS + self.session_id, self.connection_id)
-        await self.ctx.store.publish(Key.SESSION_CHANNEL + self.session_id, _SLOT_FREED)
+        session_id, leases, batch = self.session_id, self.ctx.leases, self.ctx.store.batch()
+        # one round trip, in this order: the counters are saved before the connection slot is
+        # freed (whoever resumes claims it after us, then reads them); the cluster slot (which
+        # counts sessions a socket streams to, or is freed by TTL if we die) before the
+        # connection slot, which a resume waits for and then claims both
+        self._queue_progress(batch)
+        self.ctx.router.detach(batch, session_id, self._deliver)
+        leases.drop(batch, Key.SESSION_SLOTS, session_id)
+        leases.drop(batch, Key.CONNECTION_SLOTS + session_id, self.connection_id)
+        batch.publish(Key.SESSION_CHANNEL + session_id, _SLOT_FREED)
         if self.finished:
-            await leases.drop(Key.REAP_AT, self.session_id)
+            leases.drop(batch, Key.REAP_AT, session_id)
         else:
             # still active and resumable (a resume claims a slot again) until the idle timeout,
             # when the reaper stops it
             idle_ms = int(self.ctx.settings.connection_timeout_seconds * 1000)
-            await leases.let_go(Key.REAP_AT, self.session_id, after_ms=idle_ms)
+            leases.let_go(batch, Key.REAP_AT, session_id, after_ms=idle_ms)
+        await batch.execute()
 
     # -- wire ------------------------------------------------------------------------------
 
@@ -229,27 +225,22 @@ class Connection:
                 await self.ws.send_str(message)
         self._egress_metric.inc(len(audio))
 
-    async def _ack_in_order(self) -> None:
-        while (item := await self._acks.get()) is not None:
-            delivery, size, on_durable = item
-            try:
-                await delivery
-                ok = True
-            except Exception as exc:  # not durable: the client is told this chunk failed
-                log.warning("chunk not durable", extra={"reason": repr(exc)})
-                ok = False
-            if ok:
-                chunks, received = self._progress
-                self._progress = (chunks + 1, received + size)
-            await on_durable(ok)
+    def _acknowledged(self, size: int) -> None:
+        chunks, received = self._progress
+        self._progress = (chunks + 1, received + size)
 
     async def save_progress(self) -> None:
         """Add the acknowledged chunks and bytes to the session record (on release and close;
         a store write per frame would cost more than the rest of the frame)."""
+        batch = self.ctx.store.batch()
+        self._queue_progress(batch)
+        await batch.execute()
+
+    def _queue_progress(self, batch: StoreBatch) -> None:
         chunks, received = self._progress
         if self.session_id is not None and chunks:
             self._progress = (0, 0)
-            await self.ctx.registry.add_progress(self.session_id, chunks, received)
+            self.ctx.registry.add_progress(batch, self.session_id, chunks, received)
 
 
 async def serve_socket(

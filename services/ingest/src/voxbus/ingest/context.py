@@ -7,6 +7,7 @@ from aiohttp import web
 from voxbus.common.bus.base import Bus
 from voxbus.common.settings import Settings
 from voxbus.common.store.base import StateStore
+from voxbus.ingest.acks import AckWriter
 from voxbus.ingest.egress import EgressRouter
 from voxbus.ingest.leases import LeaseKeeper
 from voxbus.ingest.sessions import SessionRegistry
@@ -20,6 +21,7 @@ class IngestContext:
     registry: SessionRegistry
     leases: LeaseKeeper
     router: EgressRouter
+    acks: AckWriter
     raw_topic: str
     sockets: set[web.WebSocketResponse]
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from voxbus.common.bus.base import Bus, Consumer
 from voxbus.common.constants import Header, Key
-from voxbus.common.store.base import StateStore
+from voxbus.common.store.base import StateStore, StoreBatch
 from voxbus.ingest.leases import LeaseKeeper
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,10 @@ class EgressRouter:
                 self.partition = partition
                 self._consumer = self._bus.partition_tail(self._topic, partition)
                 await self._consumer.start()
+                batch = self._store.batch()
                 for session_id in self._sinks:
-                    await self._leases.hold_key(Key.ROUTE + session_id, self._route())
+                    self._leases.hold_key(batch, Key.ROUTE + session_id, self._route())
+                await batch.execute()
                 log.info("egress partition leased", extra={"partition": partition})
                 return True
         return False
@@ -66,7 +68,9 @@ class EgressRouter:
         if self._consumer is not None:
             await self._consumer.stop()
         if self.partition is not None:
-            await self._leases.drop_key(Key.EGRESS_LEASE + str(self.partition))
+            batch = self._store.batch()
+            self._leases.drop_key(batch, Key.EGRESS_LEASE + str(self.partition))
+            await batch.execute()
 
     async def ready(self) -> None:
         if self.partition is None:
@@ -75,16 +79,17 @@ class EgressRouter:
         if holder != self._pod:
             raise NoEgressPartition(f"egress partition {self.partition} lease is held by {holder!r}")
 
-    async def attach(self, session_id: str, sink: Sink) -> None:
+    def attach(self, batch: StoreBatch, session_id: str, sink: Sink) -> None:
+        """Deliver the session's egress to `sink`; its route is written with `batch`."""
         self._sinks[session_id] = sink
         if self.partition is not None:  # otherwise written once a partition is leased
-            await self._leases.hold_key(Key.ROUTE + session_id, self._route())
+            self._leases.hold_key(batch, Key.ROUTE + session_id, self._route())
 
-    async def detach(self, session_id: str, sink: Sink) -> None:
+    def detach(self, batch: StoreBatch, session_id: str, sink: Sink) -> None:
         if self._sinks.get(session_id) is sink:
             del self._sinks[session_id]
             self._delivered_seq.pop(session_id, None)
-            await self._leases.drop_key(Key.ROUTE + session_id)
+            self._leases.drop_key(batch, Key.ROUTE + session_id)
 
     async def run(self, retry_seconds: float) -> None:
         """Lease a partition if we have none yet, then deliver egress records until cancelled."""

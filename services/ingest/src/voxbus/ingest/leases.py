@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from voxbus.common.store.base import StateStore
+from voxbus.common.store.base import StateStore, StoreBatch
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,9 @@ class _Entry:
 
 
 class LeaseKeeper:
+    """Writes that need no answer are queued on a `StoreBatch` the caller sends with its own
+    (one round trip for everything a socket opening or closing writes)."""
+
     def __init__(self, store: StateStore, *, lease_ms: int) -> None:
         self._store, self._lease_ms = store, lease_ms
         self._entries: dict[tuple[str, str], _Entry] = {}
@@ -34,19 +37,19 @@ class LeaseKeeper:
             return True
         return False
 
-    async def hold_deadline(self, key: str, member: str, *, extra_ms: int) -> None:
+    def hold_deadline(self, batch: StoreBatch, key: str, member: str, *, extra_ms: int) -> None:
         """Keep `member` due at (now + lease + extra_ms), renewed until dropped or let go."""
         self._entries[(key, member)] = _Entry(None, extra_ms)
-        await self._store.zadd(key, {member: _now_ms() + self._lease_ms + extra_ms})
+        batch.zadd(key, {member: _now_ms() + self._lease_ms + extra_ms})
 
-    async def let_go(self, key: str, member: str, *, after_ms: int) -> None:
+    def let_go(self, batch: StoreBatch, key: str, member: str, *, after_ms: int) -> None:
         """Stop renewing an entry but keep it `after_ms` longer (a session waiting to be resumed)."""
         self._entries.pop((key, member), None)
-        await self._store.zadd(key, {member: _now_ms() + after_ms})
+        batch.zadd(key, {member: _now_ms() + after_ms})
 
-    async def drop(self, key: str, member: str) -> None:
+    def drop(self, batch: StoreBatch, key: str, member: str) -> None:
         self._entries.pop((key, member), None)
-        await self._store.zrem(key, member)
+        batch.zrem(key, member)
 
     async def claim_key(self, key: str, value: str) -> bool:
         """Take `key` if nobody holds it (SET NX with the lease TTL); renewed until `drop_key`."""
@@ -55,26 +58,36 @@ class LeaseKeeper:
             return True
         return False
 
-    async def hold_key(self, key: str, value: str) -> None:
+    def hold_key(self, batch: StoreBatch, key: str, value: str) -> None:
         """Set `key` to `value` with the lease TTL; renewed until `drop_key`."""
         self._keys[key] = value
-        await self._store.set(key, value, ttl_ms=self._lease_ms)
+        batch.set(key, value, ttl_ms=self._lease_ms)
 
-    async def drop_key(self, key: str) -> None:
+    def drop_key(self, batch: StoreBatch, key: str) -> None:
         value = self._keys.pop(key, None)
         if value is not None:
-            await self._store.delete_if_equal(key, value)
+            batch.delete_if_equal(key, value)
 
     async def renew_all(self) -> None:
-        for (key, member), entry in list(self._entries.items()):
-            if (key, member) not in self._entries:
-                continue
-            if entry.limit is None:
-                await self._store.zadd(key, {member: _now_ms() + self._lease_ms + entry.extra_ms})
-            elif not await self._claim(key, member, entry.limit):
+        """One round trip renews everything. A renewal never re-creates what was released while
+        it was on its way (XX, compare-and-set); a slot that expired is claimed again if free."""
+        batch, now = self._store.batch(), _now_ms()
+        slots: dict[int, tuple[str, str, int]] = {}
+        for (key, member), entry in self._entries.items():
+            index = batch.zadd(key, {member: now + self._lease_ms + entry.extra_ms}, xx=True)
+            if entry.limit is not None:
+                slots[index] = (key, member, entry.limit)
+        keys = {batch.expire_if_equal(key, value, self._lease_ms): key for key, value in self._keys.items()}
+        results = await batch.execute()
+        for index, (key, member, limit) in slots.items():
+            if (
+                not results[index]
+                and (key, member) in self._entries
+                and not await self._claim(key, member, limit)
+            ):
                 log.error("a slot lease was lost before its renewal", extra={"key": key, "member": member})
-        for key, value in list(self._keys.items()):
-            if key in self._keys and not await self._store.expire_if_equal(key, value, self._lease_ms):
+        for index, key in keys.items():
+            if not results[index] and key in self._keys:
                 log.error("a lease was lost before its renewal", extra={"key": key})
 
     async def run(self) -> None:
@@ -87,10 +100,12 @@ class LeaseKeeper:
                 log.exception("renewing leases failed")
 
     async def release_all(self) -> None:
+        batch = self._store.batch()
         for key, member in list(self._entries):
-            await self.drop(key, member)
+            self.drop(batch, key, member)
         for key in list(self._keys):
-            await self.drop_key(key)
+            self.drop_key(batch, key)
+        await batch.execute()
 
     async def _claim(self, key: str, member: str, limit: int) -> bool:
         return await self._store.claim_slot(key, member, limit=limit, now_ms=_now_ms(), ttl_ms=self._lease_ms)

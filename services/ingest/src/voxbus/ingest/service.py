@@ -8,6 +8,7 @@ from aiohttp import WSCloseCode, web
 from voxbus.common.constants import Topic
 from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, stop_tasks, supervised
 from voxbus.ingest import http_api, reaper
+from voxbus.ingest.acks import AckWriter
 from voxbus.ingest.connection import serve_socket
 from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.egress import EgressRouter
@@ -36,6 +37,7 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
         registry=SessionRegistry(store, pod=settings.pod_name),
         leases=leases,
         router=router,
+        acks=AckWriter(),
         raw_topic=settings.topic(Topic.AUDIO_RAW),
         sockets=set(),
     )
@@ -45,6 +47,7 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
         supervised(app, "ingest-leases", leases.run()),
         supervised(app, "ingest-egress", router.run(settings.lease_seconds / 3)),
         supervised(app, "ingest-reaper", reaper.run(ctx)),
+        supervised(app, "ingest-acks", ctx.acks.run()),
     ]
     try:
         yield

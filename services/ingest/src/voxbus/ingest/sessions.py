@@ -7,7 +7,7 @@ from typing import Any
 
 from voxbus.common.constants import Key, SessionField, SessionStatus
 from voxbus.common.records import AudioFormat, EchoSettings, new_session_id
-from voxbus.common.store.base import ScoreRange, StateStore
+from voxbus.common.store.base import ScoreRange, StateStore, StoreBatch
 
 # API.md's `format` names → the codec names records carry
 CODEC_OF_FORMAT = {"pcm": "pcm_s16le"}
@@ -31,7 +31,8 @@ class SessionRegistry:
     async def create(self, spec: SessionSpec) -> str:
         session_id = new_session_id()
         now = time.time()
-        await self._store.hset(
+        batch = self._store.batch()
+        batch.hset(
             Key.SESSION + session_id,
             {
                 SessionField.STATUS: SessionStatus.ACTIVE,
@@ -50,22 +51,24 @@ class SessionRegistry:
                 SessionField.POD: self._pod,
             },
         )
-        await self._store.zadd(Key.SESSIONS_ALL, {session_id: now})
-        await self._store.zadd(Key.SESSIONS_BY_USER + spec.user_id, {session_id: now})
+        batch.zadd(Key.SESSIONS_ALL, {session_id: now})
+        batch.zadd(Key.SESSIONS_BY_USER + spec.user_id, {session_id: now})
+        await batch.execute()
         return session_id
 
     async def fields(self, session_id: str) -> dict[str, str]:
         return await self._store.hgetall(Key.SESSION + session_id)
 
-    async def attach(self, session_id: str) -> int:
-        """A socket takes the session: its epoch (the high bits of every record seq it sends)."""
-        await self._store.hset(Key.SESSION + session_id, {SessionField.POD: self._pod})
-        return await self._store.hincrby(Key.SESSION + session_id, SessionField.EPOCH)
+    def attach(self, batch: StoreBatch, session_id: str) -> int:
+        """A socket takes the session. Returns where in `batch`'s results its new epoch will be
+        (the high bits of every record seq the socket sends)."""
+        batch.hset(Key.SESSION + session_id, {SessionField.POD: self._pod})
+        return batch.hincrby(Key.SESSION + session_id, SessionField.EPOCH)
 
-    async def add_progress(self, session_id: str, chunks: int, received: int) -> None:
+    def add_progress(self, batch: StoreBatch, session_id: str, chunks: int, received: int) -> None:
         key = Key.SESSION + session_id
-        await self._store.hincrby(key, SessionField.CHUNK_COUNT, chunks)
-        await self._store.hincrby(key, SessionField.BYTES_RECEIVED, received)
+        batch.hincrby(key, SessionField.CHUNK_COUNT, chunks)
+        batch.hincrby(key, SessionField.BYTES_RECEIVED, received)
 
     async def mark_closing(self, session_id: str, reason: str) -> None:
         """active → closing; a session the pipeline already ended (completed, error) keeps its status."""
@@ -73,7 +76,8 @@ class SessionRegistry:
             await self.mark(session_id, SessionStatus.CLOSING, reason)
 
     async def mark(self, session_id: str, status: SessionStatus, reason: str) -> None:
-        await self._store.hset(
+        batch = self._store.batch()
+        batch.hset(
             Key.SESSION + session_id,
             {
                 SessionField.STATUS: status,
@@ -81,8 +85,9 @@ class SessionRegistry:
                 SessionField.UPDATED_AT: time.time(),
             },
         )
-        await self._store.zrem(Key.REAP_AT, session_id)
-        await self._store.zrem(Key.SESSION_SLOTS, session_id)
+        batch.zrem(Key.REAP_AT, session_id)
+        batch.zrem(Key.SESSION_SLOTS, session_id)
+        await batch.execute()
 
     async def list(
         self, *, user_id: str | None, status: str | None, limit: int, cursor: float | None

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 HashValue = str | int | float
 
@@ -57,6 +57,75 @@ class Subscription(ABC):
             message = await self.get()
             if message is not None:
                 yield message
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedCall:
+    """One command of a `StoreBatch`: the store method's name and its arguments."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class StoreBatch:
+    """Commands sent to the store together: one round trip for the lot (a Redis command costs
+    the client ~250 µs of CPU alone, a pipelined one a fifth of that).
+
+    Not a transaction: each command is atomic, as when called on the store, and they run in the
+    order queued. Each method queues its command and returns the index of its result in the list
+    `execute` returns; results are what the store's method of the same name returns.
+    """
+
+    def __init__(self, store: "StateStore") -> None:
+        self._store = store
+        self.calls: list[BatchedCall] = []
+
+    def _queue(self, method: str, *args: Any, **kwargs: Any) -> int:
+        self.calls.append(BatchedCall(method, args, kwargs))
+        return len(self.calls) - 1
+
+    def get(self, key: str) -> int:
+        return self._queue("get", key)
+
+    def set(self, key: str, value: str, *, ttl_ms: int | None = None, nx: bool = False) -> int:
+        return self._queue("set", key, value, ttl_ms=ttl_ms, nx=nx)
+
+    def expire_if_equal(self, key: str, expected: str, ttl_ms: int) -> int:
+        return self._queue("expire_if_equal", key, expected, ttl_ms)
+
+    def delete_if_equal(self, key: str, expected: str) -> int:
+        return self._queue("delete_if_equal", key, expected)
+
+    def hset(self, key: str, mapping: Mapping[str, HashValue]) -> int:
+        if not mapping:
+            raise ValueError("hset needs at least one field")
+        return self._queue("hset", key, mapping)
+
+    def hgetall(self, key: str) -> int:
+        return self._queue("hgetall", key)
+
+    def hincrby(self, key: str, field: str, amount: int = 1) -> int:
+        return self._queue("hincrby", key, field, amount)
+
+    def zadd(self, key: str, members: Mapping[str, float], *, xx: bool = False) -> int:
+        return self._queue("zadd", key, members, xx=xx)
+
+    def zrem(self, key: str, *members: str) -> int:
+        if not members:
+            raise ValueError("zrem needs at least one member")
+        return self._queue("zrem", key, *members)
+
+    def claim_slot(self, key: str, member: str, *, limit: int, now_ms: int, ttl_ms: int) -> int:
+        return self._queue("claim_slot", key, member, limit=limit, now_ms=now_ms, ttl_ms=ttl_ms)
+
+    def publish(self, channel: str, message: str) -> int:
+        return self._queue("publish", channel, message)
+
+    async def execute(self) -> list[Any]:
+        """Send every queued command; their results in order. The batch is empty afterwards."""
+        calls, self.calls = self.calls, []
+        return await self._store.execute_batch(calls) if calls else []
 
 
 class StateStore(ABC):
@@ -119,8 +188,9 @@ class StateStore(ABC):
 
     # sorted sets
     @abstractmethod
-    async def zadd(self, key: str, members: Mapping[str, float]) -> int:
-        """Add or re-score members; the number newly added."""
+    async def zadd(self, key: str, members: Mapping[str, float], *, xx: bool = False) -> int:
+        """Add or re-score members; the number newly added. With `xx`, only re-score members
+        that exist (add none); the number re-scored to a new score."""
 
     @abstractmethod
     async def zrem(self, key: str, *members: str) -> int: ...
@@ -157,6 +227,14 @@ class StateStore(ABC):
 
         Release with `zrem`. A holder that dies stops renewing and its slot frees itself.
         """
+
+    # several commands in one round trip
+    def batch(self) -> StoreBatch:
+        return StoreBatch(self)
+
+    async def execute_batch(self, calls: list[BatchedCall]) -> list[Any]:
+        """Run batched calls in order (this default: one by one; a network store pipelines them)."""
+        return [await getattr(self, call.method)(*call.args, **call.kwargs) for call in calls]
 
     # change notification
     @abstractmethod

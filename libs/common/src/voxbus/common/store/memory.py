@@ -152,7 +152,15 @@ class InProcessStore(StateStore):
         fields[field] = str(value)
         return value
 
-    async def zadd(self, key: str, members: Mapping[str, float]) -> int:
+    async def zadd(self, key: str, members: Mapping[str, float], *, xx: bool = False) -> int:
+        if xx:
+            existing = self._typed(key, _SortedSet)
+            if existing is None:
+                return 0
+            changed = {m: float(s) for m, s in members.items() if existing.scores.get(m, s) != s}
+            for member, score in changed.items():
+                existing.add(member, score)
+            return len(changed)
         zset = self._typed(key, _SortedSet) or self._create(key, _SortedSet())
         return sum(zset.add(member, float(score)) for member, score in members.items())
 

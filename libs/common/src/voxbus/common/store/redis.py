@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -12,6 +12,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from voxbus.common.store.base import (
     ALL_SCORES,
+    BatchedCall,
     HashValue,
     ScoreRange,
     StateStore,
@@ -172,8 +173,8 @@ class RedisStore(StateStore):
     async def hincrby(self, key: str, field: str, amount: int = 1) -> int:
         return int(await self._call(self._redis.hincrby(key, field, amount)))
 
-    async def zadd(self, key: str, members: Mapping[str, float]) -> int:
-        return int(await self._call(self._redis.zadd(key, dict(members))))
+    async def zadd(self, key: str, members: Mapping[str, float], *, xx: bool = False) -> int:
+        return int(await self._call(self._redis.zadd(key, dict(members), xx=xx, ch=xx)))
 
     async def zrem(self, key: str, *members: str) -> int:
         return int(await self._call(self._redis.zrem(key, *members))) if members else 0
@@ -221,6 +222,16 @@ class RedisStore(StateStore):
     async def publish(self, channel: str, message: str) -> int:
         return int(await self._call(self._redis.publish(channel, message)))
 
+    async def execute_batch(self, calls: list[BatchedCall]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            converters = []
+            for call in calls:
+                queue, convert = _PIPELINED[call.method]
+                queue(pipe, *call.args, **call.kwargs)
+                converters.append(convert)
+            results = await self._call(pipe.execute())
+        return [convert(result) for convert, result in zip(converters, results, strict=True)]
+
     @asynccontextmanager
     async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:
         queue: asyncio.Queue[StoreMessage] = asyncio.Queue()
@@ -237,6 +248,40 @@ class RedisStore(StateStore):
             raise StoreError(str(exc)) from exc
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis at {self._url} failed: {exc!r}") from exc
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _none(_: Any) -> None:
+    return None
+
+
+# StoreBatch's commands on a pipeline: how to queue each, how to turn its reply into the result
+# of the store method of the same name. Scripts go as EVAL, not EVALSHA: a pipeline of EVALSHA
+# asks SCRIPT EXISTS first (one more round trip), and Redis finds the compiled script by hash anyway.
+_PIPELINED: Final[dict[str, tuple[Callable[..., Any], Callable[[Any], Any]]]] = {
+    "get": (lambda pipe, key: pipe.get(key), _same),
+    "set": (lambda pipe, key, value, *, ttl_ms, nx: pipe.set(key, value, px=ttl_ms, nx=nx), bool),
+    "expire_if_equal": (
+        lambda pipe, key, expected, ttl_ms: pipe.eval(_EXPIRE_IF_EQUAL, 1, key, expected, ttl_ms),
+        bool,
+    ),
+    "delete_if_equal": (lambda pipe, key, expected: pipe.eval(_DELETE_IF_EQUAL, 1, key, expected), bool),
+    "hset": (lambda pipe, key, mapping: pipe.hset(key, mapping=dict(mapping)), _none),
+    "hgetall": (lambda pipe, key: pipe.hgetall(key), dict),
+    "hincrby": (lambda pipe, key, field, amount: pipe.hincrby(key, field, amount), int),
+    "zadd": (lambda pipe, key, members, *, xx: pipe.zadd(key, dict(members), xx=xx, ch=xx), int),
+    "zrem": (lambda pipe, key, *members: pipe.zrem(key, *members), int),
+    "claim_slot": (
+        lambda pipe, key, member, *, limit, now_ms, ttl_ms: pipe.eval(
+            _CLAIM_SLOT, 1, key, member, now_ms, limit, ttl_ms
+        ),
+        bool,
+    ),
+    "publish": (lambda pipe, channel, message: pipe.publish(channel, message), int),
+}
 
 
 def _bounds(scores: ScoreRange) -> tuple[str, str]:

@@ -1,0 +1,135 @@
+"""Acknowledging chunks once they are durable, for every socket of the process.
+
+A delivery future's done-callback marks its socket's queue ready, and one task writes the acks
+of every ready queue, each in chunk order. That is one task wake-up per producer batch, where a
+task per socket cost two per chunk. A socket whose send buffer is backed up is flushed by a task
+of its own until it catches up, so one slow client never holds up the others' acks.
+"""
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+OnDurable = Callable[[bool], Awaitable[None]]
+_BACKLOG = 256  # unacknowledged chunks per socket before its reader waits (backpressure)
+
+
+class AckQueue:
+    """One socket's chunks in flight, acknowledged in order."""
+
+    def __init__(
+        self, writer: "AckWriter", transport: asyncio.BaseTransport | None, on_acked: Callable[[int], None]
+    ) -> None:
+        self._writer, self._transport, self._on_acked = writer, transport, on_acked
+        self._pending: deque[tuple[asyncio.Future[Any], int, OnDurable]] = deque()
+        self._caught_up = asyncio.Event()
+        self._caught_up.set()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._own_flush: asyncio.Task[None] | None = None
+        self.closed = False
+
+    async def add(self, delivery: "asyncio.Future[Any]", size: int, on_durable: OnDurable) -> None:
+        """`on_durable(ok)` runs once this chunk and every one before it are settled."""
+        if len(self._pending) >= _BACKLOG:
+            self._room.clear()
+            await self._room.wait()
+        self._pending.append((delivery, size, on_durable))
+        self._caught_up.clear()
+        delivery.add_done_callback(self._settled)
+
+    async def drain(self) -> None:
+        """Wait until every chunk added so far was acknowledged (or the queue closed)."""
+        await self._caught_up.wait()
+
+    def close(self) -> None:
+        """The socket is gone: acknowledge nothing more."""
+        self.closed = True
+        self._pending.clear()
+        self._caught_up.set()
+        self._room.set()
+        if self._own_flush is not None:
+            self._own_flush.cancel()
+
+    def _settled(self, _: "asyncio.Future[Any]") -> None:
+        if not self.closed and self._own_flush is None:
+            self._writer.mark_ready(self)
+
+    @property
+    def busy(self) -> bool:
+        """Its own task is flushing it."""
+        return self._own_flush is not None
+
+    def congested(self) -> bool:
+        transport = self._transport
+        if not isinstance(transport, asyncio.WriteTransport):
+            return False
+        return transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1] // 2
+
+    async def flush(self) -> None:
+        """Acknowledge, in order, every chunk up to the first one not settled yet."""
+        pending = self._pending
+        while pending and pending[0][0].done() and not self.closed:
+            delivery, size, on_durable = pending.popleft()
+            ok = not delivery.cancelled() and delivery.exception() is None
+            if ok:
+                self._on_acked(size)
+            else:  # not durable: the client is told this chunk failed
+                reason = "cancelled" if delivery.cancelled() else repr(delivery.exception())
+                log.warning("chunk not durable", extra={"reason": reason})
+            await on_durable(ok)
+        if len(pending) < _BACKLOG:
+            self._room.set()
+        if not pending:
+            self._caught_up.set()
+
+    def flush_alone(self) -> None:
+        """A backed-up socket: flush it in a task of its own, then hand it back to the writer."""
+        if self._own_flush is None:
+            self._own_flush = asyncio.create_task(self._flush_then_return(), name="acks-backed-up")
+
+    async def _flush_then_return(self) -> None:
+        try:
+            await self.flush()
+        except Exception:  # the socket broke while we wrote: its reader sees it and releases
+            log.debug("writing acks failed", exc_info=True)
+        finally:
+            self._own_flush = None
+        if self._pending and self._pending[0][0].done():
+            self._writer.mark_ready(self)  # settled while we flushed
+
+
+class AckWriter:
+    """The task that writes every socket's acks."""
+
+    def __init__(self) -> None:
+        self._ready: dict[AckQueue, None] = {}  # insertion-ordered set
+        self._wake = asyncio.Event()
+
+    def queue(self, transport: asyncio.BaseTransport | None, on_acked: Callable[[int], None]) -> AckQueue:
+        return AckQueue(self, transport, on_acked)
+
+    def mark_ready(self, queue: AckQueue) -> None:
+        self._ready[queue] = None
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            ready, self._ready = self._ready, {}
+            for queue in ready:
+                if queue.closed or queue.busy:
+                    continue
+                if queue.congested():
+                    queue.flush_alone()
+                    continue
+                try:
+                    await queue.flush()
+                except Exception:  # the socket broke while we wrote: its reader sees it and releases
+                    log.debug("writing acks failed", exc_info=True)
+                    queue.close()

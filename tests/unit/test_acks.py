@@ -1,0 +1,94 @@
+"""Acks go out in chunk order once durable, one writer task for every socket, a backed-up
+socket on its own."""
+
+import asyncio
+from typing import Any
+
+from voxbus.ingest.acks import AckWriter, OnDurable
+
+
+class _Transport(asyncio.WriteTransport):
+    def __init__(self, buffered: int = 0) -> None:
+        super().__init__()
+        self.buffered = buffered
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (16_384, 65_536)
+
+
+async def _running(writer: AckWriter) -> "asyncio.Task[None]":
+    task = asyncio.create_task(writer.run())
+    await asyncio.sleep(0)
+    return task
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_acks_follow_chunk_order_whatever_order_deliveries_settle_in() -> None:
+    writer, sent, acked = AckWriter(), list[tuple[int, bool]](), list[int]()
+    task = await _running(writer)
+    queue = writer.queue(_Transport(), acked.append)
+    loop = asyncio.get_running_loop()
+    deliveries: list[asyncio.Future[Any]] = [loop.create_future() for _ in range(4)]
+
+    def on_durable(number: int) -> OnDurable:  # a closure per chunk, as adapters make
+        async def acknowledge(ok: bool) -> None:
+            sent.append((number, ok))
+
+        return acknowledge
+
+    for number, delivery in enumerate(deliveries, 1):
+        await queue.add(delivery, 100 * number, on_durable(number))
+    deliveries[2].set_result(None)
+    deliveries[1].set_exception(RuntimeError("broker gone"))
+    await _settle()
+    assert sent == []  # chunk 1 is not durable yet: nothing after it may be acknowledged
+    deliveries[0].set_result(None)
+    await _settle()
+    assert sent == [(1, True), (2, False), (3, True)]
+    assert acked == [100, 300]  # only durable chunks count as received
+    drained = asyncio.create_task(queue.drain())
+    await _settle()
+    assert not drained.done()
+    deliveries[3].set_result(None)
+    async with asyncio.timeout(1):
+        await drained
+    assert sent[-1] == (4, True)
+    task.cancel()
+
+
+async def test_a_backed_up_socket_does_not_hold_up_the_others() -> None:
+    writer = AckWriter()
+    task = await _running(writer)
+    slow_transport, blocked = _Transport(buffered=60_000), asyncio.Event()
+    slow, fast = writer.queue(slow_transport, lambda _: None), writer.queue(_Transport(), lambda _: None)
+    fast_acks: list[bool] = []
+
+    async def slow_ack(ok: bool) -> None:
+        await blocked.wait()  # a socket whose client does not read
+
+    async def fast_ack(ok: bool) -> None:
+        fast_acks.append(ok)
+
+    loop = asyncio.get_running_loop()
+    slow_delivery, fast_delivery = loop.create_future(), loop.create_future()
+    await slow.add(slow_delivery, 1, slow_ack)
+    await fast.add(fast_delivery, 1, fast_ack)
+    slow_delivery.set_result(None)
+    await _settle()
+    assert slow.busy  # flushed by a task of its own
+    fast_delivery.set_result(None)
+    await _settle()
+    assert fast_acks == [True]
+    blocked.set()
+    await _settle()
+    assert not slow.busy
+    slow.close()
+    await slow.drain()  # a closed queue has nothing left to wait for
+    task.cancel()
