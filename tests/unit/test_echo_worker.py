@@ -15,7 +15,7 @@ from voxbus.common.bus.memory import InProcessBus
 from voxbus.common.constants import Key
 from voxbus.common.records import AudioChunk, AudioFormat, EchoSettings, SessionStart, SessionStop
 from voxbus.common.store.memory import InProcessStore
-from voxbus.echo.timer import DueQueue
+from voxbus.common.timer import DueQueue
 from voxbus.echo.worker import EchoHandler
 
 RAW = TopicPartition("raw", 0)

@@ -41,6 +41,8 @@ class Header:
     RATE: Final = "rate"
     CHANNELS: Final = "ch"
     INGEST_TS: Final = "ts"
+    # on egress records: when ingest should write it to the socket (wall clock, ns)
+    DUE: Final = "due"
     POSITION: Final = "pos"  # PCM chunks: frame offset of the first sample in the session
 
 

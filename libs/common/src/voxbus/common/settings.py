@@ -54,7 +54,10 @@ class Settings(BaseSettings):
     echo_delay_ms: int = Field(default=1000, ge=0, le=60_000)
     # the echo service holds at most (delay + 1 s) of a session's audio, and never more than this
     echo_max_pending_bytes: int = Field(default=8 * 1024 * 1024, ge=4096)
-    echo_route_cache_ms: int = Field(default=250, ge=0, le=10_000)  # how long a looked-up route is reused
+    # how long a looked-up route is reused (a resume's start record drops it at once)
+    echo_route_cache_ms: int = Field(default=2000, ge=0, le=10_000)
+    # echoes are produced this long before they are due; ingest holds them until then
+    echo_send_ahead_ms: int = Field(default=200, ge=0, le=5000)
 
     # Infrastructure: unset → in-process backends
     kafka_bootstrap_servers: str | None = None

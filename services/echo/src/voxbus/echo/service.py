@@ -38,6 +38,7 @@ async def _handler(app: web.Application) -> AsyncIterator[None]:
         egress_topic=settings.topic(Topic.EGRESS),
         max_pending_bytes=settings.echo_max_pending_bytes,
         route_ttl=settings.echo_route_cache_ms / 1000,
+        send_ahead=settings.echo_send_ahead_ms / 1000,
     )
     yield
 

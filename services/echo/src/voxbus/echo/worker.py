@@ -2,7 +2,9 @@
 
 For every session whose start record asks for echo, each chunk is due at its ingest time (the
 record's `ts` header, wall clock) + the session's delay. One `DueQueue` holds every session's
-chunks; one task sends what is due. A session's due times never go backwards, so its order holds.
+chunks; one task produces each `ECHO_SEND_AHEAD_MS` before it is due, with a `due` header, and
+ingest holds it until then: the time the echo spends in Kafka is not part of its delay error.
+A session's due times never go backwards, so its order holds.
 
 Memory is bounded: a session holds at most (delay + 1 s) of its audio, and never more than
 `ECHO_MAX_PENDING_BYTES`; past that its oldest chunks are dropped and counted.
@@ -26,9 +28,9 @@ from voxbus.common.bus.base import Bus, BusError, ConsumedRecord, TopicPartition
 from voxbus.common.constants import Header, Key, RecordType, SessionField, SessionStatus
 from voxbus.common.records import AudioFormat, BusMessage, RecordError, SessionStart
 from voxbus.common.store.base import StateStore
+from voxbus.common.timer import DueQueue
 from voxbus.echo import metrics
 from voxbus.echo.routes import RouteCache
-from voxbus.echo.timer import DueQueue
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ class _Frame:
     audio: bytes
     ts: bytes  # the ingest timestamp header, passed on
     seq: bytes  # the chunk's session seq, passed on: ingest drops an echo it already delivered
+    due: bytes  # when ingest writes it to the socket (ns): ingest time + delay
     offset: int
     progress: _Progress
     dropped: bool = False
@@ -91,10 +94,18 @@ class EchoHandler:
     """The consumer-group handler (`BatchHandler`) and, in `run_sender`, the one sending task."""
 
     def __init__(
-        self, bus: Bus, store: StateStore, *, egress_topic: str, max_pending_bytes: int, route_ttl: float
+        self,
+        bus: Bus,
+        store: StateStore,
+        *,
+        egress_topic: str,
+        max_pending_bytes: int,
+        route_ttl: float,
+        send_ahead: float = 0.0,
     ) -> None:
         self._bus, self._store, self._egress_topic = bus, store, egress_topic
         self._max_pending_bytes = max_pending_bytes
+        self._send_ahead = send_ahead
         self._routes = RouteCache(store, ttl=route_ttl)
         self._queue: DueQueue[_Frame] = DueQueue()
         self._sessions: dict[str, _Session] = {}
@@ -159,14 +170,22 @@ class EchoHandler:
             log.warning("chunk without an ingest time", extra={"session_id": session_id})
             return
         session.last_due = due
-        frame = _Frame(session, record.value, ts, headers.get(Header.SEQ, b""), record.offset, progress)
+        frame = _Frame(
+            session,
+            record.value,
+            ts,
+            headers.get(Header.SEQ, b""),
+            str(int(due * 1e9)).encode(),
+            record.offset,
+            progress,
+        )
         progress.hold(record.offset)
         session.pending.append(frame)
         session.pending_bytes += len(record.value)
         metrics.PENDING.inc()
         while session.pending_bytes > session.cap_bytes and len(session.pending) > 1:
             self._overflow(session)
-        self._queue.push(due, frame)
+        self._queue.push(due - self._send_ahead, frame)
 
     async def _load(self, session_id: str, tp: TopicPartition) -> None:
         """A session met mid-stream (a takeover, a restart): its echo settings from the store."""
@@ -256,7 +275,12 @@ class EchoHandler:
         message = BusMessage(
             key=session_id.encode("ascii"),
             value=frame.audio,
-            headers=((Header.TYPE, _CHUNK), (Header.INGEST_TS, frame.ts), (Header.SEQ, frame.seq)),
+            headers=(
+                (Header.TYPE, _CHUNK),
+                (Header.INGEST_TS, frame.ts),
+                (Header.SEQ, frame.seq),
+                (Header.DUE, frame.due),
+            ),
         )
         try:
             delivery = await self._bus.send(self._egress_topic, message, partition=partition)

@@ -5,6 +5,8 @@ each record to the socket of the session it is keyed by. A socket's route (`voxb
 "{pod} {partition}") is written when it attaches and renewed while it lives, so echo and
 telephony produce to the partition of whichever pod holds the session now.
 
+An egress record with a `due` header (an echo, produced ahead of time) is held until then, in one
+timer for all sessions; a session's records are written in the order they came, held or not.
 An egress record with a `seq` header (an echo: its chunk's session seq) is delivered only if its
 seq is above the last one delivered to the session here: an echo producer that crashed and sent
 a few again does not make the client hear them twice.
@@ -13,12 +15,15 @@ a few again does not make the client hear them twice.
 import asyncio
 import contextlib
 import logging
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 
-from voxbus.common.bus.base import Bus, Consumer
+from voxbus.common.bus.base import Bus, ConsumedRecord, Consumer
 from voxbus.common.constants import Header, Key
 from voxbus.common.store.base import StateStore, StoreBatch
+from voxbus.common.timer import DueQueue
+from voxbus.ingest import metrics
 from voxbus.ingest.leases import LeaseKeeper
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,9 @@ class EgressRouter:
         self._delivered_seq: dict[str, int] = {}  # per session: the highest seq delivered
         self._consumer: Consumer | None = None
         self.partition: int | None = None
+        self._held: DueQueue[ConsumedRecord] = DueQueue()
+        # per session with records held: how many, and the latest due time among them
+        self._held_per_session: dict[str, tuple[int, float]] = {}
 
     async def start(self) -> None:
         """Lease a partition if one is free now; `run` keeps trying otherwise (not ready till then)."""
@@ -99,13 +107,42 @@ class EgressRouter:
         while True:
             for record in await self._consumer.getmany(timeout_ms=1000):
                 session_id = (record.key or b"").decode("ascii", "replace")
-                sink = self._sinks.get(session_id)
-                if sink is None:
-                    continue  # the session moved or ended; its new pod gets what follows
-                if self._seen(session_id, record.headers):
-                    continue
-                with contextlib.suppress(ConnectionError):
-                    await sink(record.value)
+                due, now = _due(record), time.time()
+                held = self._held_per_session.get(session_id)
+                if held is not None:  # behind what the session has held, whatever its own due
+                    when = max(now if due is None else due, held[1])
+                    self._held_per_session[session_id] = (held[0] + 1, when)
+                    self._held.push(when, record)
+                elif due is not None and due > now:
+                    self._held_per_session[session_id] = (1, due)
+                    self._held.push(due, record)
+                else:
+                    await self._deliver(session_id, record, due)
+
+    async def run_held(self) -> None:
+        """Write held records when they are due, until cancelled."""
+        await self._held.run(self._deliver_due)
+
+    async def _deliver_due(self, due: list[tuple[float, ConsumedRecord]]) -> None:
+        for when, record in due:
+            session_id = (record.key or b"").decode("ascii", "replace")
+            count, last = self._held_per_session[session_id]
+            if count == 1:
+                del self._held_per_session[session_id]
+            else:
+                self._held_per_session[session_id] = (count - 1, last)
+            await self._deliver(session_id, record, when)
+
+    async def _deliver(self, session_id: str, record: ConsumedRecord, due: float | None) -> None:
+        sink = self._sinks.get(session_id)
+        if sink is None:
+            return  # the session moved or ended; its new pod gets what follows
+        if self._seen(session_id, record.headers):
+            return
+        with contextlib.suppress(ConnectionError):
+            await sink(record.value)
+        if due is not None:
+            metrics.EGRESS_LATENESS.observe(time.time() - due)
 
     def _seen(self, session_id: str, headers: tuple[tuple[str, bytes], ...]) -> bool:
         """Whether this record (by its seq, when it has one) was delivered to the session already."""
@@ -116,3 +153,12 @@ class EgressRouter:
                     return True
                 self._delivered_seq[session_id] = seq
         return False
+
+
+def _due(record: ConsumedRecord) -> float | None:
+    """When the record should reach the client (its `due` header, wall clock); None: at once."""
+    for name, value in record.headers:
+        if name == Header.DUE:
+            with contextlib.suppress(ValueError):
+                return int(value) / 1e9
+    return None

@@ -14,6 +14,8 @@ from voxbus.common.store.base import StateStore, StoreBatch
 
 log = logging.getLogger(__name__)
 
+_RENEWALS_PER_TRIP = 100
+
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
@@ -69,25 +71,35 @@ class LeaseKeeper:
             batch.delete_if_equal(key, value)
 
     async def renew_all(self) -> None:
-        """One round trip renews everything. A renewal never re-creates what was released while
-        it was on its way (XX, compare-and-set); a slot that expired is claimed again if free."""
+        """Renew everything, a round trip per `_RENEWALS_PER_TRIP`: one batch of thousands
+        would hold the event loop for tens of ms. A renewal never re-creates what was released
+        while it was on its way (XX, compare-and-set); a slot that expired is claimed again."""
+        entries, keys = list(self._entries.items()), list(self._keys.items())
+        for start in range(0, len(entries), _RENEWALS_PER_TRIP):
+            await self._renew_entries(entries[start : start + _RENEWALS_PER_TRIP])
+        for start in range(0, len(keys), _RENEWALS_PER_TRIP):
+            await self._renew_keys(keys[start : start + _RENEWALS_PER_TRIP])
+
+    async def _renew_entries(self, entries: list[tuple[tuple[str, str], _Entry]]) -> None:
         batch, now = self._store.batch(), _now_ms()
-        slots: dict[int, tuple[str, str, int]] = {}
-        for (key, member), entry in self._entries.items():
-            index = batch.zadd(key, {member: now + self._lease_ms + entry.extra_ms}, xx=True)
-            if entry.limit is not None:
-                slots[index] = (key, member, entry.limit)
-        keys = {batch.expire_if_equal(key, value, self._lease_ms): key for key, value in self._keys.items()}
-        results = await batch.execute()
-        for index, (key, member, limit) in slots.items():
-            if (
-                not results[index]
-                and (key, member) in self._entries
-                and not await self._claim(key, member, limit)
-            ):
+        for (key, member), entry in entries:
+            batch.zadd(key, {member: now + self._lease_ms + entry.extra_ms}, xx=True)
+        renewed = await batch.execute()
+        for ((key, member), entry), ok in zip(entries, renewed, strict=True):
+            if ok or (key, member) not in self._entries:
+                continue
+            if entry.limit is None:  # a deadline someone removed: still ours, so due again
+                await self._store.zadd(key, {member: _now_ms() + self._lease_ms + entry.extra_ms})
+            elif not await self._claim(key, member, entry.limit):
                 log.error("a slot lease was lost before its renewal", extra={"key": key, "member": member})
-        for index, key in keys.items():
-            if not results[index] and key in self._keys:
+
+    async def _renew_keys(self, keys: list[tuple[str, str]]) -> None:
+        batch = self._store.batch()
+        for key, value in keys:
+            batch.expire_if_equal(key, value, self._lease_ms)
+        renewed = await batch.execute()
+        for (key, _), ok in zip(keys, renewed, strict=True):
+            if not ok and key in self._keys:
                 log.error("a lease was lost before its renewal", extra={"key": key})
 
     async def run(self) -> None:

@@ -12,3 +12,8 @@ ACK_SECONDS = Histogram(
     "From a chunk's arrival to its acknowledgement (durable on the bus)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1),
 )
+EGRESS_LATENESS = Histogram(
+    "voxbus_ingest_egress_lateness_seconds",
+    "When egress audio with a due time (an echo) was written to its socket, minus that due time",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5),
+)

@@ -46,6 +46,7 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         supervised(app, "ingest-leases", leases.run()),
         supervised(app, "ingest-egress", router.run(settings.lease_seconds / 3)),
+        supervised(app, "ingest-egress-held", router.run_held()),
         supervised(app, "ingest-reaper", reaper.run(ctx)),
         supervised(app, "ingest-acks", ctx.acks.run()),
     ]

@@ -1,0 +1,46 @@
+"""The lease keeper renews what the pod holds in batches, and never re-creates what it let go."""
+
+import asyncio
+import time
+
+from voxbus.common.store.memory import InProcessStore
+from voxbus.ingest.leases import LeaseKeeper
+
+
+async def test_renewals_push_every_lease_forward_and_skip_what_was_let_go() -> None:
+    store = InProcessStore()
+    keeper = LeaseKeeper(store, lease_ms=1000)
+    assert await keeper.hold_slot("slots", "held", limit=300)
+    for n in range(250):  # more than one round trip's worth
+        assert await keeper.hold_slot("slots", f"s{n}", limit=300)
+    batch = store.batch()
+    keeper.hold_deadline(batch, "reap-at", "session", extra_ms=5000)
+    keeper.hold_key(batch, "route:session", "pod-a 3")
+    keeper.hold_deadline(batch, "reap-at", "released", extra_ms=0)
+    keeper.drop(batch, "reap-at", "released")
+    await batch.execute()
+    before = await store.zscore("slots", "held")
+    await store.zrem("reap-at", "session")  # removed behind our back (the deadline is still ours)
+    await asyncio.sleep(0.01)
+    await keeper.renew_all()
+    after = await store.zscore("slots", "held")
+    assert before is not None and after is not None and after > before
+    assert await store.zcard("slots") == 251
+    assert await store.zscore("reap-at", "session") is not None  # due again
+    assert await store.zscore("reap-at", "released") is None  # let go: not brought back
+    remaining = await store.ttl_ms("route:session")
+    assert remaining is not None and remaining > 900
+
+
+async def test_an_expired_slot_is_claimed_again_while_there_is_room() -> None:
+    store = InProcessStore()
+    keeper = LeaseKeeper(store, lease_ms=1000)
+    assert await keeper.hold_slot("slots", "mine", limit=1)
+    await store.zrem("slots", "mine")  # as if it had expired and been swept
+    await keeper.renew_all()
+    assert await store.zscore("slots", "mine") is not None
+    await store.zrem("slots", "mine")
+    now_ms = time.time_ns() // 1_000_000
+    assert await store.claim_slot("slots", "theirs", limit=1, now_ms=now_ms, ttl_ms=60_000)
+    await keeper.renew_all()  # no room now: lost, and logged
+    assert await store.zscore("slots", "mine") is None
