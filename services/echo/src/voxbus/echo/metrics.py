@@ -5,7 +5,8 @@ from prometheus_client import Counter, Gauge, Histogram
 FRAMES = Counter("voxbus_echo_frames_total", "Audio chunks sent back through voxbus.egress")
 DELAY_ERROR = Histogram(
     "voxbus_echo_delay_error_seconds",
-    "When an echo was produced minus when it was planned to be (due, ECHO_SEND_AHEAD_MS before)",
+    "When an echo was produced minus when it was planned: ECHO_SEND_AHEAD_MS before it is due, "
+    "or when its chunk was consumed if that is later",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5),
 )
 PENDING = Gauge("voxbus_echo_pending_frames", "Chunks waiting for their echo time")

@@ -185,7 +185,8 @@ class EchoHandler:
         metrics.PENDING.inc()
         while session.pending_bytes > session.cap_bytes and len(session.pending) > 1:
             self._overflow(session)
-        self._queue.push(due - self._send_ahead, frame)
+        # produced send-ahead before due, or at once when that time is past (short delays)
+        self._queue.push(max(due - self._send_ahead, time.time()), frame)
 
     async def _load(self, session_id: str, tp: TopicPartition) -> None:
         """A session met mid-stream (a takeover, a restart): its echo settings from the store."""
