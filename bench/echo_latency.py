@@ -10,6 +10,8 @@ the baseline) and voxbus (`voxbus serve ingest` + `voxbus serve echo` over real 
 local processes from voxbus.devinfra, or KAFKA_BOOTSTRAP_SERVERS / REDIS_URL). Prints, for each,
 p50 / p99 / max |error|, the frame counts and server CPU per echoed frame (from /proc: ingest + echo
 for voxbus, around the streaming phase only), then voxbus's CPU per frame over the baseline's.
+First it measures one produce -> consume hop through Kafka with nothing else running: the floor
+under the echo path, which crosses the bus twice.
 Each run begins once every server is idle, so that it does not pay for the backlog of the one before.
 
 Targets: delay 0: p99 ≤ 30 ms at 200 streams; delay 1000: |error| p99 ≤ 10 ms and zero frames lost
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import statistics
 import struct
 import subprocess
 import sys
@@ -35,7 +38,15 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import LOADGEN, add_load_arguments, cpu_seconds, serve, voxbus_env, wait_ready
+from bench.harness import (
+    LOADGEN,
+    add_load_arguments,
+    cpu_seconds,
+    kafka_hop_ms,
+    serve,
+    voxbus_env,
+    wait_ready,
+)
 from tests.helpers import free_port
 
 FRAME_BYTES = 640  # 20 ms of 16 kHz mono s16le
@@ -235,8 +246,13 @@ def measure_all(
     return results, busy
 
 
-def report(results: dict[tuple[int, str], Result], busy: list[str], args: argparse.Namespace) -> None:
+def report(
+    results: dict[tuple[int, str], Result], busy: list[str], hop: list[float], args: argparse.Namespace
+) -> None:
     print(f"{args.streams} streams x 20 ms frames for {args.seconds:g} s ({args.client} load generator)")
+    p50, p99 = statistics.median(hop), hop[int(0.99 * (len(hop) - 1))]
+    print(f"Kafka produce -> consume, one hop, nothing else running: p50 {p50:.1f} / p99 {p99:.1f} ms")
+    print("(an echo crosses the bus twice: raw audio to the echo service, the echo back to ingest)")
     print("|error| = |received - sent - delay|; lost = not back delay + 5 s after the stream's end")
     print(HEADER)
     for (delay, name), result in results.items():
@@ -275,6 +291,7 @@ def main() -> None:
             asyncio.run(wait_ready(f"http://127.0.0.1:{bare_port}/"))
             asyncio.run(wait_ready(f"http://127.0.0.1:{ingest_port}/ready"))
             asyncio.run(wait_ready(f"http://127.0.0.1:{echo_port}/ready"))
+            hop = asyncio.run(kafka_hop_ms(env["KAFKA_BOOTSTRAP_SERVERS"], f"benchecho{ingest_port}.hop"))
             results, busy = measure_all(
                 {
                     BASELINE: (f"ws://127.0.0.1:{bare_port}", [bare.pid]),
@@ -286,7 +303,7 @@ def main() -> None:
             for process in (bare, ingest, echo):
                 process.terminate()
                 process.wait(timeout=30)
-    report(results, busy, args)
+    report(results, busy, hop, args)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from voxbus.common.bus.kafka import KafkaBus
+from voxbus.common.records import BusMessage
 from voxbus.devinfra import provide_kafka, provide_redis
 
 LOADGEN = Path(__file__).with_name("loadgen")
@@ -69,3 +72,30 @@ def serve(service: str, port: int, env: dict[str, str]) -> "subprocess.Popen[byt
     """`voxbus serve SERVICE` on 127.0.0.1:port."""
     command = ["-m", "voxbus.cli", "serve", service, "--port", str(port), "--host", "127.0.0.1"]
     return subprocess.Popen([sys.executable, *command], env=env)
+
+
+async def kafka_hop_ms(bootstrap_servers: str, topic: str, count: int = 250) -> list[float]:
+    """The floor under anything that crosses the bus: one record every 20 ms produced (voxbus's
+    producer settings) and read back by a partition tail, with nothing else running; ms, sorted."""
+    bus = KafkaBus(bootstrap_servers, client_id="bench-hop")
+    await bus.start()
+    try:
+        await bus.create_topics({topic: 1})
+        tail = bus.partition_tail(topic, 0)
+        async with tail:
+            hops: list[float] = []
+
+            async def read() -> None:
+                while len(hops) < count:
+                    for record in await tail.getmany(timeout_ms=1000):
+                        hops.append(1000 * (time.time() - float(record.value)))
+
+            reader = asyncio.create_task(read())
+            for _ in range(count):
+                await bus.send(topic, BusMessage(key=b"hop", value=str(time.time()).encode(), headers=()))
+                await asyncio.sleep(0.02)
+            async with asyncio.timeout(30):
+                await reader
+    finally:
+        await bus.close()
+    return sorted(hops)
