@@ -1,0 +1,52 @@
+"""The benchmark scripts still run end to end (tiny loads, real Kafka and Redis): a user who
+runs them gets their table, not a traceback. Their figures are not judged here."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _run(script: str, args: list[str], kafka: KafkaEndpoint, redis: RedisEndpoint) -> str:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "REDIS_URL": redis.url}
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    return done.stdout
+
+
+def test_ingest_benchmark_prints_both_servers(
+    kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
+) -> None:
+    out = _run(
+        "ingest_acks.py",
+        ["--streams", "3", "--seconds", "1", "--client", "python"],
+        kafka_endpoint,
+        redis_endpoint,
+    )
+    assert "bare aiohttp sink (baseline)" in out
+    assert "voxbus ingest over Kafka" in out
+    assert "ingest CPU per frame:" in out
+
+
+def test_echo_benchmark_prints_the_hop_and_both_servers(
+    kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
+) -> None:
+    args = ["--streams", "3", "--seconds", "1", "--delays", "0", "--client", "python"]
+    out = _run("echo_latency.py", args, kafka_endpoint, redis_endpoint)
+    assert "Kafka produce -> consume, one hop" in out
+    rows = [line for line in out.splitlines() if line.startswith(("bare aiohttp echo", "voxbus ingest+echo"))]
+    assert len(rows) == 2
+    for row in rows:
+        sent, received, lost = row.split()[-7:-4]
+        assert int(sent) > 0 and received == sent and lost == "0", row
