@@ -5,7 +5,6 @@ the loop commits them. A commit refused after a rebalance is harmless: the parti
 resumes from the last commit and the handlers deduplicate replays (by session seq).
 """
 
-import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -36,26 +35,17 @@ class ConsumerLoop:
         handler: BatchHandler,
         max_records: int = 500,
         commit_when_idle: bool = False,
-        commit_interval: float = 0.0,
     ) -> None:
         """`commit_when_idle`: also ask the handler (`handle([])`) when nothing arrived, for a
-        handler whose effects become durable later than its batches (the echo service's).
-        `commit_interval`: commit at most this often (seconds; and when the loop ends), for a
-        handler that gets many small batches and whose replays are harmless."""
+        handler whose effects become durable later than its batches (the echo service's)."""
         self._bus = bus
         self._topics = topics
         self._group_id = group_id
         self._handler = handler
         self._max_records = max_records
         self._commit_when_idle = commit_when_idle
-        self._commit_interval = commit_interval
-        self._last_commit = 0.0
         self._committed: dict[TopicPartition, int] = {}
         self._consumer: Consumer | None = None
-
-    def committed(self) -> Mapping[TopicPartition, int]:
-        """The offsets this loop has committed so far."""
-        return dict(self._committed)
 
     def assignment(self) -> frozenset[TopicPartition]:
         """The partitions this loop reads now (empty before it joined its group)."""
@@ -67,24 +57,16 @@ class ConsumerLoop:
         self._consumer = consumer
         async with consumer:
             idle_since = time.monotonic()
-            offsets: Mapping[TopicPartition, int] = {}
-            try:
-                while until_idle is None or time.monotonic() - idle_since < until_idle:
-                    records = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
-                    if records:
-                        idle_since = time.monotonic()
-                    elif not self._commit_when_idle:
-                        continue
-                    offsets = await self._handler.handle(records)
-                    if time.monotonic() - self._last_commit >= self._commit_interval:
-                        await self._commit(consumer, offsets)
-            finally:
-                if self._commit_interval and offsets:  # what the interval held back
-                    with contextlib.suppress(Exception):
-                        await self._commit(consumer, offsets)
+            while until_idle is None or time.monotonic() - idle_since < until_idle:
+                records = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
+                if records:
+                    idle_since = time.monotonic()
+                elif not self._commit_when_idle:
+                    continue
+                offsets = await self._handler.handle(records)
+                await self._commit(consumer, offsets)
 
     async def _commit(self, consumer: Consumer, offsets: Mapping[TopicPartition, int]) -> None:
-        self._last_commit = time.monotonic()
         changed = {tp: offset for tp, offset in offsets.items() if self._committed.get(tp) != offset}
         if not changed:
             return

@@ -22,9 +22,6 @@ async def _consume(app: web.Application) -> None:
         group_id=GROUP_ID,
         handler=app[HANDLER],
         commit_when_idle=True,
-        # a commit per small batch was 7% of the process; replays after a crash are dropped by
-        # ingest (by seq), so committing twice a second costs nothing a client hears
-        commit_interval=0.5,
     )
     await loop.run()
 
