@@ -47,6 +47,9 @@ async def test_egress_reaches_the_session_socket_on_every_protocol(tmp_path: Pat
                 assert await ws.receive_bytes(timeout=5) == b"\x03\x04" * 2048
 
         async with connect(f"{base.replace('http', 'ws')}/ws/audio") as ws:
+            assert ws.response is not None
+            # offered by default, declined: audio hardly compresses, and inflating costs CPU
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
             await ws.send("hello")
             assert await ws.recv() == "Error: Only binary audio data is supported."
             await ws.send(bytes(32000))  # the seed clients' 1 s of 16 kHz silence
