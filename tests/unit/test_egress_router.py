@@ -3,6 +3,8 @@
 import asyncio
 import time
 
+from prometheus_client import REGISTRY
+
 from voxbus.common.bus.base import BusMessage
 from voxbus.common.bus.memory import InProcessBus
 from voxbus.common.constants import Header
@@ -35,6 +37,8 @@ async def test_echoes_are_written_when_due_and_in_the_order_they_came() -> None:
         if len(written) == 5:
             all_written.set()
 
+    lateness = "voxbus_ingest_egress_lateness_seconds_count"
+    measured_before = REGISTRY.get_sample_value(lateness) or 0.0
     batch = store.batch()
     router.attach(batch, SID, sink)
     await batch.execute()
@@ -60,3 +64,5 @@ async def test_echoes_are_written_when_due_and_in_the_order_they_came() -> None:
     assert [audio for audio, _ in written] == [b"late", b"first", b"second", b"overdue-but-behind", b"prompt"]
     assert written[0][1] - now < 0.1
     assert 0.29 < written[1][1] - now < 0.45  # held until due, not sent on arrival
+    # lateness is measured for what had a due time (the prompt had none)
+    assert (REGISTRY.get_sample_value(lateness) or 0.0) - measured_before == 4

@@ -124,14 +124,14 @@ class EgressRouter:
         await self._held.run(self._deliver_due)
 
     async def _deliver_due(self, due: list[tuple[float, ConsumedRecord]]) -> None:
-        for when, record in due:
+        for _, record in due:
             session_id = (record.key or b"").decode("ascii", "replace")
             count, last = self._held_per_session[session_id]
             if count == 1:
                 del self._held_per_session[session_id]
             else:
                 self._held_per_session[session_id] = (count - 1, last)
-            await self._deliver(session_id, record, when)
+            await self._deliver(session_id, record, _due(record))  # lateness: against its own due
 
     async def _deliver(self, session_id: str, record: ConsumedRecord, due: float | None) -> None:
         sink = self._sinks.get(session_id)
