@@ -138,9 +138,14 @@ async def test_two_writers_split_sessions_without_overlap(
 ) -> None:
     bus, store = backends
     settings = settings_for(tmp_path, f"split-{unique}.", segment_seconds=1.0, partitions=4)
+    # two sessions on each of the 4 partitions: whichever 2 each writer holds, both get work
+    # (8 random ids all fell on one writer's partitions about once in 130 runs)
+    ids = [session_id for p in range(4) for session_id in same_partition_ids(2, partitions=4, partition=p)]
     sessions = [
-        Session(sid(), "pcm_s16le", 16000, 1, chunked(tone_and_noise(2.0, 16000, seed=n).tobytes(), 3200))
-        for n in range(8)
+        Session(
+            session_id, "pcm_s16le", 16000, 1, chunked(tone_and_noise(2.0, 16000, seed=n).tobytes(), 3200)
+        )
+        for n, session_id in enumerate(ids)
     ]
     async with recording_path(bus, store, settings, writers=2):
         for session in sessions:
@@ -154,11 +159,11 @@ async def test_two_writers_split_sessions_without_overlap(
         assert whole.tobytes() == session.expected_pcm()
 
 
-def same_partition_ids(count: int, partitions: int = 2) -> list[str]:
+def same_partition_ids(count: int, partitions: int = 2, partition: int = 0) -> list[str]:
     """Session ids that land on the same partition (Kafka's partitioner, which both buses use)."""
     found: list[str] = []
     while len(found) < count:
         candidate = str(uuid.uuid4())
-        if (murmur2(candidate.encode()) & 0x7FFFFFFF) % partitions == 0:
+        if (murmur2(candidate.encode()) & 0x7FFFFFFF) % partitions == partition:
             found.append(candidate)
     return found
