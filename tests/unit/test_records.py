@@ -5,6 +5,7 @@ import pytest
 from voxbus.common.records import (
     AudioChunk,
     AudioFormat,
+    ChunkEncoder,
     EchoSettings,
     RecordError,
     SessionError,
@@ -60,6 +61,17 @@ def test_chunk_golden_keeps_audio_bytes_untouched() -> None:
         ("ch", b"1"),
     )
     assert decode(wire.key, wire.value, wire.headers) == chunk
+
+
+def test_one_session_encoder_gives_every_chunk_its_own_seq_and_time() -> None:
+    encoder = ChunkEncoder(SID, PCM16K)
+    first, second = encoder.message(4294967297, 10, b"\x01\x00"), encoder.message(4294967298, 30, b"\x02\x00")
+    assert decode(first.key, first.value, first.headers) == AudioChunk(
+        session_id=SID, seq=4294967297, ts_ns=10, format=PCM16K, audio=b"\x01\x00"
+    )
+    assert decode(second.key, second.value, second.headers) == AudioChunk(
+        session_id=SID, seq=4294967298, ts_ns=30, format=PCM16K, audio=b"\x02\x00"
+    )
 
 
 def test_pcm_chunk_carries_its_position() -> None:

@@ -131,15 +131,7 @@ class AudioChunk:
     pos: int | None = None
 
     def to_message(self) -> BusMessage:
-        headers = (
-            *_meta_headers(self._type, self.session_id, self.seq, self.ts_ns),
-            (Header.CODEC, self.format.codec.encode("ascii")),
-            (Header.RATE, str(self.format.rate).encode("ascii")),
-            (Header.CHANNELS, str(self.format.channels).encode("ascii")),
-        )
-        if self.pos is not None:
-            headers = (*headers, (Header.POSITION, str(self.pos).encode("ascii")))
-        return BusMessage(key=self.session_id.encode("ascii"), value=self.audio, headers=headers)
+        return ChunkEncoder(self.session_id, self.format).message(self.seq, self.ts_ns, self.audio, self.pos)
 
     @classmethod
     def from_message(cls, key: bytes, value: bytes, headers: Headers) -> Self:
@@ -163,6 +155,35 @@ class AudioChunk:
             audio=value,
             pos=pos,
         )
+
+
+class ChunkEncoder:
+    """One session's chunk records as bus messages, with the headers that never change within a
+    session encoded once: a chunk is then a few µs to encode, not ten (ingest does it 50 times a
+    second per stream)."""
+
+    __slots__ = ("_format", "_head", "_key")
+
+    def __init__(self, session_id: str, audio_format: AudioFormat) -> None:
+        self._key = session_id.encode("ascii")
+        self._head = ((Header.TYPE, RecordType.CHUNK.value.encode("ascii")), (Header.SESSION_ID, self._key))
+        self._format = (
+            (Header.CODEC, audio_format.codec.encode("ascii")),
+            (Header.RATE, b"%d" % audio_format.rate),
+            (Header.CHANNELS, b"%d" % audio_format.channels),
+        )
+
+    def message(self, seq: int, ts_ns: int, audio: bytes, pos: int | None = None) -> BusMessage:
+        """The message `AudioChunk.to_message()` makes of these fields."""
+        headers: Headers = (
+            *self._head,
+            (Header.SEQ, b"%d" % seq),
+            (Header.INGEST_TS, b"%d" % ts_ns),
+            *self._format,
+        )
+        if pos is not None:
+            headers = (*headers, (Header.POSITION, b"%d" % pos))
+        return BusMessage(key=self._key, value=audio, headers=headers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

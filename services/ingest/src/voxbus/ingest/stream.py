@@ -9,7 +9,7 @@ import asyncio
 import time
 
 from voxbus.common.bus.base import Bus, Delivered
-from voxbus.common.records import AudioChunk, AudioFormat, EchoSettings, SessionStart, SessionStop
+from voxbus.common.records import AudioFormat, ChunkEncoder, EchoSettings, SessionStart, SessionStop
 
 
 class RawStream:
@@ -17,6 +17,7 @@ class RawStream:
         self._bus, self._topic = bus, topic
         self.session_id, self.format = session_id, fmt
         self._seq = epoch << 32
+        self._chunks = ChunkEncoder(session_id, fmt)
 
     def _next(self) -> int:
         self._seq += 1
@@ -39,14 +40,8 @@ class RawStream:
 
     async def chunk(self, audio: bytes) -> "asyncio.Future[Delivered]":
         """Queue a chunk (batched by the producer); the future resolves once it is durable."""
-        record = AudioChunk(
-            session_id=self.session_id,
-            seq=self._next(),
-            ts_ns=time.time_ns(),
-            format=self.format,
-            audio=audio,
-        )
-        return await self._bus.send(self._topic, record.to_message())
+        message = self._chunks.message(self._next(), time.time_ns(), audio)
+        return await self._bus.send(self._topic, message)
 
     async def stop(self, reason: str) -> "asyncio.Future[Delivered]":
         record = SessionStop(
