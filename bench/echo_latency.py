@@ -11,7 +11,9 @@ local processes from voxbus.devinfra, or KAFKA_BOOTSTRAP_SERVERS / REDIS_URL). P
 p50 / p99 / max |error|, the frame counts and server CPU per echoed frame (from /proc: ingest + echo
 for voxbus, around the streaming phase only), then voxbus's CPU per frame over the baseline's.
 First it measures one produce -> consume hop through Kafka with nothing else running: the floor
-under the echo path, which crosses the bus twice.
+under the echo path, which crosses the bus twice. Each server gets `--warmup` seconds of the same
+load, not measured, before its runs; after the table, where the machine's CPU went in each run
+(servers, local Kafka broker, load generator), since all of them share its cores.
 Each run begins once every server is idle, so that it does not pay for the backlog of the one before.
 
 Targets: delay 0: p99 ≤ 30 ms at 200 streams; delay 1000: |error| p99 ≤ 10 ms and zero frames lost
@@ -40,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import (
     LOADGEN,
+    CpuShare,
+    CpuWatch,
     add_load_arguments,
     cpu_seconds,
     kafka_hop_ms,
@@ -173,6 +177,7 @@ async def python_streams(url: str, streams: int, seconds: float, delay_ms: int) 
 class Result:
     tally: Tally
     cpu_seconds: float
+    share: CpuShare
 
     def row(self, server: str, delay_ms: int) -> str:
         t = self.tally
@@ -197,16 +202,18 @@ HEADER = (
 )
 
 
-async def measure(
-    base: str, pids: list[int], *, streams: int, seconds: float, delay_ms: int, client: str
-) -> Result:
+async def streams_of(url: str, args: argparse.Namespace, seconds: float, delay_ms: int) -> Tally:
+    if args.client == "node":
+        return await asyncio.to_thread(node_streams, url, args.streams, seconds, delay_ms)
+    return await python_streams(url, args.streams, seconds, delay_ms)
+
+
+async def measure(base: str, pids: list[int], args: argparse.Namespace, delay_ms: int) -> Result:
     url = f"{base}/ws/audio?delay_ms={delay_ms}&sample_rate=16000"
-    cpu_before = sum(map(cpu_seconds, pids))
-    if client == "node":
-        tally = await asyncio.to_thread(node_streams, url, streams, seconds, delay_ms)
-    else:
-        tally = await python_streams(url, streams, seconds, delay_ms)
-    return Result(tally=tally, cpu_seconds=sum(map(cpu_seconds, pids)) - cpu_before)
+    with CpuWatch(pids) as watch:
+        tally = await streams_of(url, args, args.seconds, delay_ms)
+    assert watch.share is not None
+    return Result(tally=tally, cpu_seconds=watch.server_seconds, share=watch.share)
 
 
 def wait_idle(pids: list[int], budget: float = 30.0) -> bool:
@@ -229,8 +236,8 @@ def measure_all(
     servers: dict[str, tuple[str, list[int]]], args: argparse.Namespace
 ) -> tuple[dict[tuple[int, str], Result], list[str]]:
     """Each server (name → base URL, pids) at each delay; and the runs that began with a server busy."""
-    for base, _ in servers.values():  # warm up: connections, Kafka metadata, the consumer's fetch
-        asyncio.run(python_streams(f"{base}/ws/audio?sample_rate=16000", min(args.streams, 20), 1.0, 0))
+    for base, _ in servers.values():  # connections, Kafka metadata, the consumer's fetch, the broker's JIT
+        asyncio.run(streams_of(f"{base}/ws/audio?sample_rate=16000", args, max(args.warmup, 1.0), 0))
     everyone = [pid for _, pids in servers.values() for pid in pids]
     results: dict[tuple[int, str], Result] = {}
     busy: list[str] = []
@@ -238,11 +245,7 @@ def measure_all(
         for name, (base, pids) in servers.items():
             if not wait_idle(everyone):
                 busy.append(f"{name}, delay {delay}")
-            results[delay, name] = asyncio.run(
-                measure(
-                    base, pids, streams=args.streams, seconds=args.seconds, delay_ms=delay, client=args.client
-                )
-            )
+            results[delay, name] = asyncio.run(measure(base, pids, args, delay))
     return results, busy
 
 
@@ -269,6 +272,8 @@ def report(
         else:
             ratio = "n/a (no frames echoed)"
         print(f"delay {delay} ms: voxbus CPU per echoed frame {ratio}")
+    for (delay, name), result in results.items():
+        print(f"CPU during {name}, delay {delay}: {result.share.line()}")
 
 
 def main() -> None:

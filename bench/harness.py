@@ -5,11 +5,13 @@ import argparse
 import asyncio
 import contextlib
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -28,6 +30,85 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores have spent busy (not idle, not waiting for I/O) since boot."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / TICKS
+
+
+def local_broker_pids() -> list[int]:
+    """The Kafka brokers running on this machine (none if Kafka is elsewhere)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if b"kafka.Kafka\0" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+    return pids
+
+
+def _load_generator_seconds() -> float:
+    """This process (the Python load generator) and its finished children (the Node.js one)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@dataclass(frozen=True, slots=True)
+class CpuShare:
+    """Where the machine's CPU went during one measured run, in cores (CPU seconds per second)."""
+
+    machine: float
+    server: float
+    broker: float | None  # None: no broker on this machine
+    load_generator: float
+
+    def line(self) -> str:
+        cores = os.cpu_count() or 1
+        broker = "" if self.broker is None else f", Kafka broker {self.broker:.2f}"
+        accounted = self.server + (self.broker or 0.0) + self.load_generator
+        text = (
+            f"machine {self.machine:.2f} of {cores} cores busy: server {self.server:.2f}{broker},"
+            f" load generator {self.load_generator:.2f}, the rest {max(self.machine - accounted, 0.0):.2f}"
+        )
+        if self.machine >= 0.9 * cores:
+            text += " (saturated: latency here is mostly waiting for a core)"
+        return text
+
+
+class CpuWatch:
+    """Measures a `CpuShare` over a `with` block; `server_seconds` is the servers' own CPU."""
+
+    def __init__(self, server_pids: Sequence[int]) -> None:
+        self._servers, self._brokers = list(server_pids), local_broker_pids()
+        self._start = self._now()
+        self.server_seconds = 0.0
+        self.share: CpuShare | None = None
+
+    def _now(self) -> tuple[float, float, float, float, float]:
+        return (
+            time.monotonic(),
+            machine_busy_seconds(),
+            sum(map(cpu_seconds, self._servers)),
+            sum(map(cpu_seconds, self._brokers)),
+            _load_generator_seconds(),
+        )
+
+    def __enter__(self) -> "CpuWatch":
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        end = self._now()
+        wall, machine, server, broker, load = (b - a for a, b in zip(self._start, end, strict=True))
+        self.server_seconds = server
+        self.share = CpuShare(
+            machine=machine / wall,
+            server=server / wall,
+            broker=broker / wall if self._brokers else None,
+            load_generator=load / wall,
+        )
 
 
 async def wait_ready(url: str) -> None:
@@ -49,6 +130,13 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["node", "python"],
         default="node" if (LOADGEN / "node_modules").is_dir() else "python",
         help="load generator: node (bench/loadgen, after `npm ci` there) or python (aiohttp)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=10.0,
+        help="seconds of the same load, not measured, before a server's runs (default 10): a fresh"
+        " Kafka broker's JIT compiler takes about twice the CPU for its first ~15 s under load",
     )
 
 

@@ -3,7 +3,9 @@
 Runs `voxbus serve ingest` over real Kafka and Redis (local processes from voxbus.devinfra, or
 KAFKA_BOOTSTRAP_SERVERS / REDIS_URL), and, in the same run, a bare aiohttp WebSocket sink that
 acks each frame at once (bench/bare_sink.py). Prints, for each: ack latency p50/p99 (send →
-ack received, measured by the client) and server CPU per frame (from /proc). Targets (issue #4):
+ack received, measured by the client) and server CPU per frame (from /proc), after `--warmup`
+seconds of the same load; then where the machine's CPU went in each run (server, local Kafka
+broker, load generator), since all of them share its cores. Targets (issue #4):
 ack p99 ≤ 25 ms at 200 streams; ingest CPU per frame ≤ 2x the bare sink's.
 
 Usage: npm ci --prefix bench/loadgen   (once: the Node.js load generator, so the client's CPU
@@ -20,13 +22,14 @@ import subprocess
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import LOADGEN, add_load_arguments, cpu_seconds, serve, voxbus_env, wait_ready
+from bench.harness import LOADGEN, CpuShare, CpuWatch, add_load_arguments, serve, voxbus_env, wait_ready
 from tests.helpers import free_port
 
 FRAME = bytes(640)  # 20 ms of 16 kHz mono s16le
@@ -83,25 +86,40 @@ def node_streams(url: str, streams: int, seconds: float) -> tuple[list[float], i
     return [ms / 1000 for ms in result["latencies_ms"]], result["frames"]
 
 
-async def measure(base: str, pid: int, streams: int, seconds: float, client: str) -> dict[str, float]:
-    url = f"{base}/api/ws/audio?sample_rate=16000&format=pcm"
+async def streams_of(url: str, streams: int, seconds: float, client: str) -> tuple[list[float], int]:
+    """Ack latencies (s) and frames acknowledged."""
+    if client == "node":
+        return await asyncio.to_thread(node_streams, url, streams, seconds)
     latencies: list[float] = []
     frames = [0]
-    warm: list[float] = []
-    await asyncio.gather(*(stream(url, 1.0, i / 20, warm, [0]) for i in range(min(streams, 20))))
-    cpu_before = cpu_seconds(pid)
-    if client == "node":
-        latencies, frames[0] = await asyncio.to_thread(node_streams, url, streams, seconds)
-    else:
-        await asyncio.gather(*(stream(url, seconds, i / streams, latencies, frames) for i in range(streams)))
-    cpu = cpu_seconds(pid) - cpu_before
+    await asyncio.gather(*(stream(url, seconds, i / streams, latencies, frames) for i in range(streams)))
+    return latencies, frames[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    p50_ms: float
+    p99_ms: float
+    frames: int
+    cpu_us_per_frame: float
+    share: CpuShare
+
+
+async def measure(base: str, pid: int, args: argparse.Namespace) -> Result:
+    url = f"{base}/api/ws/audio?sample_rate=16000&format=pcm"
+    if args.warmup > 0:
+        await streams_of(url, args.streams, args.warmup, args.client)
+    with CpuWatch([pid]) as watch:
+        latencies, frames = await streams_of(url, args.streams, args.seconds, args.client)
+    assert watch.share is not None
     latencies.sort()
-    return {
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-        "frames": frames[0],
-        "cpu_us_per_frame": 1e6 * cpu / max(frames[0], 1),
-    }
+    return Result(
+        p50_ms=1000 * statistics.median(latencies),
+        p99_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        frames=frames,
+        cpu_us_per_frame=1e6 * watch.server_seconds / max(frames, 1),
+        share=watch.share,
+    )
 
 
 def main() -> None:
@@ -117,18 +135,14 @@ def main() -> None:
         try:
             asyncio.run(wait_ready(f"http://127.0.0.1:{sink_port}/"))
             asyncio.run(wait_ready(f"http://127.0.0.1:{ingest_port}/ready"))
-            sink_result = asyncio.run(
-                measure(f"http://127.0.0.1:{sink_port}", sink.pid, args.streams, args.seconds, args.client)
-            )
+            sink_result = asyncio.run(measure(f"http://127.0.0.1:{sink_port}", sink.pid, args))
             if profile := os.environ.get("VOXBUS_PROFILE"):  # py-spy, if installed: where ingest spends
                 record = ["py-spy", "record", "-f", "raw", "-o", profile, "-d", str(int(args.seconds))]
                 subprocess.Popen([*record, "-p", str(ingest.pid)])
             results = {
                 "bare aiohttp sink (baseline)": sink_result,
                 "voxbus ingest over Kafka": asyncio.run(
-                    measure(
-                        f"http://127.0.0.1:{ingest_port}", ingest.pid, args.streams, args.seconds, args.client
-                    )
+                    measure(f"http://127.0.0.1:{ingest_port}", ingest.pid, args)
                 ),
             }
         finally:
@@ -138,10 +152,11 @@ def main() -> None:
     print(f"{args.streams} streams x 20 ms frames for {args.seconds:g} s ({args.client} load generator)")
     print(f"{'server':32} {'ack p50 ms':>10} {'ack p99 ms':>10} {'frames':>8} {'CPU us/frame':>13}")
     for name, r in results.items():
-        print(f"{name:32} {r['p50_ms']:10.1f} {r['p99_ms']:10.1f} {r['frames']:8.0f}", end="")
-        print(f" {r['cpu_us_per_frame']:13.0f}")
+        print(f"{name:32} {r.p50_ms:10.1f} {r.p99_ms:10.1f} {r.frames:8d} {r.cpu_us_per_frame:13.0f}")
     base, ours = results["bare aiohttp sink (baseline)"], results["voxbus ingest over Kafka"]
-    print(f"ingest CPU per frame: {ours['cpu_us_per_frame'] / base['cpu_us_per_frame']:.2f}x the bare sink's")
+    print(f"ingest CPU per frame: {ours.cpu_us_per_frame / base.cpu_us_per_frame:.2f}x the bare sink's")
+    for name, r in results.items():
+        print(f"CPU during {name}: {r.share.line()}")
 
 
 if __name__ == "__main__":

@@ -30,19 +30,21 @@ def test_ingest_benchmark_prints_both_servers(
 ) -> None:
     out = _run(
         "ingest_acks.py",
-        ["--streams", "3", "--seconds", "1", "--client", "python"],
+        ["--streams", "3", "--seconds", "1", "--warmup", "1", "--client", "python"],
         kafka_endpoint,
         redis_endpoint,
     )
     assert "bare aiohttp sink (baseline)" in out
     assert "voxbus ingest over Kafka" in out
     assert "ingest CPU per frame:" in out
+    shares = [line for line in out.splitlines() if "cores busy: server" in line]
+    assert len(shares) == 2, out  # where the machine's CPU went, for each server
 
 
 def test_echo_benchmark_prints_the_hop_and_both_servers(
     kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
 ) -> None:
-    args = ["--streams", "3", "--seconds", "1", "--delays", "0", "--client", "python"]
+    args = ["--streams", "3", "--seconds", "1", "--warmup", "1", "--delays", "0", "--client", "python"]
     out = _run("echo_latency.py", args, kafka_endpoint, redis_endpoint)
     assert "Kafka produce -> consume, one hop" in out
     rows = [line for line in out.splitlines() if line.startswith(("bare aiohttp echo", "voxbus ingest+echo"))]
@@ -50,3 +52,4 @@ def test_echo_benchmark_prints_the_hop_and_both_servers(
     for row in rows:
         sent, received, lost = row.split()[-7:-4]
         assert int(sent) > 0 and received == sent and lost == "0", row
+    assert sum("cores busy: server" in line for line in out.splitlines()) == 2, out
