@@ -82,7 +82,7 @@ class CpuWatch:
 
     def __init__(self, server_pids: Sequence[int]) -> None:
         self._servers, self._brokers = list(server_pids), local_broker_pids()
-        self._start = self._now()
+        self._start: tuple[float, ...] = ()
         self.server_seconds = 0.0
         self.share: CpuShare | None = None
 

@@ -166,7 +166,7 @@ class ChunkEncoder:
 
     def __init__(self, session_id: str, audio_format: AudioFormat) -> None:
         self._key = session_id.encode("ascii")
-        self._head = ((Header.TYPE, RecordType.CHUNK.value.encode("ascii")), (Header.SESSION_ID, self._key))
+        self._head = _identity_headers(RecordType.CHUNK, self._key)
         self._format = (
             (Header.CODEC, audio_format.codec.encode("ascii")),
             (Header.RATE, b"%d" % audio_format.rate),
@@ -175,12 +175,7 @@ class ChunkEncoder:
 
     def message(self, seq: int, ts_ns: int, audio: bytes, pos: int | None = None) -> BusMessage:
         """The message `AudioChunk.to_message()` makes of these fields."""
-        headers: Headers = (
-            *self._head,
-            (Header.SEQ, b"%d" % seq),
-            (Header.INGEST_TS, b"%d" % ts_ns),
-            *self._format,
-        )
+        headers: Headers = (*self._head, *_order_headers(seq, ts_ns), *self._format)
         if pos is not None:
             headers = (*headers, (Header.POSITION, b"%d" % pos))
         return BusMessage(key=self._key, value=audio, headers=headers)
@@ -316,12 +311,17 @@ class _Meta:
 
 
 def _meta_headers(record_type: RecordType, session_id: str, seq: int, ts_ns: int) -> Headers:
-    return (
-        (Header.TYPE, record_type.value.encode("ascii")),
-        (Header.SESSION_ID, session_id.encode("ascii")),
-        (Header.SEQ, str(seq).encode("ascii")),
-        (Header.INGEST_TS, str(ts_ns).encode("ascii")),
-    )
+    return (*_identity_headers(record_type, session_id.encode("ascii")), *_order_headers(seq, ts_ns))
+
+
+def _identity_headers(record_type: RecordType, key: bytes) -> Headers:
+    """The first two headers of every record: what it is and whose."""
+    return ((Header.TYPE, record_type.value.encode("ascii")), (Header.SESSION_ID, key))
+
+
+def _order_headers(seq: int, ts_ns: int) -> Headers:
+    """The next two: where it stands in its session, and when ingest took it."""
+    return ((Header.SEQ, b"%d" % seq), (Header.INGEST_TS, b"%d" % ts_ns))
 
 
 def _message(record_type: RecordType, session_id: str, seq: int, ts_ns: int, value: bytes) -> BusMessage:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 _GC_THRESHOLDS = (10_000, 20, 20)
 
 
-def settle_garbage_collector() -> None:
+def _settle_garbage_collector() -> None:
     """Once started: what exists now stays; collect the young generation less often."""
     gc.collect()
     gc.freeze()
@@ -41,7 +41,7 @@ def serve(app: web.Application, settings: Settings) -> None:
                 "pod": settings.pod_name,
             },
         )
-        settle_garbage_collector()
+        _settle_garbage_collector()
 
     app.on_startup.append(announce)
     web.run_app(
