@@ -267,10 +267,10 @@ def report(
         print(f"{run}: began with the servers still busy after a 30 s wait (the run before's backlog)")
     for delay in args.delays:
         bare_result, ours = results[delay, BASELINE], results[delay, VOXBUS]
-        if bare_result.tally.received and ours.tally.received:
+        if bare_result.tally.received and ours.tally.received and bare_result.cpu_us_per_frame > 0:
             ratio = f"{ours.cpu_us_per_frame / bare_result.cpu_us_per_frame:.2f}x the baseline's"
         else:
-            ratio = "n/a (no frames echoed)"
+            ratio = "n/a (no frames echoed, or no measurable baseline CPU)"
         print(f"delay {delay} ms: voxbus CPU per echoed frame {ratio}")
     for (delay, name), result in results.items():
         print(f"CPU during {name}, delay {delay}: {result.share.line()}")
