@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.test_utils import TestClient, TestServer
 
 from voxbus.common.bus.memory import InProcessBus
 from voxbus.common.runtime import READINESS, ServiceSpec, create_app, session_context
+from voxbus.common.runtime.bad_requests import MalformedRequestFilter
 from voxbus.common.runtime.logs import JsonFormatter
 from voxbus.common.settings import Settings
 from voxbus.common.store.memory import InProcessStore
@@ -119,3 +121,52 @@ def test_the_fast_ack_is_the_json_ack() -> None:
         "status": "active",
     }
     assert _ACK % (sid, 7) == json.dumps(json.loads(_ACK % (sid, 7)))
+
+
+def _server_record(error: BaseException) -> logging.LogRecord:
+    """What aiohttp's `handle_error` logs: `logger.exception("Error handling request from %s", peer)`."""
+    return logging.LogRecord(
+        "aiohttp.server",
+        logging.ERROR,
+        "web_protocol.py",
+        1,
+        "Error handling request from %s",
+        ("203.0.113.9",),
+        (type(error), error, None),
+    )
+
+
+def test_malformed_requests_are_one_warning_per_interval_with_the_count_of_the_rest() -> None:
+    now = [100.0]
+    quiet = MalformedRequestFilter(interval=10.0, clock=lambda: now[0])
+    bad = LineTooLong("/aaaa...", "8190")
+
+    first = _server_record(bad)
+    assert quiet.filter(first)
+    line = json.loads(JsonFormatter().format(first))
+    assert line["level"] == "WARNING"
+    assert line["msg"] == "malformed HTTP request refused"
+    assert (line["peer"], line["status"], line["suppressed"]) == ("203.0.113.9", 400, 0)
+    assert line["reason"] == "LineTooLong: Got more than 8190 bytes when reading: '/aaaa...'."
+    assert "exc" not in line
+
+    kept = []
+    for _ in range(50):
+        now[0] += 0.1
+        kept.append(
+            quiet.filter(_server_record(BadHttpMessage("Invalid character in Content-Length:\n  abc\n  ^")))
+        )
+    assert not any(kept)  # 5 s of repeats: nothing
+    now[0] = 110.0
+    after = _server_record(BadHttpMessage("Invalid character in Content-Length:\n\n  b'abc'\n   ^"))
+    assert quiet.filter(after)
+    assert vars(after)["suppressed"] == 50
+    assert vars(after)["reason"] == "BadHttpMessage: Invalid character in Content-Length: b'abc'"
+
+
+def test_a_handler_exception_is_still_an_error_with_its_traceback() -> None:
+    quiet = MalformedRequestFilter(interval=10.0, clock=lambda: 0.0)
+    record = _server_record(RuntimeError("a bug"))
+    assert quiet.filter(record)
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None

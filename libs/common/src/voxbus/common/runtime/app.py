@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Info, generate_late
 from voxbus.common import __version__
 from voxbus.common.backends import make_bus, make_store
 from voxbus.common.bus.base import Bus
+from voxbus.common.runtime.bad_requests import quiet_malformed_requests
 from voxbus.common.runtime.readiness import Readiness
 from voxbus.common.settings import Settings
 from voxbus.common.store.base import StateStore
@@ -50,6 +51,7 @@ def create_app(
     store: StateStore | None = None,
 ) -> web.Application:
     """An app running `services` over `bus`/`store` (made from settings when not given)."""
+    quiet_malformed_requests()
     app = web.Application(client_max_size=settings.max_message_size_bytes)
     app[SETTINGS] = settings
     app[SERVICES] = tuple(service.name for service in services)
