@@ -16,8 +16,8 @@ import numpy.typing as npt
 from voxbus.transcoder.containers import ContainerError, FlacStream, OggDemuxer, WebmDemuxer
 from voxbus.transcoder.id3 import Id3Skipper
 from voxbus.transcoder.opus import LibopusDecoder, OpusDecodeError
-from voxbus.transcoder.samples import ALAW, MULAW, FrameAligner, Samples, g711_decode
-from voxbus.transcoder.wav import WavError, WavFormat, WavHeaderParser
+from voxbus.transcoder.samples import ALAW, MULAW, FrameAligner, Samples, finite, g711_decode
+from voxbus.transcoder.wav import WavDataReader, WavError, WavFormat, WavHeaderParser
 
 OPUS_RATES: Final = (8000, 12000, 16000, 24000, 48000)
 _OPUS_MAX_FRAME_SECONDS: Final = 0.12
@@ -95,7 +95,7 @@ class WavDecoder(Decoder):
         self._header: WavHeaderParser | None = WavHeaderParser()
         self._format: WavFormat | None = None
         self._aligner: FrameAligner | None = None
-        self._remaining: int | None = None
+        self._data: WavDataReader | None = None
 
     @property
     def format(self) -> WavFormat | None:
@@ -118,20 +118,20 @@ class WavDecoder(Decoder):
                 return []
             header, data = parsed
             self._start(header)
-        if self._remaining is not None:
-            data = data[: self._remaining]
-            self._remaining -= len(data)
-        aligner, wav_format = self._aligner, self._format
-        if aligner is None or wav_format is None:
+        return self._blocks(self._audio(data))
+
+    def flush(self) -> list[Block]:
+        if self._header is not None:
+            missing = self._header.missing()
+            if missing is not None:
+                raise DecodeError(missing)
             return []
-        whole = aligner.push(data)
-        if not whole:
-            return []
-        return [Block(_wav_samples(whole, wav_format), wav_format.sample_rate)]
+        return self._blocks(self._data.end() if self._data is not None else b"")
 
     @property
     def at_frame_boundary(self) -> bool:
-        return self._aligner is not None and self._aligner.pending == 0
+        aligner, data = self._aligner, self._data
+        return aligner is not None and aligner.pending == 0 and data is not None and data.settled
 
     def passthrough(self, data: bytes, rate: int, channels: int) -> bytes | None:
         """After the header, 16-bit PCM data as it is, when it already is the target format."""
@@ -140,21 +140,39 @@ class WavDecoder(Decoder):
             return None
         if (fmt.sample_rate, fmt.channels) != (rate, channels):
             return None
-        if self._remaining is not None:
-            data = data[: self._remaining]
-            self._remaining -= len(data)
-        return aligner.push(data)
+        return aligner.push(self._audio(data))
+
+    def _audio(self, data: bytes) -> bytes:
+        if self._data is None:
+            return b""
+        try:
+            return self._data.audio(data)
+        except WavError as exc:
+            raise DecodeError(str(exc)) from exc
+
+    def _blocks(self, audio: bytes) -> list[Block]:
+        aligner, wav_format = self._aligner, self._format
+        if aligner is None or wav_format is None:
+            return []
+        whole = aligner.push(audio)
+        if not whole:
+            return []
+        return [Block(_wav_samples(whole, wav_format), wav_format.sample_rate)]
 
     def _start(self, wav_format: WavFormat) -> None:
         self._header = None
         self._format = wav_format
         self._aligner = FrameAligner(wav_format.block_align)
-        self._remaining = wav_format.data_bytes
+        self._data = WavDataReader(wav_format.data_bytes)
 
 
 def _int24(data: bytes) -> npt.NDArray[np.int32]:
     raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
     return (raw[:, 0] << 8) | (raw[:, 1] << 16) | (raw[:, 2] << 24)  # 24-bit held in the top bits
+
+
+def _float64(data: bytes) -> Samples:
+    return finite(np.frombuffer(data, dtype="<f8")).astype(np.float32)  # in range: a safe cast
 
 
 _WAV_READERS: Final[dict[tuple[str, int], Callable[[bytes], Samples]]] = {
@@ -164,8 +182,8 @@ _WAV_READERS: Final[dict[tuple[str, int], Callable[[bytes], Samples]]] = {
     ("int", 16): lambda data: np.frombuffer(data, dtype="<i2"),
     ("int", 24): _int24,
     ("int", 32): lambda data: np.frombuffer(data, dtype="<i4"),
-    ("float", 32): lambda data: np.frombuffer(data, dtype="<f4"),
-    ("float", 64): lambda data: np.frombuffer(data, dtype="<f8").astype(np.float32),
+    ("float", 32): lambda data: finite(np.frombuffer(data, dtype="<f4")),
+    ("float", 64): _float64,
     ("mulaw", 8): lambda data: g711_decode(data, MULAW),
     ("alaw", 8): lambda data: g711_decode(data, ALAW),
 }
@@ -273,6 +291,8 @@ def _frame_block(frame: av.AudioFrame) -> Block:
     samples = array.T if frame.format.is_planar else array.reshape(-1, channels)
     if samples.dtype == np.float64:
         samples = samples.astype(np.float32)
+    if samples.dtype.kind == "f":
+        samples = finite(samples)
     elif samples.dtype == np.uint8:
         samples = (samples.astype(np.int16) - 128) << 8
     return Block(np.ascontiguousarray(samples), frame.sample_rate)

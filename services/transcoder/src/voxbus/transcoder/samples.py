@@ -1,7 +1,8 @@
 """Sample arithmetic the decoders share: frame alignment, int16 conversion, G.711, channel mixing.
 
 Conventions (documented in the README):
-- float → int16: round(x * 32768), clipped (FFmpeg's convention);
+- float → int16: round(x * 32768), clipped (FFmpeg's convention); decoded float samples are
+  clipped to [-1, 1] and NaN made 0 before any mixing or resampling;
 - int32 → int16: rounded, (x + 2**15) >> 16, clipped; 24-bit samples are held as int32 << 8;
 - stereo → mono: floor((L + R) / 2) for integers, (L + R) / 2 for floats; more channels → mono: mean;
 - mono → stereo: both channels equal; more than two channels → stereo: the first two (FL, FR).
@@ -45,7 +46,18 @@ def to_int16(samples: Samples) -> npt.NDArray[np.int16]:
         wide: npt.NDArray[np.int64] = (samples.astype(np.int64) + (1 << 15)) >> 16
         return np.clip(wide, -32768, 32767).astype(np.int16)
     scaled = np.rint(samples.astype(np.float64) * 32768.0)
+    np.nan_to_num(scaled, copy=False, nan=0.0)  # a NaN cast to int16 is undefined (and warns)
     return np.clip(scaled, -32768, 32767).astype(np.int16)
+
+
+def finite(samples: Samples) -> Samples:
+    """Float samples clipped to full scale, NaN as silence.
+
+    Done where samples are decoded, before mixing and resampling: a NaN or a huge value that
+    reached the resampler would spread over its filter length, silencing or clipping the audio
+    around it. (int16 clips at full scale anyway; only the resampler sees the difference.)"""
+    clipped: Samples = np.clip(samples, -1.0, 1.0)
+    return np.nan_to_num(clipped, copy=False, nan=0.0)
 
 
 def mix_channels(samples: Samples, channels: int) -> Samples:

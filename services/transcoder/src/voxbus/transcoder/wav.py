@@ -11,6 +11,9 @@ _MULAW: Final = 7
 _EXTENSIBLE: Final = 0xFFFE
 _MAX_HEADER_BYTES: Final = 1 << 20  # a header (fmt, LIST, …) larger than this is not a stream we take
 _UNBOUNDED_SIZES: Final = (0, 0xFFFFFFFF, 0x7FFFFFFF)  # streaming writers' "size unknown"
+# A chunk after the audio data larger than this is taken for audio (cover art in an 'id3 ' chunk
+# fits); read as a size, four bytes of audio are rarely that small *and* preceded by a name.
+_MAX_TRAILING_CHUNK_BYTES: Final = 16 << 20
 
 
 class WavError(ValueError):
@@ -48,6 +51,13 @@ class WavHeaderParser:
             chunk_id = bytes(self._buffer[position : position + 4])
             (size,) = struct.unpack_from("<I", self._buffer, position + 4)
             body = position + 8
+            if not _is_chunk_id(chunk_id):
+                raise WavError(f"not a WAV stream: no RIFF chunk at byte {position} (found {chunk_id!r})")
+            if chunk_id != b"data" and size > _MAX_HEADER_BYTES:
+                raise WavError(
+                    f"WAV {chunk_id.decode()!r} chunk of {size} bytes before the audio data"
+                    f" (a header may take {_MAX_HEADER_BYTES} bytes)"
+                )
             if chunk_id == b"data":
                 if self._format is None:
                     raise WavError("WAV 'data' chunk before its 'fmt ' chunk")
@@ -66,6 +76,16 @@ class WavHeaderParser:
         if len(self._buffer) > _MAX_HEADER_BYTES:
             raise WavError(f"no WAV 'data' chunk within the first {_MAX_HEADER_BYTES} bytes")
         return None
+
+    def missing(self) -> str | None:
+        """At the end of the stream, before the audio data: what the stream lacked (None: it was empty)."""
+        received = len(self._buffer)
+        if not received:
+            return None
+        if received < 12:
+            return f"the stream ended inside the WAV's RIFF header ({received} bytes)"
+        lacking = "'fmt ' and 'data' chunks" if self._format is None else "'data' chunk"
+        return f"no WAV {lacking} in the {received} bytes received"
 
 
 def _parse_fmt(body: bytes) -> tuple[str, int, int, int]:
@@ -86,3 +106,88 @@ def _parse_fmt(body: bytes) -> tuple[str, int, int, int]:
     if not 1 <= channels <= 8 or not 1000 <= rate <= 384_000:
         raise WavError(f"implausible WAV format: {channels} channels at {rate} Hz")
     return encoding, bits, rate, channels
+
+
+def _is_chunk_id(chunk_id: bytes) -> bool:
+    """RIFF chunk names are four printable ASCII characters ('fmt ', 'LIST', 'id3 ', …)."""
+    return all(0x20 <= byte <= 0x7E for byte in chunk_id)
+
+
+class WavDataReader:
+    """The audio bytes of what follows the 'data' chunk header.
+
+    A header's data size is not always true: streaming writers put 0 or 0xFFFFFFFF there (read
+    as unbounded), and some put a guess, such as the size of their first buffer. So the size is
+    trusted only if a RIFF chunk follows where it says the data ends (metadata at the end of a
+    file, skipped); if other bytes follow, they are audio the size left out, and all of the
+    stream is recorded. Bytes after trailing chunks that are not a chunk either fail the stream.
+    """
+
+    def __init__(self, declared: int | None) -> None:
+        self._left = declared  # audio bytes before the declared end; None: no end
+        self._pad = 1 if declared is not None and declared & 1 else 0  # odd chunks are padded
+        self._probe = b""  # bytes past the declared end, until they show what follows
+        self._trailing = False  # past the end, reading (skipping) RIFF chunks
+        self._head = bytearray()  # a trailing chunk's header, as it arrives
+        self._skip = 0  # bytes of the current trailing chunk still to skip
+
+    @property
+    def settled(self) -> bool:
+        """No bytes held back while deciding what follows the declared end."""
+        return not self._probe
+
+    def audio(self, data: bytes) -> bytes:
+        if self._left is None:
+            return data
+        if self._left:
+            audio = data[: self._left]
+            self._left -= len(audio)
+            if len(audio) == len(data):
+                return audio
+            return audio + self._past_end(data[len(audio) :])
+        return self._past_end(data)
+
+    def end(self) -> bytes:
+        """At the end of the stream: bytes past the declared end too few to be a chunk are audio."""
+        probe, self._probe = self._probe, b""
+        if len(probe) <= self._pad:
+            return b""  # the pad byte after an odd-sized data chunk
+        return probe
+
+    def _past_end(self, data: bytes) -> bytes:
+        if self._trailing:
+            self._skip_chunks(data)
+            return b""
+        self._probe += data
+        if len(self._probe) < self._pad + 8:
+            return b""
+        probe, self._probe = self._probe, b""
+        header = probe[self._pad : self._pad + 8]
+        (size,) = struct.unpack_from("<I", header, 4)
+        if _is_chunk_id(header[:4]) and size <= _MAX_TRAILING_CHUNK_BYTES:
+            self._trailing = True
+            self._skip_chunks(probe[self._pad :])
+            return b""
+        self._left = None  # the declared size was short: the rest of the stream is audio
+        return probe
+
+    def _skip_chunks(self, data: bytes) -> None:
+        position = 0
+        while position < len(data):
+            if self._skip:
+                step = min(self._skip, len(data) - position)
+                self._skip -= step
+                position += step
+                continue
+            take = min(8 - len(self._head), len(data) - position)
+            self._head += data[position : position + take]
+            position += take
+            if len(self._head) == 8:
+                if not _is_chunk_id(bytes(self._head[:4])):
+                    raise WavError(
+                        "bytes after the WAV audio data are neither audio nor a RIFF chunk"
+                        f" (found {bytes(self._head[:4])!r})"
+                    )
+                (size,) = struct.unpack_from("<I", self._head, 4)
+                self._skip = size + (size & 1)
+                self._head.clear()
