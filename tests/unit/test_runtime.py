@@ -1,7 +1,10 @@
 """The service runtime: admin routes, readiness, metrics, JSON logs, services joining an app."""
 
+import io
 import json
 import logging
+import sys
+import warnings
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,7 +13,7 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.test_utils import TestClient, TestServer
 
 from voxbus.common.bus.memory import InProcessBus
-from voxbus.common.runtime import READINESS, ServiceSpec, create_app, session_context
+from voxbus.common.runtime import READINESS, ServiceSpec, configure_logging, create_app, session_context
 from voxbus.common.runtime.bad_requests import MalformedRequestFilter
 from voxbus.common.runtime.logs import JsonFormatter
 from voxbus.common.settings import Settings
@@ -170,3 +173,21 @@ def test_a_handler_exception_is_still_an_error_with_its_traceback() -> None:
     assert quiet.filter(record)
     assert record.levelno == logging.ERROR
     assert record.exc_info is not None
+
+
+def test_python_warnings_are_json_log_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            configure_logging("INFO")
+            warnings.warn("invalid value encountered in cast", RuntimeWarning, stacklevel=1)
+    finally:
+        logging.captureWarnings(False)
+        root.handlers[:], root.level = handlers, level
+    lines = [json.loads(line) for line in stderr.getvalue().splitlines()]  # every line is JSON
+    assert [(line["logger"], line["level"]) for line in lines] == [("py.warnings", "WARNING")]
+    assert "RuntimeWarning: invalid value encountered in cast" in lines[0]["msg"]

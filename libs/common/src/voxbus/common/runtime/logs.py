@@ -47,6 +47,9 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Python's warnings (numpy's RuntimeWarning, a DeprecationWarning) print plain text to stderr;
+    # taken into logging, they become JSON lines on the `py.warnings` logger like everything else.
+    logging.captureWarnings(True)
     # aiokafka logs every rebalance step at INFO; keep its warnings and errors.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
 
