@@ -12,6 +12,7 @@ from voxbus.common.store.base import ScoreRange, StateStore, StoreBatch
 # API.md's `format` names → the codec names records carry
 CODEC_OF_FORMAT = {"pcm": "pcm_s16le"}
 FORMAT_OF_CODEC = {"pcm_s16le": "pcm"}
+_ENDED = (SessionStatus.COMPLETED, SessionStatus.ERROR)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,10 +118,15 @@ class SessionRegistry:
 def public_info(session_id: str, fields: dict[str, str]) -> dict[str, Any]:
     """A session as API.md shows it."""
     duration = fields.get(SessionField.DURATION_SECONDS)
+    status = fields.get(SessionField.STATUS, SessionStatus.ACTIVE)
+    if fields.get(SessionField.FINALIZED) == "1" and status not in _ENDED:
+        # a close that read `active` just before the writer ended the session wrote `closing`
+        # over the writer's status; what the writer recorded tells which end it was
+        status = SessionStatus.ERROR if SessionField.ERROR in fields else SessionStatus.COMPLETED
     return {
         "session_id": session_id,
         "user_id": fields.get(SessionField.USER_ID, ""),
-        "status": fields.get(SessionField.STATUS, SessionStatus.ACTIVE),
+        "status": status,
         "protocol": fields.get(SessionField.PROTOCOL, ""),
         "sample_rate": int(fields.get(SessionField.SAMPLE_RATE, 0)),
         "channels": int(fields.get(SessionField.CHANNELS, 0)),
@@ -133,4 +139,5 @@ def public_info(session_id: str, fields: dict[str, str]) -> dict[str, Any]:
         "file_path": fields.get(SessionField.FILE_PATH),
         "segments": json.loads(fields.get(SessionField.SEGMENTS, "[]")),
         "close_reason": fields.get(SessionField.CLOSE_REASON),
+        "error": fields.get(SessionField.ERROR),
     }

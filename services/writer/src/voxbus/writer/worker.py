@@ -239,8 +239,12 @@ class WriteHandler:
             SessionField.WRITTEN_FRAMES: recording.frames,
             SessionField.UPDATED_AT: time.time(),
         }
-        if final.status == SessionStatus.COMPLETED:
-            fields_out[SessionField.CLOSE_REASON] = final.reason
+        # A failed session's reason is its close reason too, whatever stop the client asked for.
+        # It is written here, with the status the close reply reads: the transcoder's own write
+        # of it follows its output, so it may land after the reply.
+        fields_out[SessionField.CLOSE_REASON] = final.reason
+        if final.status == SessionStatus.ERROR:
+            fields_out[SessionField.ERROR] = final.reason
         await self._store.hset(Key.SESSION + final.session_id, fields_out)
         event = SessionFinalized(
             session_id=final.session_id,

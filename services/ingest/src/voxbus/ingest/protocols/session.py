@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from voxbus.common.constants import SAMPLE_RATES, Key
+from voxbus.common.constants import SAMPLE_RATES, Key, SessionStatus
 from voxbus.common.records import AudioFormat, EchoSettings
 from voxbus.ingest import metrics
 from voxbus.ingest.connection import Connection, SessionRefused
@@ -141,16 +141,19 @@ class SessionAdapter(Adapter):
             return
         if info is None:
             return
-        await conn.send_json(
-            {
-                "message": "Session closed successfully",
-                "session_id": conn.session_id,
-                "chunk_count": conn.chunk_count,
-                "status": info["status"],
-                "file_path": info["file_path"],
-                "duration_seconds": info["duration_seconds"],
-            }
-        )
+        reply = {
+            "message": "Session closed successfully",
+            "session_id": conn.session_id,
+            "chunk_count": conn.chunk_count,
+            "status": info["status"],
+            "file_path": info["file_path"],
+            "duration_seconds": info["duration_seconds"],
+        }
+        if info["status"] == SessionStatus.ERROR:
+            # the file holds what was decoded before the failure
+            reply["message"] = "Session failed"
+            reply["error"] = info["error"] or info["close_reason"] or "the recording failed"
+        await conn.send_json(reply)
         await conn.close(1000, "session closed")
 
     async def _close_requests(self, conn: Connection, session_id: str) -> None:
