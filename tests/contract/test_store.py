@@ -58,6 +58,21 @@ async def test_lease_renew_and_release_only_by_its_holder(store: StateStore, uni
     assert not await store.expire_if_equal(key, "pod-a", 1000)
 
 
+async def test_a_status_changes_only_from_the_expected_one(store: StateStore, unique: str) -> None:
+    key = f"session:{unique}"
+    assert not await store.hset_if_equal(key, "status", "active", {"status": "closing"})
+    assert await store.hgetall(key) == {}  # no hash is made for a session that does not exist
+    await store.hset(key, {"status": "active"})
+    assert await store.hset_if_equal(key, "status", "active", {"status": "closing", "at": 1.5, "n": 2})
+    assert await store.hgetall(key) == {"status": "closing", "at": "1.5", "n": "2"}
+    # the writer ended it first: a close arriving later must not write `closing` over `error`
+    await store.hset(key, {"status": "error"})
+    batch = store.batch()
+    batch.hset_if_equal(key, "status", "active", {"status": "closing"})
+    assert await batch.execute() == [False]
+    assert await store.hget(key, "status") == "error"
+
+
 async def test_hash_fields_and_atomic_increments_from_many_tasks(store: StateStore, unique: str) -> None:
     key = f"session:{unique}"
     await store.hset(key, {"status": "active", "sample_rate": 16000, "duration": 1.5})

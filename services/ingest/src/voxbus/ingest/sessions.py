@@ -12,7 +12,6 @@ from voxbus.common.store.base import ScoreRange, StateStore, StoreBatch
 # API.md's `format` names → the codec names records carry
 CODEC_OF_FORMAT = {"pcm": "pcm_s16le"}
 FORMAT_OF_CODEC = {"pcm_s16le": "pcm"}
-_ENDED = (SessionStatus.COMPLETED, SessionStatus.ERROR)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,16 +71,15 @@ class SessionRegistry:
         batch.hincrby(key, SessionField.BYTES_RECEIVED, received)
 
     async def mark_closing(self, session_id: str, reason: str) -> None:
-        """active → closing; a session the pipeline already ended (completed, error) keeps its status."""
-        if await self._store.hget(Key.SESSION + session_id, SessionField.STATUS) == SessionStatus.ACTIVE:
-            await self.mark(session_id, SessionStatus.CLOSING, reason)
-
-    async def mark(self, session_id: str, status: SessionStatus, reason: str) -> None:
+        """active → closing; a session the pipeline already ended (completed, error) keeps its
+        status. One compare-and-set: a failure the writer records meanwhile is never overwritten."""
         batch = self._store.batch()
-        batch.hset(
+        batch.hset_if_equal(
             Key.SESSION + session_id,
+            SessionField.STATUS,
+            SessionStatus.ACTIVE,
             {
-                SessionField.STATUS: status,
+                SessionField.STATUS: SessionStatus.CLOSING,
                 SessionField.CLOSE_REASON: reason,
                 SessionField.UPDATED_AT: time.time(),
             },
@@ -118,15 +116,10 @@ class SessionRegistry:
 def public_info(session_id: str, fields: dict[str, str]) -> dict[str, Any]:
     """A session as API.md shows it."""
     duration = fields.get(SessionField.DURATION_SECONDS)
-    status = fields.get(SessionField.STATUS, SessionStatus.ACTIVE)
-    if fields.get(SessionField.FINALIZED) == "1" and status not in _ENDED:
-        # a close that read `active` just before the writer ended the session wrote `closing`
-        # over the writer's status; what the writer recorded tells which end it was
-        status = SessionStatus.ERROR if SessionField.ERROR in fields else SessionStatus.COMPLETED
     return {
         "session_id": session_id,
         "user_id": fields.get(SessionField.USER_ID, ""),
-        "status": status,
+        "status": fields.get(SessionField.STATUS, SessionStatus.ACTIVE),
         "protocol": fields.get(SessionField.PROTOCOL, ""),
         "sample_rate": int(fields.get(SessionField.SAMPLE_RATE, 0)),
         "channels": int(fields.get(SessionField.CHANNELS, 0)),

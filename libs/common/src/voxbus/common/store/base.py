@@ -102,6 +102,11 @@ class StoreBatch:
             raise ValueError("hset needs at least one field")
         return self._queue("hset", key, mapping)
 
+    def hset_if_equal(self, key: str, field: str, expected: str, mapping: Mapping[str, HashValue]) -> int:
+        if not mapping:
+            raise ValueError("hset_if_equal needs at least one field")
+        return self._queue("hset_if_equal", key, field, expected, mapping)
+
     def hgetall(self, key: str) -> int:
         return self._queue("hgetall", key)
 
@@ -175,6 +180,13 @@ class StateStore(ABC):
     # hashes
     @abstractmethod
     async def hset(self, key: str, mapping: Mapping[str, HashValue]) -> None: ...
+
+    @abstractmethod
+    async def hset_if_equal(
+        self, key: str, field: str, expected: str, mapping: Mapping[str, HashValue]
+    ) -> bool:
+        """Set `mapping` in the hash only if its `field` holds `expected` (a compare-and-set of a
+        status); False, and nothing written, otherwise."""
 
     @abstractmethod
     async def hget(self, key: str, field: str) -> str | None: ...

@@ -137,6 +137,15 @@ class InProcessStore(StateStore):
         fields = self._typed(key, dict) or self._create(key, dict[str, str]())
         fields.update({name: _to_str(value) for name, value in mapping.items()})
 
+    async def hset_if_equal(
+        self, key: str, field: str, expected: str, mapping: Mapping[str, HashValue]
+    ) -> bool:
+        fields = self._typed(key, dict)
+        if fields is None or fields.get(field) != expected:
+            return False
+        fields.update({name: _to_str(value) for name, value in mapping.items()})
+        return True
+
     async def hget(self, key: str, field: str) -> str | None:
         return (self._typed(key, dict) or {}).get(field)
 

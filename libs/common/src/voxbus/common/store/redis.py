@@ -33,7 +33,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
+_HSET_IF_EQUAL: Final = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+  return 1
+end
+return 0
+"""
 
 _CLAIM_SLOT: Final = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
@@ -121,6 +127,7 @@ class RedisStore(StateStore):
         self._expire_if_equal = self._redis.register_script(_EXPIRE_IF_EQUAL)
         self._delete_if_equal = self._redis.register_script(_DELETE_IF_EQUAL)
         self._claim_slot = self._redis.register_script(_CLAIM_SLOT)
+        self._hset_if_equal = self._redis.register_script(_HSET_IF_EQUAL)
         self._hub = _PubSubHub(self._redis)
 
     async def start(self) -> None:
@@ -162,6 +169,12 @@ class RedisStore(StateStore):
     async def hset(self, key: str, mapping: Mapping[str, HashValue]) -> None:
         if mapping:
             await self._call(self._redis.hset(key, mapping=dict(mapping)))  # type: ignore[arg-type]
+
+    async def hset_if_equal(
+        self, key: str, field: str, expected: str, mapping: Mapping[str, HashValue]
+    ) -> bool:
+        args = [field, expected, *_flat(mapping)]
+        return bool(await self._call(self._hset_if_equal(keys=[key], args=args)))
 
     async def hget(self, key: str, field: str) -> str | None:
         value: str | None = await self._call(self._redis.hget(key, field))
@@ -270,6 +283,12 @@ _PIPELINED: Final[dict[str, tuple[Callable[..., Any], Callable[[Any], Any]]]] = 
     ),
     "delete_if_equal": (lambda pipe, key, expected: pipe.eval(_DELETE_IF_EQUAL, 1, key, expected), bool),
     "hset": (lambda pipe, key, mapping: pipe.hset(key, mapping=dict(mapping)), _none),
+    "hset_if_equal": (
+        lambda pipe, key, field, expected, mapping: pipe.eval(
+            _HSET_IF_EQUAL, 1, key, field, expected, *_flat(mapping)
+        ),
+        bool,
+    ),
     "hgetall": (lambda pipe, key: pipe.hgetall(key), dict),
     "hincrby": (lambda pipe, key, field, amount: pipe.hincrby(key, field, amount), int),
     "zadd": (lambda pipe, key, members, *, xx: pipe.zadd(key, dict(members), xx=xx, ch=xx), int),
@@ -282,6 +301,11 @@ _PIPELINED: Final[dict[str, tuple[Callable[..., Any], Callable[[Any], Any]]]] = 
     ),
     "publish": (lambda pipe, channel, message: pipe.publish(channel, message), int),
 }
+
+
+def _flat(mapping: Mapping[str, HashValue]) -> list[str | int | float]:
+    """A hash mapping as HSET's field value field value … arguments."""
+    return [part for name, value in mapping.items() for part in (name, value)]
 
 
 def _bounds(scores: ScoreRange) -> tuple[str, str]:
