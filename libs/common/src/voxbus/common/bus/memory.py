@@ -1,12 +1,18 @@
 """In-process bus: Kafka's topic/partition/key/offset semantics inside one event loop.
 
-Records live in memory per partition. Retention: records every group reading the topic has
-committed past are dropped; a topic no group reads keeps its newest `retain_ungrouped` records
-per partition (egress is only tailed). A partition moves between members of a group only after
-its previous owner has run its revocation hook, so two members never read one partition at once.
+Records live in memory per partition. Retention is bounded in bytes as well as records, so that
+what the process holds does not depend on how large its records are:
+- records every group reading the topic has committed past are dropped, as soon as they are
+  `_TRIM_BATCH` records or `_TRIM_BYTES` bytes (whichever comes first);
+- a topic no group reads (egress is only tailed) drops what every tail of the partition has read,
+  and keeps at most its newest `retain_ungrouped` records and `retain_ungrouped_bytes` bytes per
+  partition for a tail that lags, or for a group that joins later (past that they skip the oldest).
+`retained_bytes()` tells what the bus holds. A partition moves between members of a group only
+after its previous owner has run its revocation hook, so two members never read one partition at once.
 """
 
 import asyncio
+import bisect
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +30,9 @@ from voxbus.common.bus.base import (
 )
 from voxbus.common.records import BusMessage
 
-_TRIM_BATCH = 1024  # trim in batches so dropping old records stays amortized O(1)
+# trim in batches (of records or of bytes) so dropping old records stays amortized O(1)
+_TRIM_BATCH = 1024
+_TRIM_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,23 +42,51 @@ class _Delivered:
     offset: int
 
 
+def _size(record: ConsumedRecord) -> int:
+    key = len(record.key) if record.key is not None else 0
+    return key + len(record.value) + sum(len(name) + len(value) for name, value in record.headers)
+
+
 @dataclass(slots=True)
 class _Partition:
     base: int = 0  # offset of records[0]
     records: list[ConsumedRecord] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)  # bytes appended up to and including each record
+    trimmed: int = 0  # bytes appended before records[0]
 
     @property
     def end(self) -> int:
         return self.base + len(self.records)
 
+    @property
+    def retained_bytes(self) -> int:
+        return self.ends[-1] - self.trimmed if self.ends else 0
+
+    def append(self, record: ConsumedRecord) -> None:
+        self.records.append(record)
+        self.ends.append((self.ends[-1] if self.ends else self.trimmed) + _size(record))
+
     def read(self, position: int, limit: int) -> list[ConsumedRecord]:
         start = max(position, self.base) - self.base
         return self.records[start : start + limit]
 
+    def newest_within(self, records: int, size: int) -> int:
+        """The lowest offset from which the partition holds at most `records` records and `size` bytes."""
+        if not self.ends:
+            return self.base
+        within_size = bisect.bisect_left(self.ends, self.ends[-1] - size) + 1
+        if self.ends[-1] - size <= self.trimmed:
+            within_size = 0
+        return self.base + max(len(self.records) - records, within_size, 0)
+
     def trim_below(self, offset: int) -> None:
         drop = min(offset, self.end) - self.base
-        if drop >= _TRIM_BATCH:
+        if drop <= 0:
+            return
+        if drop >= _TRIM_BATCH or self.ends[drop - 1] - self.trimmed >= _TRIM_BYTES:
+            self.trimmed = self.ends[drop - 1]
             del self.records[:drop]
+            del self.ends[:drop]
             self.base += drop
 
 
@@ -67,10 +103,14 @@ class _Group:
 class InProcessBus(Bus):
     """The embedded bus: shared by every service of a `voxbus up` process."""
 
-    def __init__(self, *, retain_ungrouped: int = 10_000) -> None:
+    def __init__(
+        self, *, retain_ungrouped: int = 10_000, retain_ungrouped_bytes: int = 4 * 1024 * 1024
+    ) -> None:
         self._topics: dict[str, list[_Partition]] = {}
         self._groups: dict[str, _Group] = {}
+        self._tails: dict[TopicPartition, set[_TailConsumer]] = {}
         self._retain_ungrouped = retain_ungrouped
+        self._retain_ungrouped_bytes = retain_ungrouped_bytes
         self._changed = asyncio.Event()
 
     async def start(self) -> None:
@@ -109,9 +149,9 @@ class InProcessBus(Bus):
             headers=message.headers,
             timestamp_ms=time.time_ns() // 1_000_000,
         )
-        log.records.append(record)
-        if len(log.records) > self._retain_ungrouped and not self._is_grouped(topic):
-            log.trim_below(log.end - self._retain_ungrouped)
+        log.append(record)
+        if not self._is_grouped(topic):
+            self._trim_ungrouped(TopicPartition(topic, partition), log)
         self._notify()
         future: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
         future.set_result(_Delivered(topic, partition, record.offset))
@@ -119,6 +159,10 @@ class InProcessBus(Bus):
 
     async def flush(self) -> None:
         return None
+
+    def retained_bytes(self) -> int:
+        """Bytes of every record the bus holds (keys, values and headers)."""
+        return sum(log.retained_bytes for partitions in self._topics.values() for log in partitions)
 
     def group_consumer(
         self,
@@ -195,6 +239,15 @@ class InProcessBus(Bus):
             for position, member in enumerate(group.members)
         }
         self._notify()
+
+    def _trim_ungrouped(self, tp: TopicPartition, log: _Partition) -> None:
+        """Drop what every tail has read, and what a lagging tail (or a group yet to join) may no
+        longer hold back."""
+        floor = log.newest_within(self._retain_ungrouped, self._retain_ungrouped_bytes)
+        tails = self._tails.get(tp)
+        if tails:
+            floor = max(floor, min(tail.position for tail in tails))
+        log.trim_below(floor)
 
     def _trim(self, group: _Group, tp: TopicPartition) -> None:
         floor = min(
@@ -305,11 +358,21 @@ class _TailConsumer(Consumer):
         self._tp = tp
         self._position: int | None = None
 
+    @property
+    def position(self) -> int:
+        return self._position if self._position is not None else 0
+
     async def start(self) -> None:
         self._position = self._bus._log(self._tp).end
+        self._bus._tails.setdefault(self._tp, set()).add(self)
 
     async def stop(self) -> None:
         self._position = None
+        tails = self._bus._tails.get(self._tp)
+        if tails is not None:
+            tails.discard(self)
+            if not tails:
+                del self._bus._tails[self._tp]
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset({self._tp}) if self._position is not None else frozenset()
@@ -323,6 +386,8 @@ class _TailConsumer(Consumer):
             batch = log.read(self._position, max_records)
             if batch:
                 self._position = batch[-1].offset + 1
+                if not self._bus._is_grouped(self._tp.topic):
+                    self._bus._trim_ungrouped(self._tp, log)
                 return batch
             remaining = deadline - time.monotonic()
             if remaining <= 0:
