@@ -12,7 +12,12 @@ GROUP_ID = "voxbus-transcoder"
 
 def consumer_loop(app: web.Application) -> ConsumerLoop:
     settings = app[SETTINGS]
-    handler = TranscodeHandler(app[BUS], app[STORE], pcm_topic=settings.topic(Topic.AUDIO_PCM))
+    handler = TranscodeHandler(
+        app[BUS],
+        app[STORE],
+        pcm_topic=settings.topic(Topic.AUDIO_PCM),
+        max_session_hours=settings.max_session_duration_hours,
+    )
     return ConsumerLoop(app[BUS], [settings.topic(Topic.AUDIO_RAW)], group_id=GROUP_ID, handler=handler)
 
 

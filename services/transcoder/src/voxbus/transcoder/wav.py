@@ -14,6 +14,11 @@ _UNBOUNDED_SIZES: Final = (0, 0xFFFFFFFF, 0x7FFFFFFF)  # streaming writers' "siz
 # A chunk after the audio data larger than this is taken for audio (cover art in an 'id3 ' chunk
 # fits); read as a size, four bytes of audio are rarely that small *and* preceded by a name.
 _MAX_TRAILING_CHUNK_BYTES: Final = 16 << 20
+# Declared formats voxbus takes: a lower rate (or more channels) is not a recording anyone makes,
+# and would only multiply the output (a 1000 Hz stream resampled to 96 kHz is 96x its input).
+MIN_RATE: Final = 8000
+MAX_RATE: Final = 384_000
+MAX_CHANNELS: Final = 8
 
 
 class WavError(ValueError):
@@ -103,8 +108,12 @@ def _parse_fmt(body: bytes) -> tuple[str, int, int, int]:
     valid_bits = {"int": (8, 16, 24, 32), "float": (32, 64), "alaw": (8,), "mulaw": (8,)}[encoding]
     if bits not in valid_bits:
         raise WavError(f"unsupported WAV sample size: {bits}-bit {encoding}")
-    if not 1 <= channels <= 8 or not 1000 <= rate <= 384_000:
-        raise WavError(f"implausible WAV format: {channels} channels at {rate} Hz")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise WavError(
+            f"WAV header declares a sample rate of {rate} Hz; voxbus takes {MIN_RATE}-{MAX_RATE} Hz"
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise WavError(f"WAV header declares {channels} channels; voxbus takes 1-{MAX_CHANNELS}")
     return encoding, bits, rate, channels
 
 

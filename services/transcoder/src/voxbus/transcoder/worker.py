@@ -14,10 +14,11 @@ rebuilds its pipeline from the session record in the state store.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,7 +66,7 @@ class _Session:
     wav_format_saved: bool = False
     resumed: bool = False  # the next chunk is the first after a resume
     chunks_metric: Any = None
-    pending: list[bytes] = field(default_factory=list)
+    pending: list[bytes | memoryview] = field(default_factory=list)
     pending_pos: int = 0
     pending_seq: int = 0
     pending_ts: int = 0
@@ -83,16 +84,28 @@ class _Session:
 
     def add_pcm(self, seq: int, ts_ns: int, pcm: bytes, outputs: list[BusMessage]) -> None:
         """Collect PCM for one record per session per batch: a chunk per 20 ms frame would cost
-        more in per-record overhead than the audio itself."""
-        if seq > self.produced_through:
+        more in per-record overhead than the audio itself. No record holds more than
+        `_MAX_OUTPUT_BYTES`: a chunk that decodes to more is split (its records share its seq)."""
+        frame_bytes = 2 * self.target.channels
+        if seq <= self.produced_through:
+            self.frames_out += len(pcm) // frame_bytes
+            return
+        view = memoryview(pcm)
+        while view:
+            room = _MAX_OUTPUT_BYTES - self.pending_bytes
+            part = view[: room - room % frame_bytes]
+            if not part:
+                self.flush(outputs)
+                continue
             if not self.pending:
                 self.pending_pos = self.frames_out
-            self.pending.append(pcm)
+            self.pending.append(part)
             self.pending_seq, self.pending_ts = seq, ts_ns
-            self.pending_bytes += len(pcm)
+            self.pending_bytes += len(part)
+            self.frames_out += len(part) // frame_bytes
+            view = view[len(part) :]
             if self.pending_bytes >= _MAX_OUTPUT_BYTES:
                 self.flush(outputs)
-        self.frames_out += len(pcm) // (2 * self.target.channels)
 
     def flush(self, outputs: list[BusMessage]) -> None:
         if not self.pending:
@@ -123,8 +136,11 @@ class _Partition:
 class TranscodeHandler:
     """Keeps per-partition session state; see the module docstring for the replay rules."""
 
-    def __init__(self, bus: Bus, store: StateStore, *, pcm_topic: str) -> None:
+    def __init__(
+        self, bus: Bus, store: StateStore, *, pcm_topic: str, max_session_hours: float | None = None
+    ) -> None:
         self._bus, self._store, self._pcm_topic = bus, store, pcm_topic
+        self._max_session_hours = max_session_hours
         self._partitions: dict[TopicPartition, _Partition] = {}
 
     async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
@@ -260,8 +276,10 @@ class TranscodeHandler:
             magic = _HEADER_MAGIC.get(session.codec)
             if magic is not None and chunk.audio.startswith(magic):
                 self._restart_pipeline(session, chunk, outputs)
+                if session.failed:
+                    return
         try:
-            pcm = session.pipeline.push(chunk.audio)
+            self._produce(session, chunk.seq, chunk.ts_ns, session.pipeline.pieces(chunk.audio), outputs)
         except DecodeError as exc:
             self._fail(session, chunk.seq, chunk.ts_ns, str(exc), outputs)
             return
@@ -269,21 +287,46 @@ class TranscodeHandler:
             log.exception("decoder failed unexpectedly")
             self._fail(session, chunk.seq, chunk.ts_ns, f"decoder failure: {exc!r}", outputs)
             return
+        if session.failed:
+            return
         session.chunks_metric.inc()
-        if pcm:
-            session.add_pcm(chunk.seq, chunk.ts_ns, pcm, outputs)
-            metrics.BYTES_OUT.inc(len(pcm))
         if session.pipeline.stateless_here:
             session.replay_from, session.replay_frames = offset + 1, session.frames_out
 
+    def _produce(
+        self, session: _Session, seq: int, ts_ns: int, pieces: Iterable[bytes], outputs: list[BusMessage]
+    ) -> None:
+        """Queue decoded PCM, up to the maximum session duration; past it the session fails.
+
+        The recording then holds exactly MAX_SESSION_DURATION_HOURS of audio: a client sending
+        faster than real time (or a codec that expands) cannot make a longer one.
+        """
+        frame_bytes = 2 * session.target.channels
+        limit = None
+        if self._max_session_hours is not None:
+            limit = int(self._max_session_hours * 3600 * session.target.rate)
+        for pcm in pieces:
+            if limit is not None and session.frames_out + len(pcm) // frame_bytes > limit:
+                keep = max(0, limit - session.frames_out) * frame_bytes
+                if keep:
+                    session.add_pcm(seq, ts_ns, pcm[:keep], outputs)
+                reason = (
+                    "decoded audio reached the maximum session duration "
+                    f"({self._max_session_hours:g} h, MAX_SESSION_DURATION_HOURS)"
+                )
+                self._fail(session, seq, ts_ns, reason, outputs)
+                return
+            if pcm:
+                session.add_pcm(seq, ts_ns, pcm, outputs)
+                metrics.BYTES_OUT.inc(len(pcm))
+
     def _restart_pipeline(self, session: _Session, chunk: AudioChunk, outputs: list[BusMessage]) -> None:
         """A resumed client started a new file: finish the old decoder, then start a fresh one."""
-        try:
-            tail = session.pipeline.finish()
-        except DecodeError:
-            tail = b""  # the old stream ended mid-frame; what it decoded is kept
-        if tail:
-            session.add_pcm(chunk.seq, chunk.ts_ns, tail, outputs)
+        # a DecodeError: the old stream ended mid-frame; what it decoded is kept
+        with contextlib.suppress(DecodeError):
+            self._produce(session, chunk.seq, chunk.ts_ns, session.pipeline.finish_pieces(), outputs)
+        if session.failed:
+            return
         target = session.target
         session.pipeline = SessionPipeline.for_codec(
             session.codec, rate=target.rate, channels=target.channels
@@ -294,7 +337,7 @@ class TranscodeHandler:
     def _stop(self, session: _Session, stop: SessionStop, outputs: list[BusMessage]) -> None:
         if not session.failed:
             try:
-                tail = session.pipeline.finish()
+                self._produce(session, stop.seq, stop.ts_ns, session.pipeline.finish_pieces(), outputs)
             except DecodeError as exc:
                 self._fail(session, stop.seq, stop.ts_ns, str(exc), outputs)
                 return
@@ -302,9 +345,8 @@ class TranscodeHandler:
                 log.exception("decoder failed unexpectedly at the end of the stream")
                 self._fail(session, stop.seq, stop.ts_ns, f"decoder failure: {exc!r}", outputs)
                 return
-            if tail:
-                session.add_pcm(stop.seq, stop.ts_ns, tail, outputs)
-            session.emit(stop.seq, stop.to_message(), outputs)
+            if not session.failed:
+                session.emit(stop.seq, stop.to_message(), outputs)
 
     def _fail(self, session: _Session, seq: int, ts_ns: int, reason: str, outputs: list[BusMessage]) -> None:
         session.failed, session.error = True, reason
