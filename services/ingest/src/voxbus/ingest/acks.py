@@ -46,6 +46,22 @@ class AckQueue:
         """Wait until every chunk added so far was acknowledged (or the queue closed)."""
         await self._caught_up.wait()
 
+    async def abandon(self, timeout: float) -> int:
+        """The socket is gone: acknowledge nothing more, but count every chunk in flight that
+        turns out durable within `timeout`, since it is in the recording whether or not its ack
+        reached the client. Returns how many were still unsettled then (and are not counted)."""
+        pending = [(delivery, size) for delivery, size, _ in self._pending]
+        self.close()
+        if pending:
+            await asyncio.wait([delivery for delivery, _ in pending], timeout=timeout)
+        unsettled = 0
+        for delivery, size in pending:
+            if not delivery.done():
+                unsettled += 1
+            elif not delivery.cancelled() and delivery.exception() is None:
+                self._on_acked(size)
+        return unsettled
+
     def close(self) -> None:
         """The socket is gone: acknowledge nothing more."""
         self.closed = True

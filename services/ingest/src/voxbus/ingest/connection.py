@@ -3,6 +3,12 @@
 It authenticates, enforces the message-size limit, the idle timeout and the maximum session
 duration, holds the cluster-wide slots, produces audio and acknowledges it in order once it is
 durable, delivers egress audio, and lets go of everything on every way out.
+
+Every chunk counted in the session record is in the recording, and every chunk in the recording
+is counted: when the server ends a socket (restart, timeout) it first stops reading, so a message
+read after that is dropped unanswered, then answers every chunk it did read; a socket that goes
+away still counts the chunks that turn out durable. So a resume greeting's `chunk_count` is what
+the recording holds, and a client resends every chunk after it (README, "Guarantees and limits").
 """
 
 import asyncio
@@ -35,6 +41,7 @@ log = logging.getLogger(__name__)
 # still on its way): a resume waits this long for the session's connection slot before refusing
 RESUME_GRACE_SECONDS = 2.0
 _SLOT_FREED = "connection-released"
+RESTART = "restart"
 
 
 class SessionRefused(Exception):
@@ -58,6 +65,13 @@ class Connection:
         self._deadline: float | None = None
         self._acks = ctx.acks.queue(adapter.request.transport, self._acknowledged)
         self._progress = (0, 0)  # acknowledged chunks and bytes not yet in the session record
+        self.stop_reason: str | None = None  # set when the server stops reading: RESTART, idle, …
+        self._reader: asyncio.Task[Any] | None = None
+        self._receiving = False  # the reader waits for a message: stopping may cancel that wait
+        self._reader_stopped = False
+        self.released = asyncio.Event()
+        # chunks in flight settle in milliseconds; this bounds the wait when the bus is stuck
+        self._settle_seconds = ctx.settings.shutdown_timeout_seconds / 4
         protocol = adapter.protocol  # labels() costs more than the increment: look them up once
         self._chunks_metric = metrics.CHUNKS.labels(protocol)
         self._bytes_metric = metrics.BYTES.labels(protocol)
@@ -171,9 +185,46 @@ class Connection:
         await (await self.stream.stop(reason))
         return await wait_finished(self.ctx, self.session_id) if wait else None
 
+    def stop_reading(self, reason: str) -> None:
+        """Read no more messages: one read from now on is dropped unanswered (the client sends it
+        again after resuming); the reader then answers what it read and ends as `reason` says."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        if self._receiving and self._reader is not None:
+            self._reader_stopped = True
+            self._reader.cancel()
+
+    async def restart(self) -> None:
+        """Server shutdown: stop reading, answer every chunk read, close with 1012 (bounded)."""
+        self.stop_reading(RESTART)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2 * self._settle_seconds):
+                await self.released.wait()
+        if not self.ws.closed:  # its reader is busy elsewhere (a close waiting for the file)
+            await self.close(1012, "server restarting")
+
+    async def end_stopped(self) -> None:
+        """The reader stopped for `stop_reason`: a restart answers every chunk read, then 1012;
+        a timeout finishes the session."""
+        if self.ws.closed:
+            return
+        if self.stop_reason != RESTART:
+            await self.adapter.on_timeout(self, self.stop_reason or "")
+            return
+        try:
+            async with asyncio.timeout(self._settle_seconds):
+                await self.drain()
+        except TimeoutError:
+            log.warning("chunks still in flight at restart", extra={"seconds": self._settle_seconds})
+        await self.close(1012, "server restarting")
+
     async def release(self) -> None:
-        """On any way out: stop acking, save counters, free the slots and the route."""
-        self._acks.close()
+        """On any way out: stop acking, count what turns out durable, save counters, free the
+        slots and the route."""
+        unsettled = await self._acks.abandon(self._settle_seconds)
+        if unsettled:  # they may still land: the record can count fewer chunks than are recorded
+            log.warning("chunks in flight when the socket went away", extra={"count": unsettled})
         if self.session_id is None:
             return
         session_id, leases, batch = self.session_id, self.ctx.leases, self.ctx.store.batch()
@@ -263,7 +314,7 @@ async def serve_socket(
         await ws.close(code=adapter.auth_close_code, message=b"Invalid API key")
         return ws
     conn = Connection(ctx, ws, adapter)
-    ctx.sockets.add(ws)
+    ctx.connections.add(conn)
     metrics.SOCKETS.labels(adapter.protocol).inc()
     try:
         if await adapter.on_open(conn):
@@ -277,21 +328,24 @@ async def serve_socket(
         metrics.REFUSED.labels(adapter.protocol, 1011).inc()
         await conn.refuse(SessionRefused({"error": "Internal error"}, 1011))
     finally:
-        ctx.sockets.discard(ws)
+        ctx.connections.discard(conn)
         metrics.SOCKETS.labels(adapter.protocol).dec()
-        if conn.session_id is not None and not conn.finished:
-            await adapter.on_disconnect(conn)
-        await conn.release()
+        try:
+            if conn.session_id is not None and not conn.finished:
+                await adapter.on_disconnect(conn)
+            await conn.release()
+        finally:
+            conn.released.set()
     return ws
 
 
 async def _read_loop(conn: Connection, adapter: Adapter, idle_seconds: float) -> None:
-    """Read until the client leaves; a watchdog enforces the idle timeout and maximum duration
-    (arming a timeout around every receive would cost more than the rest of a 20 ms frame)."""
+    """Read until the client leaves or the server stops reading; a watchdog enforces the idle
+    timeout and maximum duration (arming a timeout around every receive would cost more than the
+    rest of a 20 ms frame)."""
     ws, limit = conn.ws, conn.ctx.settings.max_message_size_bytes
     last_message = [time.monotonic()]
-    reader = asyncio.current_task()
-    timed_out: list[str] = []
+    conn._reader = asyncio.current_task()
 
     async def watchdog() -> None:
         while True:
@@ -299,16 +353,25 @@ async def _read_loop(conn: Connection, adapter: Adapter, idle_seconds: float) ->
             idle_left = last_message[0] + idle_seconds - time.monotonic()
             wait = idle_left if left is None else min(idle_left, left)
             if wait <= 0:
-                timed_out.append("max_duration" if left is not None and left <= idle_left else "idle")
-                if reader is not None:
-                    reader.cancel()
+                conn.stop_reading("max_duration" if left is not None and left <= idle_left else "idle")
                 return
             await asyncio.sleep(wait)
 
     guard = asyncio.create_task(watchdog(), name=f"watchdog-{conn.connection_id}")
     try:
-        while not ws.closed:
-            message = await ws.receive()
+        while not ws.closed and conn.stop_reason is None:
+            conn._receiving = True
+            try:
+                message = await ws.receive()
+            except asyncio.CancelledError:
+                if not conn._reader_stopped:
+                    raise  # not ours: the task is being cancelled
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                break
+            finally:
+                conn._receiving = False
+            if conn.stop_reason is not None:
+                break  # read after the server stopped reading: dropped, never answered
             last_message[0] = time.monotonic()
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 if len(message.data) > limit:
@@ -320,15 +383,12 @@ async def _read_loop(conn: Connection, adapter: Adapter, idle_seconds: float) ->
                     await adapter.on_text(conn, message.data)
             elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return
-    except asyncio.CancelledError:
-        if not timed_out:
-            raise  # not ours: the server is stopping
-        asyncio.current_task().uncancel()  # type: ignore[union-attr]
-        await adapter.on_timeout(conn, timed_out[0])
     finally:
         guard.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await guard
+    if conn.stop_reason is not None:
+        await conn.end_stopped()
 
 
 async def _too_big(conn: Connection, size: int, limit: int) -> None:

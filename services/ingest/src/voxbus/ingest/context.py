@@ -1,6 +1,7 @@
 """What every ingest socket and handler shares in one process."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -11,6 +12,9 @@ from voxbus.ingest.acks import AckWriter
 from voxbus.ingest.egress import EgressRouter
 from voxbus.ingest.leases import LeaseKeeper
 from voxbus.ingest.sessions import SessionRegistry
+
+if TYPE_CHECKING:
+    from voxbus.ingest.connection import Connection
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,7 +27,7 @@ class IngestContext:
     router: EgressRouter
     acks: AckWriter
     raw_topic: str
-    sockets: set[web.WebSocketResponse]
+    connections: set["Connection"]
 
 
 INGEST = web.AppKey("ingest", IngestContext)

@@ -1,9 +1,11 @@
 """The ingest service: client WebSockets, the session HTTP API, egress back to the sockets."""
 
+import asyncio
 import functools
+import logging
 from collections.abc import AsyncIterator
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
 from voxbus.common.constants import Topic
 from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, stop_tasks, supervised
@@ -15,6 +17,8 @@ from voxbus.ingest.egress import EgressRouter
 from voxbus.ingest.leases import LeaseKeeper
 from voxbus.ingest.protocols import ROUTES
 from voxbus.ingest.sessions import SessionRegistry
+
+log = logging.getLogger(__name__)
 
 
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
@@ -39,7 +43,7 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
         router=router,
         acks=AckWriter(),
         raw_topic=settings.topic(Topic.AUDIO_RAW),
-        sockets=set(),
+        connections=set(),
     )
     app[INGEST] = ctx
     app[READINESS].add("egress-lease", router.ready)
@@ -59,12 +63,16 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    """Shutdown: every client is told to reconnect elsewhere (1012) and can resume there."""
+    """Shutdown: every client is told to reconnect elsewhere (1012) and can resume there, once
+    each chunk its socket read was answered and counted (`Connection.restart`)."""
     ctx = app.get(INGEST)
     if ctx is None:
         return
-    for ws in list(ctx.sockets):
-        await ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"server restarting")
+    restarts = (conn.restart() for conn in list(ctx.connections))
+    results = await asyncio.gather(*restarts, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            log.warning("closing a socket at shutdown failed", extra={"reason": repr(result)})
 
 
 def setup(app: web.Application) -> None:

@@ -1,0 +1,195 @@
+"""A client streaming through an ingest restart: every frame is in the recording exactly once.
+
+The rule (README "Guarantees and limits"): a socket closed with 1012 has been answered for every
+chunk the server read, so the resume greeting's `chunk_count` is the number of chunks in the
+recording, and the client resends every chunk after that one.
+"""
+
+import asyncio
+import contextlib
+import io
+import json
+import signal
+import uuid
+import wave
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+from aiohttp.test_utils import TestServer
+
+from tests.audio import Int16, chunked, tone_and_noise
+from tests.clients import CLOSE
+from tests.helpers import free_port
+from tests.servers import cluster, distributed_env, fresh_redis_db
+from voxbus.cli.main import load_service
+from voxbus.common.bus.memory import InProcessBus
+from voxbus.common.constants import SERVICE_NAMES
+from voxbus.common.runtime import create_app
+from voxbus.common.settings import Settings
+from voxbus.common.store.memory import InProcessStore
+from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
+
+RATE = 16000
+FRAME_BYTES = 640  # 20 ms of 16 kHz mono PCM
+ACKED_BEFORE_STOP = 100
+
+
+def _frames(seconds: float) -> tuple[Int16, list[bytes]]:
+    source = tone_and_noise(seconds, RATE)[:, 0].copy()
+    return source, chunked(source.tobytes(), FRAME_BYTES)
+
+
+async def _stream_until_closed(
+    ws: aiohttp.ClientWebSocketResponse, frames: list[bytes], stop: Callable[[], object]
+) -> int:
+    """Stream frames until the server closes the socket; `stop()` is called once ACKED_BEFORE_STOP
+    frames are acknowledged, while frames keep going out without waiting for their acks (so
+    some are always in flight). Returns the last chunk number acknowledged."""
+    acked = 0
+    reached = asyncio.Event()
+
+    async def read_acks() -> None:
+        nonlocal acked
+        async for message in ws:
+            body = json.loads(message.data)
+            assert body["message"] == "Chunk processed successfully", body
+            assert body["chunk_count"] == acked + 1, (body, acked)
+            acked = body["chunk_count"]
+            if acked == ACKED_BEFORE_STOP:
+                reached.set()
+
+    reader = asyncio.create_task(read_acks(), name="acks")
+    for frame in frames[:ACKED_BEFORE_STOP]:
+        await ws.send_bytes(frame)
+    await asyncio.wait_for(reached.wait(), 30)
+    stop()
+    for frame in frames[ACKED_BEFORE_STOP:]:
+        if reader.done() or ws.closed:
+            break
+        try:
+            await ws.send_bytes(frame)
+        except ConnectionError:
+            break
+        await asyncio.sleep(0.001)  # 20x real time: the server always holds unacknowledged frames
+    else:
+        raise AssertionError("every frame was sent before the server closed the socket")
+    await asyncio.wait_for(reader, 30)
+    assert ws.close_code == 1012, ws.close_code
+    return acked
+
+
+async def _resume_and_finish(
+    http: aiohttp.ClientSession, base: str, session_id: str, frames: list[bytes], *, acked: int, extra: int
+) -> tuple[int, bytes]:
+    """Resume, resend from the greeting's chunk_count on, stream `extra` more frames, close.
+    Returns the frames the recording must hold and the WAV."""
+    async with http.ws_connect(f"{base}/api/ws/audio/{session_id}") as ws:
+        hello = await ws.receive_json(timeout=30)
+        assert hello["message"] == "Audio session resumed", hello
+        assert hello["chunk_count"] == acked, (hello, acked)
+        end = hello["chunk_count"] + extra
+        for frame in frames[hello["chunk_count"] : end]:
+            await ws.send_bytes(frame)
+        for number in range(hello["chunk_count"] + 1, end + 1):
+            ack = await ws.receive_json(timeout=30)
+            assert (ack["message"], ack["chunk_count"]) == ("Chunk processed successfully", number), ack
+        await ws.send_str(CLOSE)
+        closed = await ws.receive_json(timeout=60)
+        assert (closed["status"], closed["chunk_count"]) == ("completed", end), closed
+    async with http.get(f"{base}/api/audio/sessions/{session_id}/audio") as response:
+        assert response.status == 200
+        wav = await response.read()
+    async with http.get(f"{base}/api/audio/sessions/{session_id}") as response:
+        assert (await response.json())["total_chunks"] == end
+    return end, wav
+
+
+def _samples(wav: bytes) -> Int16:
+    with wave.open(io.BytesIO(wav)) as reader:
+        assert (reader.getframerate(), reader.getnchannels(), reader.getsampwidth()) == (RATE, 1, 2)
+        return np.frombuffer(reader.readframes(reader.getnframes()), dtype=np.int16)
+
+
+async def test_sigterm_mid_stream_then_resume_on_another_pod_records_each_frame_once(
+    tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
+) -> None:
+    prefix = f"rs-{uuid.uuid4().hex[:8]}."
+    env = distributed_env(
+        kafka_endpoint.bootstrap_servers, fresh_redis_db(redis_endpoint.url), tmp_path / "audio", prefix
+    )
+    source, frames = _frames(60.0)
+    async with cluster(env, tmp_path, ingests=2) as (first, second, *_), aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{first.url}/api/ws/audio?format=pcm&sample_rate={RATE}")
+        session_id = (await ws.receive_json())["session_id"]
+        assert first.process is not None
+        acked = await _stream_until_closed(ws, frames, lambda: first.process.send_signal(signal.SIGTERM))
+        end, wav = await _resume_and_finish(http, second.url, session_id, frames, acked=acked, extra=50)
+    recorded = _samples(wav)
+    assert len(recorded) == end * FRAME_BYTES // 2, (len(recorded), end)
+    assert np.array_equal(recorded, source[: end * FRAME_BYTES // 2])
+
+
+@contextlib.asynccontextmanager
+async def _two_apps(tmp_path: Path) -> AsyncIterator[tuple[TestServer, TestServer]]:
+    """Two processes' worth of voxbus over one in-process bus and store: an ingest-only app, then
+    a full one (which transcodes and writes for both)."""
+    settings = Settings(
+        audio_storage_path=tmp_path / "audio", audio_partitions=2, egress_partitions=4, events_partitions=2
+    )
+    async with InProcessBus() as bus, InProcessStore() as store:
+        servers = [
+            TestServer(
+                create_app(settings, services, bus=bus, store=store), host="127.0.0.1", port=free_port()
+            )
+            for services in ([load_service("ingest")], [load_service(name) for name in SERVICE_NAMES])
+        ]
+        for server in servers:
+            await server.start_server()
+        try:
+            yield servers[0], servers[1]
+        finally:
+            for server in servers:
+                await server.close()
+
+
+async def test_app_shutdown_mid_stream_answers_every_chunk_read_before_1012(tmp_path: Path) -> None:
+    source, frames = _frames(60.0)
+    async with _two_apps(tmp_path) as (first, second), aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(
+            f"http://127.0.0.1:{first.port}/api/ws/audio?format=pcm&sample_rate={RATE}"
+        )
+        session_id = (await ws.receive_json())["session_id"]
+        stopping: list[asyncio.Task[None]] = []
+        acked = await _stream_until_closed(
+            ws, frames, lambda: stopping.append(asyncio.create_task(first.close(), name="shutdown"))
+        )
+        await stopping[0]
+        end, wav = await _resume_and_finish(
+            http, f"http://127.0.0.1:{second.port}", session_id, frames, acked=acked, extra=50
+        )
+    assert np.array_equal(_samples(wav), source[: end * FRAME_BYTES // 2])
+
+
+async def test_a_client_gone_with_chunks_unanswered_resumes_from_what_was_recorded(
+    tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
+) -> None:
+    """Chunks read but not yet durable when the client left land in the recording: the resume
+    greeting counts them, so resending after its chunk_count duplicates nothing."""
+    prefix = f"rs-{uuid.uuid4().hex[:8]}."
+    env = distributed_env(
+        kafka_endpoint.bootstrap_servers, fresh_redis_db(redis_endpoint.url), tmp_path / "audio", prefix
+    )
+    source, frames = _frames(10.0)
+    async with cluster(env, tmp_path, ingests=1) as (ingest, *_), aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{ingest.url}/api/ws/audio?format=pcm&sample_rate={RATE}") as ws:
+            session_id = (await ws.receive_json())["session_id"]
+            for frame in frames[:ACKED_BEFORE_STOP]:
+                await ws.send_bytes(frame)
+        # gone without waiting for acks: the server read every frame before the close, and each
+        # of them is durable in the end
+        end, wav = await _resume_and_finish(
+            http, ingest.url, session_id, frames, acked=ACKED_BEFORE_STOP, extra=50
+        )
+    assert np.array_equal(_samples(wav), source[: end * FRAME_BYTES // 2])
