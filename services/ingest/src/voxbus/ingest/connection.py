@@ -249,8 +249,9 @@ class Connection:
     # -- wire ------------------------------------------------------------------------------
 
     async def send_json(self, body: Any) -> None:
+        """Strict JSON: a NaN or Infinity in `body` is a bug, not something to put on the wire."""
         if not self.ws.closed:
-            await self.ws.send_str(json.dumps(body))
+            await self.ws.send_str(json.dumps(body, allow_nan=False))
 
     async def send_text(self, text: str) -> None:
         if not self.ws.closed:
@@ -324,7 +325,8 @@ async def serve_socket(
         metrics.REFUSED.labels(adapter.protocol, refused.code).inc()
         await conn.refuse(refused)
     except Exception:  # API.md: 1011 internal error, after a JSON error message
-        log.exception("connection failed")
+        with session_context(conn.session_id or "-"):
+            log.exception("connection failed")
         metrics.REFUSED.labels(adapter.protocol, 1011).inc()
         await conn.refuse(SessionRefused({"error": "Internal error"}, 1011))
     finally:

@@ -1,11 +1,10 @@
 """`/ws/echo`: the delayed-echo protocol (seed 4): a config message first, PCM back after
 ECHO_DELAY_MS, ping → pong, and close 4001 "Invalid API key" when the key is wrong."""
 
-import json
-
 from voxbus.common.records import AudioFormat, EchoSettings
 from voxbus.ingest.connection import Connection
 from voxbus.ingest.protocols.echo import EchoAdapter
+from voxbus.ingest.protocols.text import InvalidJson, parse_json
 from voxbus.ingest.sessions import SessionSpec
 
 CONFIG = {
@@ -37,8 +36,8 @@ class DelayedEchoAdapter(EchoAdapter):
 
     async def on_text(self, conn: Connection, text: str) -> None:
         try:
-            message = json.loads(text)
-        except json.JSONDecodeError:
+            message = parse_json(text)
+        except InvalidJson:
             await conn.send_json({"type": "error", "message": "Invalid JSON format"})
             return
         if isinstance(message, dict) and message.get("type") == "ping":

@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -16,6 +15,7 @@ from voxbus.ingest import metrics
 from voxbus.ingest.connection import Connection, SessionRefused
 from voxbus.ingest.finishing import FinishTimeout
 from voxbus.ingest.protocols.base import Adapter
+from voxbus.ingest.protocols.text import InvalidJson, parse_json
 from voxbus.ingest.sessions import CODEC_OF_FORMAT, SessionSpec
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,8 @@ class SessionAdapter(Adapter):
 
     async def on_text(self, conn: Connection, text: str) -> None:
         try:
-            message = json.loads(text)
-        except json.JSONDecodeError:
+            message = parse_json(text)
+        except InvalidJson:
             await conn.send_json({"error": "Invalid JSON format"})
             return
         if (
