@@ -54,3 +54,33 @@ async def test_delayed_echo_answers_json_it_cannot_take_as_invalid_and_goes_on(t
             assert reply == {"type": "error", "message": "Invalid JSON format"}, text[:20]
         await ws.send_str('{"type": "ping"}')
         assert _strict(await ws.receive_str(timeout=10)) == {"type": "pong"}
+
+
+async def test_a_chunk_over_max_chunk_size_closes_1009_and_the_session_resumes(tmp_path: Path) -> None:
+    limit = 16384  # MAX_CHUNK_SIZE_MB=1/64, below MAX_MESSAGE_SIZE_BYTES
+    async with embedded(tmp_path, max_chunk_size_mb=1 / 64) as base, aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{base}/api/ws/audio?format=pcm&sample_rate=16000") as ws:
+            session_id = (await ws.receive_json())["session_id"]
+            await ws.send_bytes(bytes(limit))
+            assert (await ws.receive_json())["chunk_count"] == 1
+            await ws.send_str(json.dumps({"type": "note", "text": "x" * limit}))  # text: message limit
+            assert (await ws.receive_json())["error"] == "Unknown message type"
+            await ws.send_bytes(bytes(limit + 2))
+            assert await ws.receive_json() == {
+                "error": "Chunk too large",
+                "size": limit + 2,
+                "max_size": limit,
+            }
+            message = await ws.receive()
+            assert (message.type, ws.close_code, message.extra) == (
+                aiohttp.WSMsgType.CLOSE,
+                1009,
+                "Chunk too large",
+            )
+        async with http.ws_connect(f"{base}/api/ws/audio/{session_id}") as ws:
+            assert (await ws.receive_json())["chunk_count"] == 1
+            await ws.send_bytes(bytes(limit))
+            assert (await ws.receive_json())["chunk_count"] == 2
+            await ws.send_str(CLOSE)
+            closed = await ws.receive_json(timeout=30)
+        assert (closed["status"], closed["duration_seconds"]) == ("completed", 2 * limit / 2 / 16000)

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 RESUME_GRACE_SECONDS = 2.0
 _SLOT_FREED = "connection-released"
 RESTART = "restart"
+MIB = 1024 * 1024  # MAX_CHUNK_SIZE_MB counts these
 
 
 class SessionRefused(Exception):
@@ -345,7 +346,9 @@ async def _read_loop(conn: Connection, adapter: Adapter, idle_seconds: float) ->
     """Read until the client leaves or the server stops reading; a watchdog enforces the idle
     timeout and maximum duration (arming a timeout around every receive would cost more than the
     rest of a 20 ms frame)."""
-    ws, limit = conn.ws, conn.ctx.settings.max_message_size_bytes
+    ws, settings = conn.ws, conn.ctx.settings
+    limit = settings.max_message_size_bytes
+    chunk_limit = min(limit, int(settings.max_chunk_size_mb * MIB))
     last_message = [time.monotonic()]
     conn._reader = asyncio.current_task()
 
@@ -375,14 +378,16 @@ async def _read_loop(conn: Connection, adapter: Adapter, idle_seconds: float) ->
             if conn.stop_reason is not None:
                 break  # read after the server stopped reading: dropped, never answered
             last_message[0] = time.monotonic()
-            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                if len(message.data) > limit:
-                    await _too_big(conn, len(message.data), limit)
+            if message.type == WSMsgType.BINARY:
+                if len(message.data) > chunk_limit:
+                    await _too_big(conn, len(message.data), chunk_limit, chunk=chunk_limit < limit)
                     return
-                if message.type == WSMsgType.BINARY:
-                    await adapter.on_binary(conn, message.data)
-                else:
-                    await adapter.on_text(conn, message.data)
+                await adapter.on_binary(conn, message.data)
+            elif message.type == WSMsgType.TEXT:
+                if len(message.data) > limit:
+                    await _too_big(conn, len(message.data), limit, chunk=False)
+                    return
+                await adapter.on_text(conn, message.data)
             elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return
     finally:
@@ -393,6 +398,9 @@ async def _read_loop(conn: Connection, adapter: Adapter, idle_seconds: float) ->
         await conn.end_stopped()
 
 
-async def _too_big(conn: Connection, size: int, limit: int) -> None:
-    await conn.send_json({"error": "Message too large", "size": size, "max_size": limit})
-    await conn.close(1009, "Message too large")
+async def _too_big(conn: Connection, size: int, limit: int, *, chunk: bool) -> None:
+    """1009 after the JSON error, whichever limit it was: a chunk left out would be a gap in the
+    recording, and the session stays resumable for smaller chunks."""
+    error = "Chunk too large" if chunk else "Message too large"
+    await conn.send_json({"error": error, "size": size, "max_size": limit})
+    await conn.close(1009, error)
