@@ -84,3 +84,64 @@ async def test_a_chunk_over_max_chunk_size_closes_1009_and_the_session_resumes(t
             await ws.send_str(CLOSE)
             closed = await ws.receive_json(timeout=30)
         assert (closed["status"], closed["duration_seconds"]) == ("completed", 2 * limit / 2 / 16000)
+
+
+async def test_session_ids_in_any_letter_case_name_the_same_session(tmp_path: Path) -> None:
+    async with embedded(tmp_path) as base, aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{base}/api/ws/audio?format=pcm&sample_rate=16000") as ws:
+            session_id = (await ws.receive_json())["session_id"]
+            await ws.send_bytes(b"\x00\x01" * 160)
+            await ws.receive_json()
+        shouted = session_id.upper()
+        async with http.ws_connect(f"{base}/api/ws/audio/{shouted}") as ws:
+            assert await ws.receive_json() == {
+                "message": "Audio session resumed",
+                "session_id": session_id,
+                "chunk_count": 1,
+                "status": "active",
+            }
+        async with http.get(f"{base}/api/audio/sessions/{shouted}") as response:
+            assert (response.status, (await response.json())["session_id"]) == (200, session_id)
+        async with http.post(f"{base}/api/audio/sessions/{shouted}/close") as response:
+            assert (response.status, (await response.json())["final_info"]["status"]) == (200, "completed")
+        async with http.get(f"{base}/api/audio/sessions/{shouted}/audio") as response:
+            assert (response.status, len(await response.read())) == (200, 44 + 320)
+        async with http.get(f"{base}/api/audio/sessions/{session_id[:-1]}X") as response:
+            assert (response.status, await response.json()) == (
+                422,
+                {"error": "Invalid session id", "session_id": f"{session_id[:-1]}X"},
+            )
+
+
+async def _one_closed_session(http: aiohttp.ClientSession, base: str) -> str:
+    """A completed session of one 10 ms chunk (a 364-byte WAV)."""
+    async with http.ws_connect(f"{base}/api/ws/audio?format=pcm&sample_rate=16000") as ws:
+        session_id: str = (await ws.receive_json())["session_id"]
+        await ws.send_bytes(b"\x00\x01" * 160)
+        await ws.receive_json()
+        await ws.send_str(CLOSE)
+        await ws.receive_json(timeout=30)
+    return session_id
+
+
+async def test_an_empty_suffix_range_is_416(tmp_path: Path) -> None:
+    async with embedded(tmp_path) as base, aiohttp.ClientSession() as http:
+        audio = f"{base}/api/audio/sessions/{await _one_closed_session(http, base)}/audio"
+        for empty in ["bytes=-0", "bytes=-000"]:
+            async with http.get(audio, headers={"Range": empty}) as response:
+                assert (response.status, response.headers.get("Content-Range")) == (416, "bytes */364"), empty
+        async with http.get(audio, headers={"Range": "bytes=-4"}) as response:
+            assert (response.status, await response.read()) == (206, b"\x00\x01" * 2)
+
+
+async def test_a_list_cursor_must_be_a_finite_number(tmp_path: Path) -> None:
+    async with embedded(tmp_path) as base, aiohttp.ClientSession() as http:
+        session_id = await _one_closed_session(http, base)
+        for cursor in ["nan", "NaN", "inf", "-inf", "Infinity", "1e400"]:
+            async with http.get(f"{base}/api/audio/sessions?cursor={cursor}") as response:
+                assert (response.status, await response.json()) == (
+                    422,
+                    {"error": "Invalid limit or cursor"},
+                ), cursor
+        async with http.get(f"{base}/api/audio/sessions?cursor=1e12") as response:
+            assert [s["session_id"] for s in (await response.json())["sessions"]] == [session_id]

@@ -1,17 +1,19 @@
 """`/api/audio/sessions…`: list, info, close, and the WAV download (with HTTP Range)."""
 
-import uuid
+import math
+import re
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from voxbus.common.constants import Key, SessionField, SessionStatus
 from voxbus.ingest.auth import authorized
 from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.finishing import FinishTimeout, stop_detached, wait_finished
 from voxbus.ingest.protocols.session import CLOSE_REQUEST
-from voxbus.ingest.sessions import public_info
+from voxbus.ingest.sessions import canonical_session_id, public_info
 
 MAX_PAGE = 100
+_ZERO_SUFFIX = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.IGNORECASE)
 
 
 def _error(status: int, body: dict[str, object]) -> web.Response:
@@ -26,13 +28,10 @@ def _checked(request: web.Request) -> tuple[IngestContext, web.Response | None]:
 
 
 def _session_id(request: web.Request) -> tuple[str, web.Response | None]:
-    session_id = request.match_info["session_id"]
-    try:
-        valid = str(uuid.UUID(session_id)) == session_id
-    except ValueError:
-        valid = False
-    if not valid:
-        return session_id, _error(422, {"error": "Invalid session id", "session_id": session_id})
+    given = request.match_info["session_id"]
+    session_id = canonical_session_id(given)
+    if session_id is None:
+        return given, _error(422, {"error": "Invalid session id", "session_id": given})
     return session_id, None
 
 
@@ -45,6 +44,8 @@ async def list_sessions(request: web.Request) -> web.Response:
         limit = int(query.get("limit", "20"))
         cursor = float(query["cursor"]) if "cursor" in query else None
     except ValueError:
+        return _error(422, {"error": "Invalid limit or cursor"})
+    if cursor is not None and not math.isfinite(cursor):
         return _error(422, {"error": "Invalid limit or cursor"})
     if not 1 <= limit <= MAX_PAGE:
         return _error(422, {"error": "Invalid limit", "valid_range": [1, MAX_PAGE]})
@@ -107,6 +108,13 @@ async def download(request: web.Request) -> web.StreamResponse:
     path = ctx.settings.audio_storage_path / fields.get(SessionField.FILE_PATH, f"{session_id}.wav")
     if not path.is_file():
         return _error(404, {"error": "No audio recorded yet", "session_id": session_id})
+    if _ZERO_SUFFIX.fullmatch(request.headers.get(hdrs.RANGE, "")):
+        # "the last 0 bytes" selects nothing, so it is unsatisfiable (RFC 9110 14.1.1); aiohttp
+        # would serve the whole file as a 206
+        size = path.stat().st_size
+        response = _error(416, {"error": "Range not satisfiable", "session_id": session_id, "size": size})
+        response.headers[hdrs.CONTENT_RANGE] = f"bytes */{size}"
+        return response
     return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
 

@@ -2,6 +2,7 @@
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,3 +135,13 @@ def public_info(session_id: str, fields: dict[str, str]) -> dict[str, Any]:
         "close_reason": fields.get(SessionField.CLOSE_REASON),
         "error": fields.get(SessionField.ERROR),
     }
+
+
+def canonical_session_id(text: str) -> str | None:
+    """A session id as a client may spell it (any letter case) in its one stored form, lowercase
+    8-4-4-4-12; None when `text` is no such UUID."""
+    try:
+        canonical = str(uuid.UUID(text))
+    except ValueError:
+        return None
+    return canonical if canonical == text.lower() else None

@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +15,7 @@ from voxbus.ingest.connection import Connection, SessionRefused
 from voxbus.ingest.finishing import FinishTimeout
 from voxbus.ingest.protocols.base import Adapter
 from voxbus.ingest.protocols.text import InvalidJson, parse_json
-from voxbus.ingest.sessions import CODEC_OF_FORMAT, SessionSpec
+from voxbus.ingest.sessions import CODEC_OF_FORMAT, SessionSpec, canonical_session_id
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +36,15 @@ class SessionAdapter(Adapter):
         self._control: asyncio.Task[None] | None = None
 
     async def on_open(self, conn: Connection) -> bool:
-        session_id = self.request.match_info.get("session_id")
-        if session_id is None:
+        given = self.request.match_info.get("session_id")
+        if given is None:
             session_id = await conn.open(self._spec(conn))
             greeting = "Audio session created"
         else:
-            if not _is_uuid(session_id):
-                raise SessionRefused({"error": "Session not found", "session_id": session_id}, 1008)
+            resumed = canonical_session_id(given)
+            if resumed is None:
+                raise SessionRefused({"error": "Session not found", "session_id": given}, 1008)
+            session_id = resumed
             await conn.resume(session_id)
             greeting = "Audio session resumed"
         await conn.send_json(
@@ -190,10 +191,3 @@ def _int(value: str | None, default: int) -> int | None:
         return int(value)
     except ValueError:
         return None
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        return str(uuid.UUID(text)) == text
-    except ValueError:
-        return False
