@@ -92,3 +92,42 @@ async def test_a_backed_up_socket_does_not_hold_up_the_others() -> None:
     slow.close()
     await slow.drain()  # a closed queue has nothing left to wait for
     task.cancel()
+
+
+async def test_a_socket_gone_counts_the_chunks_in_flight_that_turn_out_durable() -> None:
+    """They are in the recording whether or not their acks reached the client; no ack is sent."""
+    writer, sent, counted = AckWriter(), list[bool](), list[int]()
+    queue = writer.queue(_Transport(), counted.append)
+    loop = asyncio.get_running_loop()
+    deliveries: list[asyncio.Future[Any]] = [loop.create_future() for _ in range(3)]
+
+    async def acknowledge(ok: bool) -> None:
+        sent.append(ok)
+
+    for number, delivery in enumerate(deliveries, 1):
+        await queue.add(delivery, 100 * number, acknowledge)
+    abandoned = asyncio.create_task(queue.abandon(timeout=60))
+    await _settle()
+    assert not abandoned.done()
+    deliveries[0].set_result(None)
+    deliveries[1].set_exception(RuntimeError("broker gone"))
+    deliveries[2].set_result(None)
+    async with asyncio.timeout(1):
+        assert await abandoned == 0
+    assert (counted, sent) == ([100, 300], [])
+
+
+async def test_chunks_unsettled_when_the_wait_ends_are_reported_not_counted() -> None:
+    writer, counted = AckWriter(), list[int]()
+    queue = writer.queue(_Transport(), counted.append)
+    loop = asyncio.get_running_loop()
+    settled, stuck = loop.create_future(), loop.create_future()
+    settled.set_result(None)
+
+    async def acknowledge(ok: bool) -> None:
+        return None
+
+    await queue.add(settled, 100, acknowledge)
+    await queue.add(stuck, 200, acknowledge)
+    assert await queue.abandon(timeout=0) == 1
+    assert counted == [100]
