@@ -7,7 +7,7 @@ from prometheus_client import REGISTRY
 
 from voxbus.common.bus.base import BusMessage
 from voxbus.common.bus.memory import InProcessBus
-from voxbus.common.constants import Header
+from voxbus.common.constants import Header, Key
 from voxbus.common.store.memory import InProcessStore
 from voxbus.ingest.egress import EgressRouter
 from voxbus.ingest.leases import LeaseKeeper
@@ -66,3 +66,47 @@ async def test_echoes_are_written_when_due_and_in_the_order_they_came() -> None:
     assert 0.29 < written[1][1] - now < 0.45  # held until due, not sent on arrival
     # lateness is measured for what had a due time (the prompt had none)
     assert (REGISTRY.get_sample_value(lateness) or 0.0) - measured_before == 4
+
+
+class _Socket:
+    """Attaches its bound method as the sink, as a connection does."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def deliver(self, audio: bytes) -> None:
+        self.received.append(audio)
+
+
+async def test_a_released_socket_leaves_no_route_and_a_resumed_one_keeps_its_own() -> None:
+    store = InProcessStore()
+    bus = InProcessBus()
+    await bus.create_topics({"egress": 2})
+    leases = LeaseKeeper(store, lease_ms=5000)
+    router = EgressRouter(bus, store, leases, topic="egress", partitions=2, pod="pod-a")
+    await router.start()
+    first, second, other = _Socket(), _Socket(), "0b7e3c52-7d0f-4a5e-9f3e-1c2d3e4f5a6b"
+    route = f"pod-a {router.partition}"
+    try:
+        batch = store.batch()
+        router.attach(batch, SID, first.deliver)
+        router.attach(batch, other, _Socket().deliver)
+        await batch.execute()
+        assert await store.get(Key.ROUTE + SID) == route
+
+        batch = store.batch()
+        router.detach(batch, SID, first.deliver)  # a fresh bound method, as `release` passes it
+        await batch.execute()
+        await leases.renew_all()
+        assert await store.get(Key.ROUTE + SID) is None  # released, and not renewed back
+        assert await store.get(Key.ROUTE + other) == route  # another session's route stays
+
+        # a resume on this pod attaches a new socket before the old one is released
+        batch = store.batch()
+        router.attach(batch, SID, second.deliver)
+        router.detach(batch, SID, first.deliver)
+        await batch.execute()
+        await leases.renew_all()
+        assert await store.get(Key.ROUTE + SID) == route
+    finally:
+        await router.stop()

@@ -1,7 +1,10 @@
 """The lease keeper renews what the pod holds in batches, and never re-creates what it let go."""
 
 import asyncio
+import logging
 import time
+
+import pytest
 
 from voxbus.common.store.memory import InProcessStore
 from voxbus.ingest.leases import LeaseKeeper
@@ -44,3 +47,45 @@ async def test_an_expired_slot_is_claimed_again_while_there_is_room() -> None:
     assert await store.claim_slot("slots", "theirs", limit=1, now_ms=now_ms, ttl_ms=60_000)
     await keeper.renew_all()  # no room now: lost, and logged
     assert await store.zscore("slots", "mine") is None
+
+
+async def test_a_route_another_pod_took_is_let_go_quietly_and_an_expired_one_is_claimed_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = InProcessStore()
+    keeper = LeaseKeeper(store, lease_ms=1000)
+    batch = store.batch()
+    keeper.hold_key(batch, "route:moved", "pod-a 1")
+    keeper.hold_key(batch, "route:expired", "pod-a 1")
+    await batch.execute()
+    await store.set("route:moved", "pod-b 2", ttl_ms=60_000)  # the session resumed on pod B
+    await store.delete("route:expired")  # as if the store had been away longer than the lease
+    with caplog.at_level(logging.INFO, logger="voxbus.ingest.leases"):
+        for _ in range(3):
+            await keeper.renew_all()
+    assert [r.levelno for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert await store.get("route:moved") == "pod-b 2"
+    ttl = await store.ttl_ms("route:moved")
+    assert ttl is not None and ttl > 1000  # B's TTL, not ours
+    assert await store.get("route:expired") == "pod-a 1"  # still ours: claimed again
+    moved = [r for r in caplog.records if getattr(r, "key", None) == "route:moved"]
+    assert len(moved) == 1  # said once, not at every renewal
+
+    # released by B later: A does not bring it back
+    await store.delete("route:moved")
+    await keeper.renew_all()
+    assert await store.get("route:moved") is None
+
+
+async def test_a_lost_exclusive_lease_is_an_error_once(caplog: pytest.LogCaptureFixture) -> None:
+    store = InProcessStore()
+    keeper = LeaseKeeper(store, lease_ms=1000)
+    assert await keeper.claim_key("egress-lease:0", "pod-a")
+    await store.set("egress-lease:0", "pod-b", ttl_ms=60_000)
+    with caplog.at_level(logging.INFO, logger="voxbus.ingest.leases"):
+        for _ in range(3):
+            await keeper.renew_all()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [getattr(r, "key", None) for r in errors] == ["egress-lease:0"]
+    await keeper.release_all()
+    assert await store.get("egress-lease:0") == "pod-b"

@@ -94,7 +94,9 @@ class EgressRouter:
             self._leases.hold_key(batch, Key.ROUTE + session_id, self._route())
 
     def detach(self, batch: StoreBatch, session_id: str, sink: Sink) -> None:
-        if self._sinks.get(session_id) is sink:
+        """Stop delivering to `sink` and drop the route, unless another socket took the session here."""
+        # `==`, not `is`: a sink is usually a bound method, and each `conn.method` is a new object
+        if self._sinks.get(session_id) == sink:
             del self._sinks[session_id]
             self._delivered_seq.pop(session_id, None)
             self._leases.drop_key(batch, Key.ROUTE + session_id)

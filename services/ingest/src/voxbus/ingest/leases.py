@@ -2,7 +2,12 @@
 
 If the pod dies the renewals stop and, `LEASE_SECONDS` later, what it held is free again.
 Sorted-set entries come in two kinds: slots (at most `limit` members, `claim_slot`) and deadlines
-(no limit; the score is when the member is due, pushed forward at each renewal).
+(no limit; the score is when the member is due, pushed forward at each renewal). Keys come in two
+kinds too: exclusive leases (`claim_key`: nobody else may hold them) and shared ones (`hold_key`: a
+session's route, which the next pod that serves the session overwrites).
+
+What expired before its renewal (the store was away) is claimed again; what someone else holds
+now is no longer renewed: a lease is lost at most once, and said so once.
 """
 
 import asyncio
@@ -23,6 +28,12 @@ class _Entry:
     extra_ms: int  # a deadline is due this long after the lease would end
 
 
+@dataclass(frozen=True, slots=True)
+class _HeldKey:
+    value: str
+    exclusive: bool  # losing it is an error; a shared key (a route) is taken over in normal work
+
+
 class LeaseKeeper:
     """Writes that need no answer are queued on a `StoreBatch` the caller sends with its own
     (one round trip for everything a socket opening or closing writes)."""
@@ -30,7 +41,7 @@ class LeaseKeeper:
     def __init__(self, store: StateStore, *, lease_ms: int) -> None:
         self._store, self._lease_ms = store, lease_ms
         self._entries: dict[tuple[str, str], _Entry] = {}
-        self._keys: dict[str, str] = {}
+        self._keys: dict[str, _HeldKey] = {}
 
     async def hold_slot(self, key: str, member: str, limit: int) -> bool:
         """Claim one of `limit` slots in `key`; renewed until dropped or let go."""
@@ -56,19 +67,19 @@ class LeaseKeeper:
     async def claim_key(self, key: str, value: str) -> bool:
         """Take `key` if nobody holds it (SET NX with the lease TTL); renewed until `drop_key`."""
         if await self._store.set(key, value, nx=True, ttl_ms=self._lease_ms):
-            self._keys[key] = value
+            self._keys[key] = _HeldKey(value, exclusive=True)
             return True
         return False
 
     def hold_key(self, batch: StoreBatch, key: str, value: str) -> None:
-        """Set `key` to `value` with the lease TTL; renewed until `drop_key`."""
-        self._keys[key] = value
+        """Set `key` to `value` with the lease TTL; renewed until `drop_key` or someone else sets it."""
+        self._keys[key] = _HeldKey(value, exclusive=False)
         batch.set(key, value, ttl_ms=self._lease_ms)
 
     def drop_key(self, batch: StoreBatch, key: str) -> None:
-        value = self._keys.pop(key, None)
-        if value is not None:
-            batch.delete_if_equal(key, value)
+        held = self._keys.pop(key, None)
+        if held is not None:
+            batch.delete_if_equal(key, held.value)
 
     async def renew_all(self) -> None:
         """Renew everything, a round trip per `_RENEWALS_PER_TRIP`: one batch of thousands
@@ -91,16 +102,33 @@ class LeaseKeeper:
             if entry.limit is None:  # a deadline someone removed: still ours, so due again
                 await self._store.zadd(key, {member: _now_ms() + self._lease_ms + entry.extra_ms})
             elif not await self._claim(key, member, entry.limit):
+                if self._entries.get((key, member)) == entry:
+                    del self._entries[(key, member)]  # others fill it now: renewing cannot help
                 log.error("a slot lease was lost before its renewal", extra={"key": key, "member": member})
 
-    async def _renew_keys(self, keys: list[tuple[str, str]]) -> None:
+    async def _renew_keys(self, keys: list[tuple[str, _HeldKey]]) -> None:
         batch = self._store.batch()
-        for key, value in keys:
-            batch.expire_if_equal(key, value, self._lease_ms)
+        for key, held in keys:
+            batch.expire_if_equal(key, held.value, self._lease_ms)
         renewed = await batch.execute()
-        for (key, _), ok in zip(keys, renewed, strict=True):
-            if not ok and key in self._keys:
-                log.error("a lease was lost before its renewal", extra={"key": key})
+        for (key, held), ok in zip(keys, renewed, strict=True):
+            if not ok and self._keys.get(key) == held:
+                await self._lost_key(key, held)
+
+    async def _lost_key(self, key: str, held: _HeldKey) -> None:
+        """A renewal found `key` gone or someone else's: claim it again if free, else let it go."""
+        if await self._store.set(key, held.value, nx=True, ttl_ms=self._lease_ms):
+            if self._keys.get(key) != held:  # dropped while we claimed it: not ours after all
+                await self._store.delete_if_equal(key, held.value)
+                return
+            log.warning("a lease expired before its renewal and was claimed again", extra={"key": key})
+            return
+        if self._keys.get(key) == held:
+            del self._keys[key]
+        if held.exclusive:
+            log.error("a lease was lost before its renewal", extra={"key": key})
+        else:  # the session moved: its new pod wrote the route
+            log.info("a route was taken over by another pod; no longer renewed", extra={"key": key})
 
     async def run(self) -> None:
         """Renew every third of the lease, until cancelled."""
