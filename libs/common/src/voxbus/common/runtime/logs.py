@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 _session_id: ContextVar[str | None] = ContextVar("voxbus_session_id", default=None)
 
@@ -17,6 +17,34 @@ _STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None
     "asctime",
     "taskName",
 }
+
+
+# aiokafka logs these at ERROR and retries: a consumer looks its group coordinator up before the
+# broker elected one (GroupCoordinatorNotAvailable), or asks a partition's offsets before its leader
+# is known (NotLeaderForPartition) -- every fresh topic and every fresh broker does both. Only a
+# retriable error (aiokafka's `retriable` flag) is demoted; the same message with a fatal one stays.
+_KAFKA_RETRIED: Final = frozenset(
+    {
+        ("aiokafka.consumer.group_coordinator", "Group Coordinator Request failed: %s"),
+        ("aiokafka.consumer.fetcher", "Failed fetch offsets from %s: %s"),
+        ("aiokafka.consumer.fetcher", "Failed fetch messages from %s: %s"),
+    }
+)
+
+
+class KafkaTransients(logging.Filter):
+    """Logs aiokafka's ERRORs about errors it retries (see `_KAFKA_RETRIED`) as WARNINGs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno == logging.ERROR
+            and (record.name, record.msg) in _KAFKA_RETRIED
+            and isinstance(record.args, tuple)
+            and record.args
+            and getattr(record.args[-1], "retriable", False) is True
+        ):
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,12 +68,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def json_handler(stream: TextIO) -> logging.Handler:
+    """A handler writing JSON lines to `stream`, with aiokafka's retried errors as warnings."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(KafkaTransients())
+    return handler
+
+
 def configure_logging(level: str) -> None:
     """Send every logger's records, as JSON lines, to stderr at `level`."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [json_handler(sys.stderr)]
     root.setLevel(level)
     # Python's warnings (numpy's RuntimeWarning, a DeprecationWarning) print plain text to stderr;
     # taken into logging, they become JSON lines on the `py.warnings` logger like everything else.
