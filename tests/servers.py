@@ -69,7 +69,7 @@ class Process:
         with (self.log_dir / f"{self.name}-{self.port}-{self.starts}.log").open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "voxbus.cli", "serve", self.name, "--port", str(self.port)],
-                env={**os.environ, **self.env, "POD_NAME": f"{self.name}-{self.port}"},
+                env={**os.environ, "POD_NAME": f"{self.name}-{self.port}", **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

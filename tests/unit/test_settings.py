@@ -1,5 +1,7 @@
 """Settings: seed variable names, `.env`, lists, and errors that name the variable."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,20 @@ def test_invalid_value_names_the_variable(
         load_settings()
     assert f"{variable}:" in str(raised.value)
     assert repr(value) in str(raised.value)
+
+
+def test_the_default_pod_name_is_unique_per_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOSTNAME", "node-7")
+    monkeypatch.delenv("POD_NAME", raising=False)
+    here = load_settings().pod_name
+    probe = "from voxbus.common.settings import load_settings; print(load_settings().pod_name)"
+    other = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
+    ).stdout.strip()
+    assert here.startswith("node-7-") and other.startswith("node-7-")  # two processes, one host
+    assert here != other
+    monkeypatch.setenv("POD_NAME", "")  # empty means unset
+    assert load_settings().pod_name == here
+    monkeypatch.setenv("POD_NAME", "ingest-0")  # given (Kubernetes: metadata.name): kept as given
+    assert load_settings().pod_name == "ingest-0"

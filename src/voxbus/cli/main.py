@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BusError, StoreError) as exc:
         log.error("cannot start: %s", exc)
         return 1
+    except SettingsError as exc:  # found only once running, e.g. a POD_NAME another process holds
+        log.error("cannot start: %s", exc)
+        return 2
     return 0
 
 

@@ -54,6 +54,7 @@ class Key:
     SESSIONS_BY_USER: Final = "voxbus:sessions:user:"
     ROUTE: Final = "voxbus:route:"
     EGRESS_LEASE: Final = "voxbus:egress-lease:"
+    POD: Final = "voxbus:pod:"  # + pod name: the live ingest process using that name
     CONCURRENCY_LEASE: Final = "voxbus:slot:"
     CALL: Final = "voxbus:call:"
     SESSION_CHANNEL: Final = "voxbus:session-events:"

@@ -27,6 +27,10 @@ def _sample_rate(value: int) -> int:
 SampleRate = Annotated[int, AfterValidator(_sample_rate)]
 
 
+def _default_pod_name() -> str:
+    return f"{os.environ.get('HOSTNAME') or socket.gethostname()}-{os.getpid()}"
+
+
 class Settings(BaseSettings):
     """Every knob of voxbus. Field name upper-cased = environment variable."""
 
@@ -68,7 +72,9 @@ class Settings(BaseSettings):
     events_partitions: int = Field(default=12, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
     kafka_linger_ms: int = Field(default=2, ge=0, le=1000)
-    pod_name: str = Field(default_factory=lambda: os.environ.get("HOSTNAME") or socket.gethostname())
+    # unique per process by default (two processes on one host share $HOSTNAME); one given
+    # explicitly is kept as given, and an ingest refuses to start while a live process holds it
+    pod_name: str = Field(default_factory=_default_pod_name)
     shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
     # slots, routes and egress leases of a pod that died are free again this long after
     lease_seconds: float = Field(default=15.0, ge=1)
@@ -97,6 +103,13 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("pod_name", mode="before")
+    @classmethod
+    def _empty_pod_name_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return _default_pod_name()
         return value
 
     def topic(self, topic: Topic) -> str:

@@ -15,6 +15,7 @@ from voxbus.ingest.connection import serve_socket
 from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.egress import EgressRouter
 from voxbus.ingest.leases import LeaseKeeper
+from voxbus.ingest.pods import claim_pod_name
 from voxbus.ingest.protocols import ROUTES
 from voxbus.ingest.sessions import SessionRegistry
 
@@ -25,6 +26,7 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     settings, bus, store = app[SETTINGS], app[BUS], app[STORE]
     lease_ms = int(settings.lease_seconds * 1000)
     leases = LeaseKeeper(store, lease_ms=lease_ms)
+    await claim_pod_name(store, leases, settings.pod_name, lease_ms=lease_ms)
     router = EgressRouter(
         bus,
         store,
