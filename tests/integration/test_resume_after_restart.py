@@ -135,15 +135,25 @@ async def test_sigterm_mid_stream_then_resume_on_another_pod_records_each_frame_
 async def _two_apps(tmp_path: Path) -> AsyncIterator[tuple[TestServer, TestServer]]:
     """Two processes' worth of voxbus over one in-process bus and store: an ingest-only app, then
     a full one (which transcodes and writes for both)."""
-    settings = Settings(
-        audio_storage_path=tmp_path / "audio", audio_partitions=2, egress_partitions=4, events_partitions=2
-    )
+
+    def settings(pod: str) -> Settings:  # two pods: each its own name, as two processes would have
+        return Settings(
+            audio_storage_path=tmp_path / "audio",
+            audio_partitions=2,
+            egress_partitions=4,
+            events_partitions=2,
+            pod_name=pod,
+        )
+
     async with InProcessBus() as bus, InProcessStore() as store:
         servers = [
             TestServer(
-                create_app(settings, services, bus=bus, store=store), host="127.0.0.1", port=free_port()
+                create_app(settings(pod), services, bus=bus, store=store), host="127.0.0.1", port=free_port()
             )
-            for services in ([load_service("ingest")], [load_service(name) for name in SERVICE_NAMES])
+            for pod, services in (
+                ("pod-a", [load_service("ingest")]),
+                ("pod-b", [load_service(name) for name in SERVICE_NAMES]),
+            )
         ]
         for server in servers:
             await server.start_server()
