@@ -215,3 +215,47 @@ async def test_a_tail_reads_every_large_record_sent_after_it_started(bus: Bus, u
         assert [r.value[0] for r in records] == list(range(6))
         if isinstance(bus, InProcessBus):  # read by its only tail: let go
             assert bus.retained_bytes() < 512 * 1024
+
+
+async def test_position_and_high_watermark_tell_a_members_lag(bus: Bus, unique: str) -> None:
+    topic, group = f"lag-{unique}", f"g-{unique}"
+    await bus.create_topics({topic: 2})
+    tp, other = TopicPartition(topic, 0), TopicPartition(f"elsewhere-{unique}", 0)
+    for n in range(3):
+        await bus.send_and_wait(topic, message("s", f"{n}".encode()), partition=0)
+
+    member = bus.group_consumer([topic], group_id=group)
+    assert not member.joined()
+    async with member:
+        first = await consume(member, 1)
+        assert member.joined()
+        assert member.assignment() == {tp, TopicPartition(topic, 1)}
+        assert member.position(tp) == first[-1].offset + 1 == 1
+        for n in range(3, 5):
+            await bus.send_and_wait(topic, message("s", f"{n}".encode()), partition=0)
+        rest = await consume(member, 4)
+        assert [int(r.value) for r in first + rest] == list(range(5))
+        assert member.position(tp) == 5
+        # Kafka learns the high watermark from its fetches: it catches up within a fetch or two
+        async with asyncio.timeout(10):
+            while member.high_watermark(tp) != 5:
+                await member.getmany(timeout_ms=100)
+        assert member.high_watermark(tp) - member.position(tp) == 0  # type: ignore[operator]
+        assert member.position(other) is None
+        assert member.high_watermark(other) is None
+    assert not member.joined()
+    assert member.position(tp) is None
+
+
+async def test_a_member_of_a_group_larger_than_its_topic_joins_without_partitions(
+    bus: Bus, unique: str
+) -> None:
+    topic, group = f"standby-{unique}", f"g-{unique}"
+    await bus.create_topics({topic: 1})
+    async with bus.group_consumer([topic], group_id=group) as first:
+        await wait_for_assignment(first, 1)
+        async with bus.group_consumer([topic], group_id=group) as second:
+            async with asyncio.timeout(30):
+                while not (first.joined() and second.joined()):
+                    await asyncio.gather(first.getmany(timeout_ms=100), second.getmany(timeout_ms=100))
+            assert len(first.assignment()) + len(second.assignment()) == 1

@@ -106,6 +106,24 @@ class Consumer(ABC):
     def assignment(self) -> frozenset[TopicPartition]:
         """Partitions this consumer currently reads."""
 
+    @abstractmethod
+    def joined(self) -> bool:
+        """Whether the consumer holds its group's current assignment and can read it: joined, and a
+        position known for every assigned partition. The assignment may be empty (a group with
+        more members than partitions). A partition tail has joined once started."""
+
+    @abstractmethod
+    def position(self, tp: TopicPartition) -> int | None:
+        """The offset of the next record `getmany` returns from `tp`; None while unknown or unassigned."""
+
+    @abstractmethod
+    def high_watermark(self, tp: TopicPartition) -> int | None:
+        """The offset the next record produced to `tp` will get, as last known (Kafka learns it from
+        its fetches, so it may trail slightly); None while unknown or unassigned.
+
+        `high_watermark - position` is the consumer's lag on `tp`, in records.
+        """
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self

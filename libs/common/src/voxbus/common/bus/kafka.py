@@ -160,14 +160,22 @@ class KafkaBus(Bus):
 
 
 class _ListenerAdapter(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, listener: RebalanceListener) -> None:
+    """Tells the group consumer when it joined (aiokafka calls `on_partitions_assigned` after
+    every join, with an empty set too) and forwards both calls to the service's listener."""
+
+    def __init__(self, consumer: "_KafkaGroupConsumer", listener: RebalanceListener | None) -> None:
+        self._consumer = consumer
         self._listener = listener
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._listener.on_partitions_revoked(_ours(revoked))
+        self._consumer.in_group = False
+        if self._listener is not None:
+            await self._listener.on_partitions_revoked(_ours(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self._listener.on_partitions_assigned(_ours(assigned))
+        if self._listener is not None:
+            await self._listener.on_partitions_assigned(_ours(assigned))
+        self._consumer.in_group = True
 
 
 class _KafkaConsumer(Consumer):
@@ -175,12 +183,33 @@ class _KafkaConsumer(Consumer):
 
     def __init__(self, consumer: AIOKafkaConsumer) -> None:
         self._consumer = consumer
+        self._running = False
 
     async def stop(self) -> None:
+        self._running = False
         await self._consumer.stop()
 
     def assignment(self) -> frozenset[TopicPartition]:
         return _ours(self._consumer.assignment())
+
+    def position(self, tp: TopicPartition) -> int | None:
+        state = self._state(tp)
+        return int(state.position) if state is not None and state.has_valid_position else None
+
+    def high_watermark(self, tp: TopicPartition) -> int | None:
+        state = self._state(tp)
+        return int(state.highwater) if state is not None and state.highwater is not None else None
+
+    def _state(self, tp: TopicPartition) -> Any:
+        """aiokafka's state of an assigned partition, or None. Its public `highwater()` reads this
+        same state; `position()` is only async because it may wait for a reset, and a metric
+        must not wait."""
+        subscription = self._consumer._subscription.subscription
+        assignment = subscription.assignment if subscription is not None else None
+        kafka_tp = KafkaTP(tp.topic, tp.partition)
+        if not self._running or assignment is None or kafka_tp not in assignment.tps:
+            return None
+        return assignment.state_value(kafka_tp)
 
     async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 500) -> list[ConsumedRecord]:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
@@ -221,14 +250,22 @@ class _KafkaGroupConsumer(_KafkaConsumer):
         )
         self._topics = topics
         self._listener = listener
+        self.in_group = False  # set by the listener adapter on every join, cleared on revocation
 
     async def start(self) -> None:
         try:
             await self._consumer.start()
         except KafkaError as exc:
             raise BusError(f"cannot start consumer: {exc!r}") from exc
-        listener = _ListenerAdapter(self._listener) if self._listener is not None else None
-        self._consumer.subscribe(topics=self._topics, listener=listener)
+        self._consumer.subscribe(topics=self._topics, listener=_ListenerAdapter(self, self._listener))
+        self._running = True
+
+    async def stop(self) -> None:
+        self.in_group = False
+        await super().stop()
+
+    def joined(self) -> bool:
+        return self.in_group and all(self.position(tp) is not None for tp in self.assignment())
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         try:
@@ -262,12 +299,16 @@ class _KafkaTailConsumer(_KafkaConsumer):
         self._consumer.assign([self._tp])
         await self._consumer.seek_to_end(self._tp)
         await self._consumer.position(self._tp)  # resolve "end" now, not at the first fetch
+        self._running = True
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         raise BusError("a partition tail has no group to commit to")
 
     async def committed(self, tp: TopicPartition) -> int | None:
         return None
+
+    def joined(self) -> bool:
+        return self.position(TopicPartition(self._tp.topic, self._tp.partition)) is not None
 
 
 def _ours(partitions: Any) -> frozenset[TopicPartition]:

@@ -287,6 +287,20 @@ class _GroupConsumer(Consumer):
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._positions)
 
+    def joined(self) -> bool:
+        group = self._group
+        return (
+            group is not None
+            and self._generation == group.generation
+            and group.targets.get(self, frozenset()) <= self._positions.keys()
+        )
+
+    def position(self, tp: TopicPartition) -> int | None:
+        return self._positions.get(tp)
+
+    def high_watermark(self, tp: TopicPartition) -> int | None:
+        return self._bus._log(tp).end if tp in self._positions else None
+
     async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 500) -> list[ConsumedRecord]:
         group = self._require_group()
         deadline = time.monotonic() + timeout_ms / 1000
@@ -376,6 +390,15 @@ class _TailConsumer(Consumer):
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset({self._tp}) if self._position is not None else frozenset()
+
+    def joined(self) -> bool:
+        return self._position is not None
+
+    def position(self, tp: TopicPartition) -> int | None:
+        return self._position if tp == self._tp else None
+
+    def high_watermark(self, tp: TopicPartition) -> int | None:
+        return self._bus._log(tp).end if tp == self._tp and self._position is not None else None
 
     async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 500) -> list[ConsumedRecord]:
         if self._position is None:
