@@ -3,12 +3,19 @@
 The handler makes a batch's effects durable and returns the offsets that are now safe to commit;
 the loop commits them. A commit refused after a rebalance is harmless: the partition's new owner
 resumes from the last commit and the handlers deduplicate replays (by session seq).
+
+A loop that crashes gives its partitions up (the handler is told they are revoked); the runtime
+starts a new loop, which resumes from the last commit. `ready` is the service's `/ready` check:
+ready means consuming.
 """
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
 
 from voxbus.common.bus.base import Bus, CommitFailed, ConsumedRecord, Consumer, TopicPartition
 
@@ -25,6 +32,43 @@ class BatchHandler(Protocol):
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None: ...
 
 
+class ConsumerLag(Collector):
+    """The gauge `{name}{topic,partition}`: high watermark - position of every partition the
+    service's live consumers read, computed when scraped (so it is current even while a consumer
+    is busy, and costs the loop nothing)."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._consumers: list[Consumer] = []
+        REGISTRY.register(self)
+
+    def track(self, consumer: Consumer) -> None:
+        self._consumers.append(consumer)
+
+    def forget(self, consumer: Consumer) -> None:
+        self._consumers = [c for c in self._consumers if c is not consumer]
+
+    def lags(self) -> dict[TopicPartition, int]:
+        """Lag per partition (summed over consumers; only tests run several apps per process)."""
+        lags: dict[TopicPartition, int] = {}
+        for consumer in self._consumers:
+            for tp in consumer.assignment():
+                high, position = consumer.high_watermark(tp), consumer.position(tp)
+                if high is not None and position is not None:
+                    lags[tp] = lags.get(tp, 0) + max(0, high - position)
+        return lags
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self._name, self._documentation, labels=("topic", "partition"))
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._name, self._documentation, labels=("topic", "partition"))
+        for tp, lag in sorted(self.lags().items()):
+            family.add_metric((tp.topic, str(tp.partition)), lag)
+        yield family
+
+
 class ConsumerLoop:
     def __init__(
         self,
@@ -35,15 +79,21 @@ class ConsumerLoop:
         handler: BatchHandler,
         max_records: int = 500,
         commit_when_idle: bool = False,
+        lag: ConsumerLag | None = None,
+        on_progress: Callable[[], None] | None = None,
     ) -> None:
         """`commit_when_idle`: also ask the handler (`handle([])`) when nothing arrived, for a
-        handler whose effects become durable later than its batches (the echo service's)."""
+        handler whose effects become durable later than its batches (the echo service's).
+        `lag`: where this loop's consumer lag is reported. `on_progress`: called after every
+        non-empty batch the handler completed (the runtime's restart bookkeeping)."""
         self._bus = bus
         self._topics = topics
         self._group_id = group_id
         self._handler = handler
         self._max_records = max_records
         self._commit_when_idle = commit_when_idle
+        self._lag = lag
+        self._on_progress = on_progress
         self._committed: dict[TopicPartition, int] = {}
         self._consumer: Consumer | None = None
 
@@ -51,20 +101,46 @@ class ConsumerLoop:
         """The partitions this loop reads now (empty before it joined its group)."""
         return self._consumer.assignment() if self._consumer is not None else frozenset()
 
+    async def ready(self) -> None:
+        """A `/ready` check: pass once the loop's consumer joined its group and can read its
+        partitions (a member left without partitions, in a group with more members than
+        partitions, is ready: it is a standby); raise with the reason otherwise."""
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError(f"not consuming: no member of group {self._group_id!r} is running")
+        if not consumer.joined():
+            raise RuntimeError(f"not consuming yet: joining group {self._group_id!r}")
+
     async def run(self, *, until_idle: float | None = None) -> None:
         """Consume until cancelled, or (tests, benchmarks) until nothing arrives for `until_idle` s."""
         consumer = self._bus.group_consumer(self._topics, group_id=self._group_id, listener=self._handler)
-        self._consumer = consumer
         async with consumer:
-            idle_since = time.monotonic()
-            while until_idle is None or time.monotonic() - idle_since < until_idle:
-                records = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
-                if records:
-                    idle_since = time.monotonic()
-                elif not self._commit_when_idle:
-                    continue
-                offsets = await self._handler.handle(records)
-                await self._commit(consumer, offsets)
+            self._consumer = consumer
+            if self._lag is not None:
+                self._lag.track(consumer)
+            try:
+                await self._consume(consumer, until_idle)
+            except Exception:
+                # the next loop resumes from the last commit: the handler must let go of what it holds
+                await self._handler.on_partitions_revoked(consumer.assignment())
+                raise
+            finally:
+                self._consumer = None
+                if self._lag is not None:
+                    self._lag.forget(consumer)
+
+    async def _consume(self, consumer: Consumer, until_idle: float | None) -> None:
+        idle_since = time.monotonic()
+        while until_idle is None or time.monotonic() - idle_since < until_idle:
+            records = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
+            if records:
+                idle_since = time.monotonic()
+            elif not self._commit_when_idle:
+                continue
+            offsets = await self._handler.handle(records)
+            await self._commit(consumer, offsets)
+            if records and self._on_progress is not None:
+                self._on_progress()
 
     async def _commit(self, consumer: Consumer, offsets: Mapping[TopicPartition, int]) -> None:
         changed = {tp: offset for tp, offset in offsets.items() if self._committed.get(tp) != offset}

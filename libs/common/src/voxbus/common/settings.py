@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=15.0, ge=1)
     close_timeout_seconds: float = Field(default=30.0, gt=0)  # close_session waits this long for the file
 
+    # Background work (consumers): a crash restarts it after a backoff doubling from
+    # WORKER_RESTART_BACKOFF_SECONDS up to WORKER_RESTART_BACKOFF_MAX_SECONDS; after
+    # WORKER_MAX_FAILURES crashes in a row without progress /health fails (503)
+    worker_restart_backoff_seconds: float = Field(default=0.5, gt=0)
+    worker_restart_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    worker_max_failures: int = Field(default=5, ge=1)
+    # the writer keeps at most this many sessions' files open (each holds <= 2 files between
+    # batches); unset: a quarter of the process's open-file limit (RLIMIT_NOFILE)
+    writer_max_open_recordings: int | None = Field(default=None, ge=1)
+
     # Wyoming over TCP
     wyoming_port: int = Field(default=10700, ge=0, le=65535)
 

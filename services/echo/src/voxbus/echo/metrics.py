@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from voxbus.common.consumer import ConsumerLag
+
 FRAMES = Counter("voxbus_echo_frames_total", "Audio chunks sent back through voxbus.egress")
 DELAY_ERROR = Histogram(
     "voxbus_echo_delay_error_seconds",
@@ -14,4 +16,8 @@ DROPPED = Counter(
     "voxbus_echo_dropped_frames_total",
     "Chunks not echoed: overflow (pending cap), gone (session ended), no_route (no socket), failed",
     ["reason"],
+)
+CONSUMER_LAG = ConsumerLag(
+    "voxbus_echo_consumer_lag_records",
+    "Records on voxbus.audio.raw not consumed yet by this process: high watermark - position, per partition",
 )

@@ -7,14 +7,15 @@ from aiohttp import web
 
 from voxbus.common.constants import Topic
 from voxbus.common.consumer import ConsumerLoop
-from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, background
+from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, Work, background
+from voxbus.echo import metrics
 from voxbus.echo.worker import EchoHandler
 
 GROUP_ID = "voxbus-echo"
 HANDLER = web.AppKey("echo_handler", EchoHandler)
 
 
-async def _consume(app: web.Application) -> None:
+async def _consume(app: web.Application, work: Work) -> None:
     settings = app[SETTINGS]
     loop = ConsumerLoop(
         app[BUS],
@@ -22,11 +23,14 @@ async def _consume(app: web.Application) -> None:
         group_id=GROUP_ID,
         handler=app[HANDLER],
         commit_when_idle=True,
+        lag=metrics.CONSUMER_LAG,
+        on_progress=work.progressed,
     )
+    app[READINESS].add("echo-consuming", loop.ready)
     await loop.run()
 
 
-async def _send(app: web.Application) -> None:
+async def _send(app: web.Application, work: Work) -> None:
     await app[HANDLER].run_sender()
 
 

@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from voxbus.common.consumer import ConsumerLag
+
 CHUNKS = Counter("voxbus_transcoder_chunks_total", "Audio chunks transcoded", ["codec"])
 BYTES_OUT = Counter("voxbus_transcoder_pcm_bytes_total", "PCM bytes produced")
 ERRORS = Counter("voxbus_transcoder_session_errors_total", "Sessions failed on undecodable input", ["codec"])
@@ -13,4 +15,8 @@ BATCH_SECONDS = Histogram(
     "voxbus_transcoder_batch_seconds",
     "Time to transcode a batch and make its output durable",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+CONSUMER_LAG = ConsumerLag(
+    "voxbus_transcoder_consumer_lag_records",
+    "Records on voxbus.audio.raw not consumed yet by this process: high watermark - position, per partition",
 )

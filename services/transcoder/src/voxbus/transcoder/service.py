@@ -4,13 +4,14 @@ from aiohttp import web
 
 from voxbus.common.constants import Topic
 from voxbus.common.consumer import ConsumerLoop
-from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, background
+from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, Work, background
+from voxbus.transcoder import metrics
 from voxbus.transcoder.worker import TranscodeHandler
 
 GROUP_ID = "voxbus-transcoder"
 
 
-def consumer_loop(app: web.Application) -> ConsumerLoop:
+def consumer_loop(app: web.Application, work: Work) -> ConsumerLoop:
     settings = app[SETTINGS]
     handler = TranscodeHandler(
         app[BUS],
@@ -18,11 +19,20 @@ def consumer_loop(app: web.Application) -> ConsumerLoop:
         pcm_topic=settings.topic(Topic.AUDIO_PCM),
         max_session_hours=settings.max_session_duration_hours,
     )
-    return ConsumerLoop(app[BUS], [settings.topic(Topic.AUDIO_RAW)], group_id=GROUP_ID, handler=handler)
+    return ConsumerLoop(
+        app[BUS],
+        [settings.topic(Topic.AUDIO_RAW)],
+        group_id=GROUP_ID,
+        handler=handler,
+        lag=metrics.CONSUMER_LAG,
+        on_progress=work.progressed,
+    )
 
 
-async def _run(app: web.Application) -> None:
-    await consumer_loop(app).run()
+async def _run(app: web.Application, work: Work) -> None:
+    loop = consumer_loop(app, work)
+    app[READINESS].add("transcoder-consuming", loop.ready)
+    await loop.run()
 
 
 def setup(app: web.Application) -> None:

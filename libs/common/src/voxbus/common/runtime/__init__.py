@@ -2,6 +2,7 @@
 
 from voxbus.common.runtime.app import (
     BUS,
+    LIVENESS,
     READINESS,
     SETTINGS,
     STORE,
@@ -14,14 +15,17 @@ from voxbus.common.runtime.app import (
 from voxbus.common.runtime.logs import configure_logging, session_context
 from voxbus.common.runtime.readiness import Readiness
 from voxbus.common.runtime.serve import serve
+from voxbus.common.runtime.supervise import Work
 
 __all__ = [
     "BUS",
+    "LIVENESS",
     "READINESS",
     "SETTINGS",
     "STORE",
     "Readiness",
     "ServiceSpec",
+    "Work",
     "background",
     "configure_logging",
     "create_app",

@@ -19,7 +19,9 @@ from voxbus.common import __version__
 from voxbus.common.backends import make_bus, make_store
 from voxbus.common.bus.base import Bus
 from voxbus.common.runtime.bad_requests import quiet_malformed_requests
+from voxbus.common.runtime.loop_lag import monitor_loop_lag
 from voxbus.common.runtime.readiness import Readiness
+from voxbus.common.runtime.supervise import Liveness, RestartPolicy, Work, describe, restarting
 from voxbus.common.settings import Settings
 from voxbus.common.store.base import StateStore
 
@@ -29,6 +31,7 @@ SETTINGS = web.AppKey("settings", Settings)
 BUS = web.AppKey("bus", Bus)
 STORE = web.AppKey("store", StateStore)
 READINESS = web.AppKey("readiness", Readiness)
+LIVENESS = web.AppKey("liveness", Liveness)
 SERVICES: web.AppKey[tuple[str, ...]] = web.AppKey("services")
 
 _BUILD_INFO = Info("voxbus_build", "voxbus version and the services this process runs")
@@ -56,7 +59,11 @@ def create_app(
     app[SETTINGS] = settings
     app[SERVICES] = tuple(service.name for service in services)
     app[READINESS] = Readiness()
+    app[LIVENESS] = Liveness()
     app.cleanup_ctx.append(_backends(bus, store))
+    app.cleanup_ctx.append(
+        background("event-loop-monitor", lambda app, work: monitor_loop_lag(), ready=False)
+    )
     app.router.add_get("/", _info)
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
@@ -111,6 +118,12 @@ async def _info(request: web.Request) -> web.Response:
 
 
 async def _health(request: web.Request) -> web.Response:
+    """200 while the process can do its work; 503 with the reasons once some of it stopped for good."""
+    failed = request.app[LIVENESS].failures()
+    if failed:
+        return web.json_response(
+            {"status": "unhealthy", "service": "voxbus", "version": __version__, "failed": failed}, status=503
+        )
     return web.json_response({"status": "healthy", "service": "voxbus", "version": __version__})
 
 
@@ -126,9 +139,20 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def restart_policy(settings: Settings) -> RestartPolicy:
+    return RestartPolicy(
+        backoff_seconds=settings.worker_restart_backoff_seconds,
+        backoff_max_seconds=settings.worker_restart_backoff_max_seconds,
+        max_failures=settings.worker_max_failures,
+    )
+
+
 def supervised(app: web.Application, name: str, coro: Coroutine[Any, Any, None]) -> "asyncio.Task[None]":
-    """Run `coro` as a named task whose death `/ready` reports and the log shows."""
+    """Run `coro` as a named task that cannot be restarted: once it dies, `/ready` and `/health`
+    fail with the reason, and the log shows it."""
     task = asyncio.create_task(coro, name=name)
+    work = Work(name, restart_policy(app[SETTINGS]), restartable=False)
+    app[LIVENESS].add(work)
 
     async def alive() -> None:
         if task.done():
@@ -136,8 +160,16 @@ def supervised(app: web.Application, name: str, coro: Coroutine[Any, Any, None])
                 f"{name} stopped: {task.exception() if not task.cancelled() else 'cancelled'!r}"
             )
 
+    def died(task: "asyncio.Task[None]") -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        work.crashed(describe(exc) if exc is not None else "returned")
+        if exc is not None:
+            log.error("background task %s crashed", task.get_name(), exc_info=exc)
+
     app[READINESS].add(name, alive)
-    task.add_done_callback(_log_crash)
+    task.add_done_callback(died)
     return task
 
 
@@ -151,20 +183,32 @@ async def stop_tasks(tasks: Sequence["asyncio.Task[Any]"], *, timeout: float = 1
 
 
 def background(
-    name: str, run: Callable[[web.Application], Coroutine[Any, Any, None]], *, stop_timeout: float = 10.0
+    name: str,
+    run: Callable[[web.Application, Work], Coroutine[Any, Any, None]],
+    *,
+    stop_timeout: float = 10.0,
+    ready: bool = True,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A `cleanup_ctx` entry that runs `run(app)` as a supervised task for the app's lifetime."""
+    """A `cleanup_ctx` entry that runs `run(app, work)` for the app's lifetime, restarting it with
+    backoff after a crash (`run` calls `work.progressed()` whenever it did useful work). With
+    `ready`, `/ready` fails while it waits to restart."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        task = supervised(app, name, run(app))
+        work = Work(name, restart_policy(app[SETTINGS]))
+        app[LIVENESS].add(work)
+        task = asyncio.create_task(restarting(work, lambda work: run(app, work)), name=name)
+
+        async def alive() -> None:
+            if task.done():
+                raise RuntimeError(f"{name} stopped")
+            if not work.running:
+                raise RuntimeError(f"{name} is waiting to restart after: {work.last_error}")
+
+        if ready:
+            app[READINESS].add(name, alive)
         try:
             yield
         finally:
             await stop_tasks([task], timeout=stop_timeout)
 
     return context
-
-
-def _log_crash(task: "asyncio.Task[None]") -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s crashed", task.get_name(), exc_info=task.exception())
