@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from voxbus.common.consumer import ConsumerLag
+
 BYTES = Counter("voxbus_writer_pcm_bytes_total", "PCM bytes written to session files")
 DUPLICATES = Counter("voxbus_writer_replayed_chunks_total", "Replayed chunks skipped (already written)")
 FINALIZED = Counter(
@@ -10,8 +12,16 @@ FINALIZED = Counter(
 GAPS = Counter("voxbus_writer_gaps_total", "PCM chunks that started past the end of the file")
 BAD_CHUNKS = Counter("voxbus_writer_bad_chunks_total", "PCM chunks without a position, skipped")
 OPEN = Gauge("voxbus_writer_open_sessions", "Session files open in this process")
+EVICTED = Counter(
+    "voxbus_writer_least_recent_closed_total",
+    "Recordings closed to stay within WRITER_MAX_OPEN_RECORDINGS (resumed if more audio comes)",
+)
 FLUSH_SECONDS = Histogram(
     "voxbus_writer_flush_seconds",
     "Time to flush and fsync a batch's files",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+CONSUMER_LAG = ConsumerLag(
+    "voxbus_writer_consumer_lag_records",
+    "Records on voxbus.audio.pcm not consumed yet by this process: high watermark - position, per partition",
 )

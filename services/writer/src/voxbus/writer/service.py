@@ -4,8 +4,9 @@ from aiohttp import web
 
 from voxbus.common.constants import Topic
 from voxbus.common.consumer import ConsumerLoop
-from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, background
-from voxbus.writer.worker import WriteHandler
+from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, Work, background
+from voxbus.writer import metrics
+from voxbus.writer.worker import WriteHandler, default_max_open
 
 GROUP_ID = "voxbus-writer"
 
@@ -19,14 +20,23 @@ def write_handler(app: web.Application) -> WriteHandler:
         segment_seconds=settings.segment_seconds,
         events_topic=settings.topic(Topic.EVENTS),
         pod=settings.pod_name,
+        max_open=settings.writer_max_open_recordings or default_max_open(),
     )
 
 
-async def _run(app: web.Application) -> None:
+async def _run(app: web.Application, work: Work) -> None:
     settings = app[SETTINGS]
     settings.audio_storage_path.mkdir(parents=True, exist_ok=True)
     handler = write_handler(app)
-    loop = ConsumerLoop(app[BUS], [settings.topic(Topic.AUDIO_PCM)], group_id=GROUP_ID, handler=handler)
+    loop = ConsumerLoop(
+        app[BUS],
+        [settings.topic(Topic.AUDIO_PCM)],
+        group_id=GROUP_ID,
+        handler=handler,
+        lag=metrics.CONSUMER_LAG,
+        on_progress=work.progressed,
+    )
+    app[READINESS].add("writer-consuming", loop.ready)
     try:
         await loop.run()
     finally:

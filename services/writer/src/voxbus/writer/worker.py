@@ -7,12 +7,18 @@ from the last commit: a file longer than `written_frames` is cut back to it, and
 carries `pos`, the frame offset of its first sample, so the part of a replayed chunk the file
 already holds is skipped, however the replay was chunked. The files end up identical to an
 uninterrupted run.
+
+Open files are bounded: at most `max_open` sessions keep their files open (an LRU). The least
+recently written one is closed, after its own checkpoint (fsync, then `written_frames`), when
+another session needs its files; if more audio comes for it, it is resumed from that checkpoint
+like a recording after a restart. A client that connects and drops holds no file for long.
 """
 
 import asyncio
 import contextlib
 import json
 import logging
+import resource
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -41,6 +47,16 @@ log = logging.getLogger(__name__)
 
 _FINISHED_MEMORY = 10_000  # finalized session ids remembered, to skip their replays cheaply
 _DEFAULT_RATE = 16000  # a stop for a session that never had audio: an empty file of this rate
+_MAX_OPEN_CEILING = 4096  # the default bound when the open-file limit is huge or unlimited
+
+
+def default_max_open() -> int:
+    """Recordings kept open when `WRITER_MAX_OPEN_RECORDINGS` is unset: a quarter of the open-file
+    limit, as a recording holds two files (whole + segment) and the rest of the process needs some."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return _MAX_OPEN_CEILING
+    return max(1, min(_MAX_OPEN_CEILING, soft // 4))
 
 
 @dataclass(slots=True)
@@ -70,12 +86,16 @@ class WriteHandler:
         segment_seconds: float,
         events_topic: str,
         pod: str,
+        max_open: int = _MAX_OPEN_CEILING,
     ) -> None:
+        if max_open < 1:
+            raise ValueError(f"max_open must be at least 1, got {max_open}")
         self._bus, self._store, self._pod = bus, store, pod
         self._storage = storage
         self._segment_seconds = segment_seconds
         self._events_topic = events_topic
-        self._open: dict[str, _Open] = {}
+        self._max_open = max_open
+        self._open: OrderedDict[str, _Open] = OrderedDict()  # least recently written first
         self._opening: set[asyncio.Future[SessionRecording]] = set()
         self._finished: OrderedDict[str, None] = OrderedDict()
 
@@ -130,8 +150,11 @@ class WriteHandler:
 
     async def _session(self, session_id: str, fmt: AudioFormat, tp: TopicPartition) -> _Open | None:
         state = self._open.get(session_id)
-        if state is not None or session_id in self._finished:
+        if state is not None:
+            self._open.move_to_end(session_id)
             return state
+        if session_id in self._finished:
+            return None
         fields = await self._store.hgetall(Key.SESSION + session_id)
         if fields.get(SessionField.FINALIZED) == "1":
             self._remember_finished(session_id)
@@ -141,9 +164,33 @@ class WriteHandler:
                 Key.SESSION + session_id,
                 {SessionField.SAMPLE_RATE: fmt.rate, SessionField.CHANNELS: fmt.channels},
             )
+        while len(self._open) >= self._max_open:
+            await self._close_least_recent()
         recording = await self._recording(session_id, fields, fmt.rate, fmt.channels)
         state = self._open[session_id] = _Open(recording, tp, 2 * fmt.channels)
         return state
+
+    async def _close_least_recent(self) -> None:
+        """Close the least recently written recording after checkpointing it alone: its files are
+        made durable first, then the store learns how much they hold, so resuming it later (more
+        audio, or its stop) continues exactly there."""
+        session_id, state = self._open.popitem(last=False)
+        with session_context(session_id):
+            try:
+                await asyncio.to_thread(state.recording.close)
+            except BaseException:
+                state.recording.abandon()
+                raise
+            metrics.EVICTED.inc()
+            await self._store.hset(
+                Key.SESSION + session_id,
+                {
+                    SessionField.WRITTEN_FRAMES: state.recording.frames,
+                    SessionField.DURATION_SECONDS: state.recording.duration_seconds,
+                    SessionField.UPDATED_AT: time.time(),
+                },
+            )
+            log.debug("closed an idle recording", extra={"frames": state.recording.frames})
 
     async def _recording(
         self, session_id: str, fields: Mapping[str, str], rate: int, channels: int
