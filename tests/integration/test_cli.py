@@ -39,20 +39,22 @@ def running(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[subproc
         process.communicate(timeout=10)
 
 
-async def wait_healthy(base: str, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
+async def wait_healthy(
+    base: str, process: subprocess.Popen[str], timeout: float = 30.0, *, path: str = "/health"
+) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise AssertionError(f"voxbus exited with {process.returncode}: {process.stderr.read()}")
             try:
-                async with http.get(f"{base}/health") as response:
+                async with http.get(f"{base}{path}") as response:
                     if response.status == 200:
                         return
             except aiohttp.ClientConnectionError:
                 pass
             await asyncio.sleep(0.1)
-    raise AssertionError(f"{base}/health did not answer within {timeout} s")
+    raise AssertionError(f"{base}{path} did not answer 200 within {timeout} s")
 
 
 def stop(process: subprocess.Popen[str]) -> tuple[int, list[dict[str, object]]]:
@@ -105,6 +107,8 @@ async def test_serve_one_service_over_real_kafka_and_redis(
     }
     with running(["serve", "writer"], env, tmp_path) as process:
         await wait_healthy(base, process, timeout=60)
+        # ready means consuming: it follows the group join, which takes a moment over Kafka
+        await wait_healthy(base, process, timeout=60, path="/ready")
         async with aiohttp.ClientSession() as http, http.get(f"{base}/ready") as response:
             assert response.status == 200
             assert (await response.json())["checks"] == {"bus": "ok", "store": "ok", "writer-consumer": "ok"}

@@ -289,7 +289,7 @@ async def test_a_restarted_writer_is_ready_only_once_it_consumes(
         answers = await _poll_ready(http, writer.url)
         not_ready = [body for _, status, body in answers if status == 503]
         assert not_ready, f"the writer was ready at its first answer: {answers[0]}"
-        assert "not consuming" in not_ready[-1]["checks"]["writer-consuming"], not_ready[-1]
+        assert "not consuming" in not_ready[-1]["checks"]["writer-consumer"], not_ready[-1]
         # both partitions of the PCM topic are assigned to it (lag is known after a first fetch)
         lag: dict[str, float] = {}
         deadline = time.monotonic() + 30

@@ -12,6 +12,7 @@ from voxbus.echo import metrics
 from voxbus.echo.worker import EchoHandler
 
 GROUP_ID = "voxbus-echo"
+CONSUMER = "echo-consumer"  # the task, and its /ready check: ready means consuming
 HANDLER = web.AppKey("echo_handler", EchoHandler)
 
 
@@ -26,7 +27,7 @@ async def _consume(app: web.Application, work: Work) -> None:
         lag=metrics.CONSUMER_LAG,
         on_progress=work.progressed,
     )
-    app[READINESS].add("echo-consuming", loop.ready)
+    app[READINESS].add(CONSUMER, loop.ready)  # replaces the check `background` added
     await loop.run()
 
 
@@ -50,7 +51,7 @@ async def _handler(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_handler)
     app.cleanup_ctx.append(background("echo-sender", _send))
-    app.cleanup_ctx.append(background("echo-consumer", _consume))
+    app.cleanup_ctx.append(background(CONSUMER, _consume))
 
 
 SERVICE = ServiceSpec(

@@ -9,6 +9,7 @@ from voxbus.transcoder import metrics
 from voxbus.transcoder.worker import TranscodeHandler
 
 GROUP_ID = "voxbus-transcoder"
+CONSUMER = "transcoder-consumer"  # the task, and its /ready check: ready means consuming
 
 
 def consumer_loop(app: web.Application, work: Work) -> ConsumerLoop:
@@ -31,12 +32,12 @@ def consumer_loop(app: web.Application, work: Work) -> ConsumerLoop:
 
 async def _run(app: web.Application, work: Work) -> None:
     loop = consumer_loop(app, work)
-    app[READINESS].add("transcoder-consuming", loop.ready)
+    app[READINESS].add(CONSUMER, loop.ready)  # replaces the check `background` added
     await loop.run()
 
 
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(background("transcoder-consumer", _run))
+    app.cleanup_ctx.append(background(CONSUMER, _run))
 
 
 SERVICE = ServiceSpec(

@@ -9,6 +9,7 @@ from voxbus.writer import metrics
 from voxbus.writer.worker import WriteHandler, default_max_open
 
 GROUP_ID = "voxbus-writer"
+CONSUMER = "writer-consumer"  # the task, and its /ready check: ready means consuming
 
 
 def write_handler(app: web.Application) -> WriteHandler:
@@ -36,7 +37,7 @@ async def _run(app: web.Application, work: Work) -> None:
         lag=metrics.CONSUMER_LAG,
         on_progress=work.progressed,
     )
-    app[READINESS].add("writer-consuming", loop.ready)
+    app[READINESS].add(CONSUMER, loop.ready)  # replaces the check `background` added
     try:
         await loop.run()
     finally:
@@ -44,7 +45,7 @@ async def _run(app: web.Application, work: Work) -> None:
 
 
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(background("writer-consumer", _run))
+    app.cleanup_ctx.append(background(CONSUMER, _run))
 
 
 SERVICE = ServiceSpec(
