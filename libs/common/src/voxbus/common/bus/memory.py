@@ -246,7 +246,7 @@ class InProcessBus(Bus):
         floor = log.newest_within(self._retain_ungrouped, self._retain_ungrouped_bytes)
         tails = self._tails.get(tp)
         if tails:
-            floor = max(floor, min(tail.position for tail in tails))
+            floor = max(floor, min(tail.reading_from for tail in tails))
         log.trim_below(floor)
 
     def _trim(self, group: _Group, tp: TopicPartition) -> None:
@@ -373,7 +373,8 @@ class _TailConsumer(Consumer):
         self._position: int | None = None
 
     @property
-    def position(self) -> int:
+    def reading_from(self) -> int:
+        """The offset it reads next (0 before it started): records below are read and may go."""
         return self._position if self._position is not None else 0
 
     async def start(self) -> None:
