@@ -2,13 +2,20 @@
 pieces, and compressed input that may not decode to more than 20 ms of audio per byte."""
 
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.audio import opus_packets, speech
+from tests.helpers import consume
+from voxbus.common.bus.memory import InProcessBus
+from voxbus.common.records import AudioChunk, AudioFormat, EchoSettings, SessionStart, new_session_id
+from voxbus.common.store.memory import InProcessStore
 from voxbus.transcoder.decoders import DecodeError
 from voxbus.transcoder.pipeline import PIECE_FRAMES, SessionPipeline
+from voxbus.transcoder.worker import TranscodeHandler
 
 
 def wav_header(*, rate: int, channels: int = 1, tag: int = 7, bits: int = 8) -> bytes:
@@ -62,3 +69,43 @@ def test_opus_at_20_ms_per_byte_is_taken() -> None:
     real = opus_packets(speech(2.0, 16000), 16000)
     assert len(b"".join(pipeline.push(p) for p in real)) == len(real) * 640
     assert np.frombuffer(out, dtype=np.int16).dtype == np.int16
+
+
+async def test_a_chunk_decoding_to_48_mib_is_sent_as_it_decodes_not_held_whole() -> None:
+    # what the transcoder holds for one chunk, whatever it decodes to: the peak of memory
+    # allocated while it handles 1 MiB of 8 kHz µ-law for a 96 kHz stereo session (48 MiB of PCM;
+    # nobody reads the PCM topic, so the in-process bus keeps only its newest 4 MiB)
+    raw, pcm = "raw", "pcm"
+    fmt = AudioFormat(codec="wav", rate=96000, channels=2)
+    session_id = new_session_id()
+    start = SessionStart(
+        session_id=session_id,
+        seq=1,
+        ts_ns=0,
+        format=fmt,
+        protocol="session",
+        user_id="u",
+        echo=EchoSettings(enabled=False, delay_ms=0),
+        resume=False,
+    )
+    audio = wav_header(rate=8000) + bytes(range(256)) * 4096
+    chunk = AudioChunk(session_id=session_id, seq=2, ts_ns=0, format=fmt, audio=audio)
+    produced = REGISTRY.get_sample_value("voxbus_transcoder_pcm_bytes_total") or 0.0
+    async with InProcessBus() as bus, InProcessStore() as store:
+        await bus.create_topics({raw: 1, pcm: 1})
+        async with bus.group_consumer([raw], group_id="transcoder") as consumer:
+            for message in (start.to_message(), chunk.to_message()):
+                await bus.send_and_wait(raw, message)
+            records = await consume(consumer, 2)
+        handler = TranscodeHandler(bus, store, pcm_topic=pcm)
+        tracemalloc.start()
+        try:
+            await handler.handle(records)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    produced = (REGISTRY.get_sample_value("voxbus_transcoder_pcm_bytes_total") or 0.0) - produced
+    # every frame came out, but the resampler's tail (held until the stop record, which this
+    # stream does not have yet): 0.13 s
+    assert 4096 * 256 * 12 * 4 - produced < 0.2 * 96000 * 4
+    assert peak < 24 * 1024 * 1024, f"held {peak / 2**20:.0f} MiB for one chunk"

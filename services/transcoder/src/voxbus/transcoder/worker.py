@@ -48,6 +48,28 @@ PCM_CODEC = "pcm_s16le"
 _HEADER_MAGIC = {"wav": b"RIFF", "ogg": b"OggS", "webm": b"\x1a\x45\xdf\xa3", "flac": b"fLaC"}
 _NOTHING_PRODUCED = -1
 _MAX_OUTPUT_BYTES = 256 * 1024  # per PCM record, well under Kafka's default 1 MiB message limit
+_MAX_HELD_OUTPUT_BYTES = 8 * 1024 * 1024  # a batch's output held before it is sent
+
+
+class _Outputs:
+    """A batch's output records, and their bytes: once these pass `_MAX_HELD_OUTPUT_BYTES` the
+    handler sends what it holds before decoding on, so one chunk of any codec holds a bounded
+    amount of PCM in memory however long it decodes to (a legitimate 1 MiB of 6 kbit/s Opus is
+    about 23 minutes of audio: 530 MB of 96 kHz stereo)."""
+
+    __slots__ = ("bytes", "messages")
+
+    def __init__(self) -> None:
+        self.messages: list[BusMessage] = []
+        self.bytes = 0
+
+    def append(self, message: BusMessage) -> None:
+        self.messages.append(message)
+        self.bytes += len(message.value)
+
+    def take(self) -> list[BusMessage]:
+        messages, self.messages, self.bytes = self.messages, [], 0
+        return messages
 
 
 @dataclass(slots=True)
@@ -75,14 +97,14 @@ class _Session:
     def __post_init__(self) -> None:
         self.chunks_metric = metrics.CHUNKS.labels(self.codec)  # labels() is slow per frame
 
-    def emit(self, seq: int, message: BusMessage, outputs: list[BusMessage]) -> None:
+    def emit(self, seq: int, message: BusMessage, outputs: _Outputs) -> None:
         """Queue an output record unless a previous run already produced it (seq ≤ produced)."""
         self.flush(outputs)
         if seq > self.produced_through:
             outputs.append(message)
             self.emitted_through = max(self.emitted_through, seq)
 
-    def add_pcm(self, seq: int, ts_ns: int, pcm: bytes, outputs: list[BusMessage]) -> None:
+    def add_pcm(self, seq: int, ts_ns: int, pcm: bytes, outputs: _Outputs) -> None:
         """Collect PCM for one record per session per batch: a chunk per 20 ms frame would cost
         more in per-record overhead than the audio itself. No record holds more than
         `_MAX_OUTPUT_BYTES`: a chunk that decodes to more is split (its records share its seq)."""
@@ -107,7 +129,7 @@ class _Session:
             if self.pending_bytes >= _MAX_OUTPUT_BYTES:
                 self.flush(outputs)
 
-    def flush(self, outputs: list[BusMessage]) -> None:
+    def flush(self, outputs: _Outputs) -> None:
         if not self.pending:
             return
         chunk = AudioChunk(
@@ -153,7 +175,7 @@ class TranscodeHandler:
 
     async def handle(self, records: list[ConsumedRecord]) -> Mapping[TopicPartition, int]:
         started = time.perf_counter()
-        outputs: list[BusMessage] = []
+        outputs = _Outputs()
         touched: dict[str, _Session] = {}
         for record in records:
             partition = self._partitions.setdefault(record.tp, _Partition())
@@ -161,18 +183,24 @@ class TranscodeHandler:
             partition.next_offset = record.offset + 1
         for session in touched.values():
             session.flush(outputs)
-        deliveries = [await self._bus.send(self._pcm_topic, message) for message in outputs]
-        await asyncio.gather(*deliveries)
+        await self._send(outputs)
         await self._save_progress(touched)
         self._update_gauge()
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         return {tp: p.commit_offset() for tp, p in self._partitions.items() if tp in {r.tp for r in records}}
 
+    async def _send(self, outputs: _Outputs) -> None:
+        """Produce what the batch holds and wait until it is durable. Sent before the batch
+        ends, it is still safe: progress is saved only after the batch, so a crash replays the
+        batch, and the writer skips what it holds by `pos`."""
+        deliveries = [await self._bus.send(self._pcm_topic, message) for message in outputs.take()]
+        await asyncio.gather(*deliveries)
+
     async def _handle_record(
         self,
         partition: _Partition,
         record: ConsumedRecord,
-        outputs: list[BusMessage],
+        outputs: _Outputs,
         touched: dict[str, _Session],
     ) -> None:
         try:
@@ -191,12 +219,12 @@ class TranscodeHandler:
                     partition, record.offset, item
                 )
                 if chunk_session is not None:
-                    self._chunk(chunk_session, record.offset, item, outputs)
+                    await self._chunk(chunk_session, record.offset, item, outputs)
                     touched[item.session_id] = chunk_session
             elif isinstance(item, SessionStop):
                 stopped = partition.sessions.pop(item.session_id, None)
                 if stopped is not None:
-                    self._stop(stopped, item, outputs)
+                    await self._stop(stopped, item, outputs)
                     touched[item.session_id] = stopped
 
     async def _start(self, partition: _Partition, offset: int, start: SessionStart) -> _Session:
@@ -268,18 +296,20 @@ class TranscodeHandler:
         partition.sessions[chunk.session_id] = session
         return session
 
-    def _chunk(self, session: _Session, offset: int, chunk: AudioChunk, outputs: list[BusMessage]) -> None:
+    async def _chunk(self, session: _Session, offset: int, chunk: AudioChunk, outputs: _Outputs) -> None:
         if session.failed:
             return
         if session.resumed:
             session.resumed = False
             magic = _HEADER_MAGIC.get(session.codec)
             if magic is not None and chunk.audio.startswith(magic):
-                self._restart_pipeline(session, chunk, outputs)
+                await self._restart_pipeline(session, chunk, outputs)
                 if session.failed:
                     return
         try:
-            self._produce(session, chunk.seq, chunk.ts_ns, session.pipeline.pieces(chunk.audio), outputs)
+            await self._produce(
+                session, chunk.seq, chunk.ts_ns, session.pipeline.pieces(chunk.audio), outputs
+            )
         except DecodeError as exc:
             self._fail(session, chunk.seq, chunk.ts_ns, str(exc), outputs)
             return
@@ -293,8 +323,8 @@ class TranscodeHandler:
         if session.pipeline.stateless_here:
             session.replay_from, session.replay_frames = offset + 1, session.frames_out
 
-    def _produce(
-        self, session: _Session, seq: int, ts_ns: int, pieces: Iterable[bytes], outputs: list[BusMessage]
+    async def _produce(
+        self, session: _Session, seq: int, ts_ns: int, pieces: Iterable[bytes], outputs: _Outputs
     ) -> None:
         """Queue decoded PCM, up to the maximum session duration; past it the session fails.
 
@@ -319,12 +349,14 @@ class TranscodeHandler:
             if pcm:
                 session.add_pcm(seq, ts_ns, pcm, outputs)
                 metrics.BYTES_OUT.inc(len(pcm))
+                if outputs.bytes >= _MAX_HELD_OUTPUT_BYTES:
+                    await self._send(outputs)
 
-    def _restart_pipeline(self, session: _Session, chunk: AudioChunk, outputs: list[BusMessage]) -> None:
+    async def _restart_pipeline(self, session: _Session, chunk: AudioChunk, outputs: _Outputs) -> None:
         """A resumed client started a new file: finish the old decoder, then start a fresh one."""
         # a DecodeError: the old stream ended mid-frame; what it decoded is kept
         with contextlib.suppress(DecodeError):
-            self._produce(session, chunk.seq, chunk.ts_ns, session.pipeline.finish_pieces(), outputs)
+            await self._produce(session, chunk.seq, chunk.ts_ns, session.pipeline.finish_pieces(), outputs)
         if session.failed:
             return
         target = session.target
@@ -334,10 +366,10 @@ class TranscodeHandler:
         session.wav_format_saved = False
         log.info("a resumed stream started a new file", extra={"codec": session.codec})
 
-    def _stop(self, session: _Session, stop: SessionStop, outputs: list[BusMessage]) -> None:
+    async def _stop(self, session: _Session, stop: SessionStop, outputs: _Outputs) -> None:
         if not session.failed:
             try:
-                self._produce(session, stop.seq, stop.ts_ns, session.pipeline.finish_pieces(), outputs)
+                await self._produce(session, stop.seq, stop.ts_ns, session.pipeline.finish_pieces(), outputs)
             except DecodeError as exc:
                 self._fail(session, stop.seq, stop.ts_ns, str(exc), outputs)
                 return
@@ -348,7 +380,7 @@ class TranscodeHandler:
             if not session.failed:
                 session.emit(stop.seq, stop.to_message(), outputs)
 
-    def _fail(self, session: _Session, seq: int, ts_ns: int, reason: str, outputs: list[BusMessage]) -> None:
+    def _fail(self, session: _Session, seq: int, ts_ns: int, reason: str, outputs: _Outputs) -> None:
         session.failed, session.error = True, reason
         metrics.ERRORS.labels(session.codec).inc()
         log.warning("undecodable audio; session failed", extra={"codec": session.codec, "reason": reason})
