@@ -131,3 +131,28 @@ async def test_chunks_unsettled_when_the_wait_ends_are_reported_not_counted() ->
     await queue.add(stuck, 200, acknowledge)
     assert await queue.abandon(timeout=0) == 1
     assert counted == [100]
+
+
+async def test_a_socket_holds_at_most_backlog_bytes_in_flight_before_its_reader_waits() -> None:
+    # 1 MiB chunks on a slow bus: the reader stops reading once 4 MiB wait for the bus
+    writer = AckWriter()
+    task = await _running(writer)
+    queue = writer.queue(_Transport(), lambda _: None)
+    loop = asyncio.get_running_loop()
+    deliveries: list[asyncio.Future[Any]] = [loop.create_future() for _ in range(6)]
+    acked: list[bool] = []
+
+    async def acknowledge(ok: bool) -> None:
+        acked.append(ok)
+
+    mib = 1024 * 1024
+    for delivery in deliveries[:4]:
+        await queue.add(delivery, mib, acknowledge)
+    fifth = asyncio.create_task(queue.add(deliveries[4], mib, acknowledge))
+    await _settle()
+    assert not fifth.done()  # 4 MiB in flight: the reader waits
+    deliveries[0].set_result(None)
+    async with asyncio.timeout(1):
+        await fifth  # one settled and acknowledged: room again
+    assert acked == [True]
+    task.cancel()

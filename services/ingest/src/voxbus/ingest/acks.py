@@ -15,7 +15,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 OnDurable = Callable[[bool], Awaitable[None]]
-_BACKLOG = 256  # unacknowledged chunks per socket before its reader waits (backpressure)
+# unacknowledged chunks, and their bytes, per socket before its reader waits (backpressure): the
+# bytes bound what a socket keeps in the producer's buffers while the bus is slow (256 chunks of
+# a MiB would be 256 MiB)
+_BACKLOG = 256
+BACKLOG_BYTES = 4 * 1024 * 1024
 
 
 class AckQueue:
@@ -31,14 +35,16 @@ class AckQueue:
         self._room = asyncio.Event()
         self._room.set()
         self._own_flush: asyncio.Task[None] | None = None
+        self._pending_bytes = 0
         self.closed = False
 
     async def add(self, delivery: "asyncio.Future[Any]", size: int, on_durable: OnDurable) -> None:
         """`on_durable(ok)` runs once this chunk and every one before it are settled."""
-        if len(self._pending) >= _BACKLOG:
+        if self._full():
             self._room.clear()
             await self._room.wait()
         self._pending.append((delivery, size, on_durable))
+        self._pending_bytes += size
         self._caught_up.clear()
         delivery.add_done_callback(self._settled)
 
@@ -66,10 +72,17 @@ class AckQueue:
         """The socket is gone: acknowledge nothing more."""
         self.closed = True
         self._pending.clear()
+        self._pending_bytes = 0
         self._caught_up.set()
         self._room.set()
         if self._own_flush is not None:
             self._own_flush.cancel()
+
+    def _full(self) -> bool:
+        """A chunk may always be added to an empty queue, however large (up to the chunk limit)."""
+        return len(self._pending) >= _BACKLOG or (
+            self._pending_bytes >= BACKLOG_BYTES and bool(self._pending)
+        )
 
     def _settled(self, _: "asyncio.Future[Any]") -> None:
         if not self.closed and self._own_flush is None:
@@ -91,6 +104,7 @@ class AckQueue:
         pending = self._pending
         while pending and pending[0][0].done() and not self.closed:
             delivery, size, on_durable = pending.popleft()
+            self._pending_bytes -= size
             ok = not delivery.cancelled() and delivery.exception() is None
             if ok:
                 self._on_acked(size)
@@ -98,7 +112,7 @@ class AckQueue:
                 reason = "cancelled" if delivery.cancelled() else repr(delivery.exception())
                 log.warning("chunk not durable", extra={"reason": reason})
             await on_durable(ok)
-        if len(pending) < _BACKLOG:
+        if not self._full():
             self._room.set()
         if not pending:
             self._caught_up.set()
