@@ -8,6 +8,7 @@ import asyncio
 import signal
 import time
 import uuid
+import zlib
 from pathlib import Path
 
 import aiohttp
@@ -136,3 +137,23 @@ async def test_sigterm_closes_sockets_1012_and_the_client_resumes_elsewhere(
                 "chunk_count": 1,
                 "status": "active",
             }
+
+
+async def test_a_pod_configured_for_more_egress_partitions_than_the_topic_has_uses_those_there_are(
+    tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
+) -> None:
+    # the topic was made with 2 partitions (an earlier deployment); this pod is configured for 64,
+    # and its name makes it try partition 2 or above first: it must lease one that exists
+    env = _env(tmp_path, kafka_endpoint, redis_endpoint, EGRESS_PARTITIONS="2")
+    async with KafkaBus(kafka_endpoint.bootstrap_servers) as bus:
+        await bus.create_topics({env["TOPIC_PREFIX"] + "egress": 2})
+    pod = next(f"wide-{n}" for n in range(100) if zlib.crc32(f"wide-{n}".encode()) % 64 >= 2)
+    wide = Process("ingest", {**env, "EGRESS_PARTITIONS": "64", "POD_NAME": pod}, tmp_path)
+    wide.start()
+    try:
+        await wide.ready(timeout=30)
+        async with RedisStore(env["REDIS_URL"]) as store:
+            held = [p for p in range(64) if await store.get(Key.EGRESS_LEASE + str(p)) == pod]
+        assert held and held[0] < 2, held
+    finally:
+        wide.stop()

@@ -27,14 +27,11 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     lease_ms = int(settings.lease_seconds * 1000)
     leases = LeaseKeeper(store, lease_ms=lease_ms)
     await claim_pod_name(store, leases, settings.pod_name, lease_ms=lease_ms)
-    router = EgressRouter(
-        bus,
-        store,
-        leases,
-        topic=settings.topic(Topic.EGRESS),
-        partitions=settings.egress_partitions,
-        pod=settings.pod_name,
-    )
+    egress = settings.topic(Topic.EGRESS)
+    # a topic made earlier with fewer partitions keeps them (the bus warns): lease only those it
+    # has, since a tail on a partition that does not exist waits forever for its offsets
+    partitions = min(settings.egress_partitions, await bus.partition_count(egress))
+    router = EgressRouter(bus, store, leases, topic=egress, partitions=partitions, pod=settings.pod_name)
     await router.start()
     ctx = IngestContext(
         settings=settings,
