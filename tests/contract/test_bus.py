@@ -259,3 +259,15 @@ async def test_a_member_of_a_group_larger_than_its_topic_joins_without_partition
                 while not (first.joined() and second.joined()):
                     await asyncio.gather(first.getmany(timeout_ms=100), second.getmany(timeout_ms=100))
             assert len(first.assignment()) + len(second.assignment()) == 1
+
+
+async def test_a_record_as_large_as_a_client_message_round_trips(bus: Bus, unique: str) -> None:
+    # MAX_MESSAGE_SIZE_BYTES' default: a client's 1 MiB chunk is one record, plus key and headers
+    topic, group = f"full-{unique}", f"g-{unique}"
+    await bus.create_topics({topic: 1})
+    value = bytes(range(256)) * 4096
+    async with bus.group_consumer([topic], group_id=group) as member:
+        await wait_for_assignment(member, 1)
+        await bus.send_and_wait(topic, message("s" * 36, value, t="chunk", seq="4294967297"))
+        (record,) = await consume(member, 1)
+    assert record.value == value

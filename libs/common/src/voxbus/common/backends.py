@@ -16,6 +16,7 @@ def make_bus(settings: Settings) -> Bus:
             replication_factor=settings.kafka_replication_factor,
             linger_ms=settings.kafka_linger_ms,
             client_id=f"voxbus-{settings.pod_name}",
+            max_value_bytes=settings.max_message_size_bytes,
         )
     return InProcessBus()
 

@@ -29,6 +29,8 @@ _TOPIC_ALREADY_EXISTS = 36
 # aiokafka's default batch (16 KB) fills with ~20 ingest frames, and every send past a full batch
 # waits on a timer: bigger batches halve the producer's CPU per frame
 _MAX_BATCH_BYTES = 256 * 1024
+# what a record carries besides its value (key, headers, batch framing), with room to spare
+_RECORD_OVERHEAD_BYTES = 64 * 1024
 
 
 class KafkaBus(Bus):
@@ -41,8 +43,13 @@ class KafkaBus(Bus):
         replication_factor: int = 1,
         linger_ms: int = 5,
         client_id: str = "voxbus",
+        max_value_bytes: int = 1024 * 1024,
     ) -> None:
+        """`max_value_bytes`: the largest record value produced (a client's largest message: an
+        audio chunk, or its echo). Kafka refuses records over about 1 MiB by default, producer and
+        broker both; the producer and the topics voxbus creates take this much plus framing."""
         self._bootstrap = bootstrap_servers
+        self._max_record_bytes = max_value_bytes + _RECORD_OVERHEAD_BYTES
         self._replication_factor = replication_factor
         self._client_id = client_id
         self._producer = AIOKafkaProducer(
@@ -52,6 +59,7 @@ class KafkaBus(Bus):
             enable_idempotence=True,
             linger_ms=linger_ms,
             max_batch_size=_MAX_BATCH_BYTES,
+            max_request_size=self._max_record_bytes,
         )
         self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
         self._started = False
@@ -86,7 +94,12 @@ class KafkaBus(Bus):
     async def create_topics(self, partitions: Mapping[str, int]) -> None:
         existing = set(await self._admin.list_topics())
         wanted = [
-            NewTopic(name=topic, num_partitions=count, replication_factor=self._replication_factor)
+            NewTopic(
+                name=topic,
+                num_partitions=count,
+                replication_factor=self._replication_factor,
+                topic_configs={"max.message.bytes": str(self._max_record_bytes)},
+            )
             for topic, count in partitions.items()
             if topic not in existing
         ]
