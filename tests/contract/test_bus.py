@@ -271,3 +271,5 @@ async def test_a_record_as_large_as_a_client_message_round_trips(bus: Bus, uniqu
         await bus.send_and_wait(topic, message("s" * 36, value, t="chunk", seq="4294967297"))
         (record,) = await consume(member, 1)
     assert record.value == value
+    limit = await bus.record_limit(topic)  # what a caller may send there: at least this much
+    assert limit is None or limit >= len(value)

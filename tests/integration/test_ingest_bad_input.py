@@ -7,9 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 
 from tests.clients import CLOSE
-from tests.servers import embedded
+from tests.servers import embedded, embedded_app
+from voxbus.common.bus.base import BusError
+from voxbus.common.records import BusMessage
+from voxbus.common.runtime import BUS
 
 NOT_QUITE_JSON = ['{"type": NaN}', "[Infinity]", '{"a": -Infinity}', "NaN", "[" * 100_000, '{"a":' * 50_000]
 INVALID = {"error": "Invalid JSON format"}
@@ -145,3 +149,41 @@ async def test_a_list_cursor_must_be_a_finite_number(tmp_path: Path) -> None:
                 ), cursor
         async with http.get(f"{base}/api/audio/sessions?cursor=1e12") as response:
             assert [s["session_id"] for s in (await response.json())["sessions"]] == [session_id]
+
+
+async def test_a_chunk_the_bus_refused_counts_nowhere_so_every_chunk_count_is_what_was_recorded(
+    tmp_path: Path,
+) -> None:
+    # the bus refuses one chunk (a broker limit, an outage): the client is told, the numbers that
+    # follow, the close reply and the session record count only what the recording holds
+    async with embedded_app(tmp_path) as (base, app), aiohttp.ClientSession() as http:
+        bus, sends = app[BUS], [0]
+        send = bus.send
+
+        async def refuse_the_second_chunk(topic: str, message: BusMessage, **kwargs: Any) -> Any:
+            if dict(message.headers).get("t") == b"chunk" and topic.endswith("audio.raw"):
+                sends[0] += 1
+                if sends[0] == 2:
+                    raise BusError("refused by the broker")
+            return await send(topic, message, **kwargs)
+
+        bus.send = refuse_the_second_chunk  # type: ignore[method-assign]
+        async with http.ws_connect(f"{base}/api/ws/audio?format=pcm&sample_rate=16000") as ws:
+            session_id = (await ws.receive_json())["session_id"]
+            replies = []
+            for value in (1, 2, 3):
+                await ws.send_bytes(bytes([value, 0]) * 1600)
+                replies.append(_strict(await ws.receive_str(timeout=10)))
+            await ws.send_str(CLOSE)
+            closed = _strict(await ws.receive_str(timeout=30))
+        async with http.get(f"{base}/api/audio/sessions/{session_id}") as response:
+            info = await response.json()
+        async with http.get(f"{base}/api/audio/sessions/{session_id}/audio") as response:
+            recorded = np.frombuffer((await response.read())[44:], dtype=np.int16)
+    assert [(r["message"], r["chunk_count"]) for r in replies] == [
+        ("Chunk processed successfully", 1),
+        ("Failed to process chunk", 1),
+        ("Chunk processed successfully", 2),
+    ]
+    assert (closed["chunk_count"], info["total_chunks"]) == (2, 2)
+    assert set(recorded[:1600]) == {1} and set(recorded[1600:]) == {3} and len(recorded) == 3200

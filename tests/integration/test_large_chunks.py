@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.servers import cluster, distributed_env, embedded, fresh_redis_db
 from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
@@ -47,3 +48,44 @@ async def test_a_chunk_of_the_full_message_size_is_recorded_over_kafka(
     async with cluster(env, tmp_path) as (ingest, *_):
         closed = await _record_one_full_chunk(ingest.url)
     assert (closed["status"], closed["duration_seconds"]) == ("completed", LIMIT / 2 / 16000)
+
+
+async def test_a_topic_taking_smaller_records_limits_chunks_and_harms_no_other_session(
+    tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
+) -> None:
+    # the raw topic was made before, with Kafka's default record limit (about 1 MiB), and this
+    # deployment takes 2 MiB messages. A record the broker refused would break the producer's
+    # sequence on its partition: every later chunk there, of every session, would fail
+    prefix = f"refused-{uuid.uuid4().hex[:8]}."
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_endpoint.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(prefix + "audio.raw", num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    env = distributed_env(
+        kafka_endpoint.bootstrap_servers,
+        fresh_redis_db(redis_endpoint.url),
+        tmp_path / "audio",
+        prefix,
+        MAX_MESSAGE_SIZE_BYTES=str(2 * LIMIT),
+        MAX_CHUNK_SIZE_MB="2",
+    )
+    small, big = b"\x01\x00" * 1600, b"\x02\x00" * (3 * LIMIT // 4)
+    url = "/api/ws/audio?format=pcm&sample_rate=16000"
+    async with cluster(env, tmp_path) as (ingest, *_), aiohttp.ClientSession() as http:
+        ws_url = ingest.url.replace("http", "ws") + url
+        async with http.ws_connect(ws_url) as bystander, http.ws_connect(ws_url) as sender:
+            await bystander.receive_json()
+            await sender.receive_json()
+            await sender.send_bytes(big)
+            refusal = await sender.receive_json()
+            assert (await sender.receive()).data == 1009
+            for _ in range(3):  # on the same partition (the topic has one)
+                await bystander.send_bytes(small)
+                assert (await bystander.receive_json())["message"] == "Chunk processed successfully"
+            await bystander.send_str(json.dumps({"type": "control", "action": "close_session"}))
+            closed = await bystander.receive_json()
+    assert refusal["error"] == "Chunk too large"
+    assert LIMIT - 64 * 1024 <= refusal["max_size"] < LIMIT + 64, refusal  # the topic's, less framing
+    assert (closed["status"], closed["duration_seconds"]) == ("completed", 3 * 1600 / 16000)

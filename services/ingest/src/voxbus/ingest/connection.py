@@ -166,7 +166,6 @@ class Connection:
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             delivery = failed
-        self.chunk_count += 1
         self._chunks_metric.inc()
         self._bytes_metric.inc(len(data))
         await self._acks.add(delivery, len(data), on_durable)
@@ -279,6 +278,9 @@ class Connection:
         self._egress_metric.inc(len(audio))
 
     def _acknowledged(self, size: int) -> None:
+        """A chunk is durable: it counts, in the session record and in the acks that follow (a
+        chunk that failed counts nowhere, so `chunk_count` is always what the recording holds)."""
+        self.chunk_count += 1
         chunks, received = self._progress
         self._progress = (chunks + 1, received + size)
 
@@ -348,7 +350,7 @@ async def _read_loop(conn: Connection, adapter: Adapter, idle_seconds: float) ->
     rest of a 20 ms frame)."""
     ws, settings = conn.ws, conn.ctx.settings
     limit = settings.max_message_size_bytes
-    chunk_limit = min(limit, int(settings.max_chunk_size_mb * MIB))
+    chunk_limit = conn.ctx.max_chunk_bytes
     last_message = [time.monotonic()]
     conn._reader = asyncio.current_task()
 

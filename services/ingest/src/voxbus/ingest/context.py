@@ -27,6 +27,7 @@ class IngestContext:
     router: EgressRouter
     acks: AckWriter
     raw_topic: str
+    max_chunk_bytes: int  # the largest binary message taken: settings' and the bus topics' limits
     connections: set["Connection"]
 
 

@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from voxbus.common.bus.base import Bus
 from voxbus.common.constants import Topic
 from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, stop_tasks, supervised
+from voxbus.common.settings import Settings
 from voxbus.ingest import http_api, reaper
 from voxbus.ingest.acks import AckWriter
-from voxbus.ingest.connection import serve_socket
+from voxbus.ingest.connection import MIB, serve_socket
 from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.egress import EgressRouter
 from voxbus.ingest.leases import LeaseKeeper
@@ -42,6 +44,7 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
         router=router,
         acks=AckWriter(),
         raw_topic=settings.topic(Topic.AUDIO_RAW),
+        max_chunk_bytes=await _max_chunk_bytes(settings, bus),
         connections=set(),
     )
     app[INGEST] = ctx
@@ -59,6 +62,22 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
         await stop_tasks(tasks)
         await router.stop()
         await leases.release_all()
+
+
+async def _max_chunk_bytes(settings: Settings, bus: Bus) -> int:
+    """MAX_CHUNK_SIZE_MB and MAX_MESSAGE_SIZE_BYTES, and what the raw audio topic and the egress
+    topic (a chunk comes back as one echo) take: a chunk the bus refused would be lost for this
+    session, and over Kafka would fail every later chunk on its partition."""
+    limit = min(settings.max_message_size_bytes, int(settings.max_chunk_size_mb * MIB))
+    for topic in (settings.topic(Topic.AUDIO_RAW), settings.topic(Topic.EGRESS)):
+        taken = await bus.record_limit(topic)
+        if taken is not None and taken < limit:
+            log.warning(
+                "topic takes smaller records than the configured message limit; chunks are limited to it",
+                extra={"topic": topic, "max_bytes": taken, "configured": limit},
+            )
+            limit = taken
+    return limit
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -156,6 +156,10 @@ class Bus(ABC):
     async def partition_count(self, topic: str) -> int: ...
 
     @abstractmethod
+    async def record_limit(self, topic: str) -> int | None:
+        """The largest record value `topic` takes (None: no limit). A larger one is refused."""
+
+    @abstractmethod
     async def send(
         self, topic: str, message: BusMessage, *, partition: int | None = None
     ) -> "asyncio.Future[Delivered]":

@@ -8,6 +8,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from voxbus.common.bus.base import (
@@ -31,6 +32,7 @@ _TOPIC_ALREADY_EXISTS = 36
 _MAX_BATCH_BYTES = 256 * 1024
 # what a record carries besides its value (key, headers, batch framing), with room to spare
 _RECORD_OVERHEAD_BYTES = 64 * 1024
+_MAX_MESSAGE_BYTES = "max.message.bytes"  # a topic's record limit
 
 
 class KafkaBus(Bus):
@@ -98,7 +100,7 @@ class KafkaBus(Bus):
                 name=topic,
                 num_partitions=count,
                 replication_factor=self._replication_factor,
-                topic_configs={"max.message.bytes": str(self._max_record_bytes)},
+                topic_configs={_MAX_MESSAGE_BYTES: str(self._max_record_bytes)},
             )
             for topic, count in partitions.items()
             if topic not in existing
@@ -133,6 +135,24 @@ class KafkaBus(Bus):
         if not partitions:
             raise BusError(f"unknown topic {topic!r}")
         return len(partitions)
+
+    async def record_limit(self, topic: str) -> int | None:
+        """The topic's `max.message.bytes` (a topic made before voxbus set it may have Kafka's
+        default, about 1 MiB) and this producer's request size, less framing. A record the broker
+        refuses fails every later record of this producer to that partition (the idempotent
+        producer's sequence breaks: OutOfOrderSequenceNumber), so callers must not send one."""
+        wanted = ConfigResource(ConfigResourceType.TOPIC, topic, {_MAX_MESSAGE_BYTES: None})
+        try:
+            responses = await self._admin.describe_configs([wanted])
+        except KafkaError as exc:
+            raise BusError(f"cannot read the configuration of topic {topic!r}: {exc!r}") from exc
+        limit = self._max_record_bytes
+        for response in responses:
+            for resource in response.resources:  # (error, message, type, name, entries)
+                for entry in resource[4]:  # (name, value, read only, source, …)
+                    if entry[0] == _MAX_MESSAGE_BYTES and entry[1] is not None:
+                        limit = min(limit, int(entry[1]))
+        return limit - _RECORD_OVERHEAD_BYTES
 
     async def send(
         self, topic: str, message: BusMessage, *, partition: int | None = None

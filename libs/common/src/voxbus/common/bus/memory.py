@@ -131,6 +131,10 @@ class InProcessBus(Bus):
     async def partition_count(self, topic: str) -> int:
         return len(self._partitions(topic))
 
+    async def record_limit(self, topic: str) -> int | None:
+        self._partitions(topic)
+        return None
+
     async def send(
         self, topic: str, message: BusMessage, *, partition: int | None = None
     ) -> "asyncio.Future[Delivered]":

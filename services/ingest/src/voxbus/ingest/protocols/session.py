@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 FORMATS = ["wav", "mp3", "flac", "aac", "pcm", "opus", "ogg", "webm"]
 CHANNELS = [1, 2]
 CLOSE_REQUEST = "close"
-# what json.dumps makes of _chunk_reply(ok=True); a session id is a UUID, so nothing to escape
+# the chunk ack as json.dumps would write it; a session id is a UUID, so nothing to escape
 _ACK = (
     '{"message": "Chunk processed successfully", "session_id": "%s", "chunk_count": %d, "status": "active"}'
 )
@@ -89,17 +89,18 @@ class SessionAdapter(Adapter):
     async def on_binary(self, conn: Connection, data: bytes) -> None:
         if conn.finished:
             return
-        number, arrived = conn.chunk_count + 1, time.perf_counter()
+        arrived = time.perf_counter()
         if not data:
-            await conn.send_json(_chunk_reply(conn, number - 1, ok=False))
+            await conn.send_json(_failed_chunk(conn))
             return
 
         async def acknowledge(ok: bool) -> None:
+            # chunk_count: the chunks the recording holds, this one included if it is durable
             metrics.ACK_SECONDS.observe(time.perf_counter() - arrived)
             if ok:  # the hot path: one ack per chunk, formatted without json.dumps
-                await conn.send_text(_ACK % (conn.session_id, number))
+                await conn.send_text(_ACK % (conn.session_id, conn.chunk_count))
             else:
-                await conn.send_json(_chunk_reply(conn, number, ok=False))
+                await conn.send_json(_failed_chunk(conn))
 
         await conn.audio(data, acknowledge)
 
@@ -175,12 +176,12 @@ class SessionAdapter(Adapter):
                 await task
 
 
-def _chunk_reply(conn: Connection, number: int, *, ok: bool) -> dict[str, Any]:
+def _failed_chunk(conn: Connection) -> dict[str, Any]:
     return {
-        "message": "Chunk processed successfully" if ok else "Failed to process chunk",
+        "message": "Failed to process chunk",
         "session_id": conn.session_id,
-        "chunk_count": number,
-        "status": "active" if ok else "error",
+        "chunk_count": conn.chunk_count,
+        "status": "error",
     }
 
 
