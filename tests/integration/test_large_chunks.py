@@ -1,15 +1,20 @@
 """A chunk as large as the message limit is recorded over real Kafka, as it is embedded: Kafka
 refuses records over about 1 MiB unless its producer and topics are told otherwise."""
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
 
 import aiohttp
 import numpy as np
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
+from tests.helpers import message
 from tests.servers import cluster, distributed_env, embedded, fresh_redis_db
+from voxbus.common.bus.kafka import KafkaBus
 from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
 
 LIMIT = 1024 * 1024  # MAX_MESSAGE_SIZE_BYTES' default
@@ -89,3 +94,32 @@ async def test_a_topic_taking_smaller_records_limits_chunks_and_harms_no_other_s
     assert refusal["error"] == "Chunk too large"
     assert LIMIT - 64 * 1024 <= refusal["max_size"] < LIMIT + 64, refusal  # the topic's, less framing
     assert (closed["status"], closed["duration_seconds"]) == ("completed", 3 * 1600 / 16000)
+
+
+async def test_after_a_record_the_broker_refused_later_records_land_again(
+    kafka_endpoint: KafkaEndpoint, unique: str
+) -> None:
+    # a failed delivery breaks the idempotent producer's sequence on its partition: without a
+    # new producer every later record there fails (OutOfOrderSequenceNumber) until a restart
+    topic = f"seq-{unique}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_endpoint.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    async with KafkaBus(kafka_endpoint.bootstrap_servers, max_value_bytes=2 * LIMIT) as bus:
+        await bus.send_and_wait(topic, message("s", b"before"), partition=0)
+        with pytest.raises(KafkaError):  # over the topic's default limit: the broker refuses it
+            await bus.send_and_wait(topic, message("s", bytes(3 * LIMIT // 2)), partition=0)
+        failed = 0
+        async with asyncio.timeout(30):
+            while True:  # the records sent while the producer is replaced may fail too
+                try:
+                    await bus.send_and_wait(topic, message("s", b"after"), partition=0)
+                    break
+                except KafkaError:
+                    failed += 1
+        for n in range(5):
+            await bus.send_and_wait(topic, message("s", f"later {n}".encode()), partition=0)
+    assert failed <= 3

@@ -1,6 +1,7 @@
 """Apache Kafka bus via aiokafka: idempotent acks=all producer, manual-commit group consumers."""
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -54,18 +55,48 @@ class KafkaBus(Bus):
         self._max_record_bytes = max_value_bytes + _RECORD_OVERHEAD_BYTES
         self._replication_factor = replication_factor
         self._client_id = client_id
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            client_id=client_id,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=linger_ms,
-            max_batch_size=_MAX_BATCH_BYTES,
-            max_request_size=self._max_record_bytes,
-        )
+        self._linger_ms = linger_ms
+        self._producer = self._new_producer()
+        self._renewal: asyncio.Task[None] | None = None
         self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
         self._started = False
         self._partition_counts: dict[str, int] = {}
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self._linger_ms,
+            max_batch_size=_MAX_BATCH_BYTES,
+            max_request_size=self._max_record_bytes,
+        )
+
+    def _delivered(self, delivery: "asyncio.Future[Any]") -> None:
+        """After a failed delivery the idempotent producer's sequence on that partition is broken:
+        every later record there fails (OutOfOrderSequenceNumber) until a new producer, with a new
+        producer id, takes over. So the first failure starts a replacement."""
+        if delivery.cancelled() or delivery.exception() is None or not self._started:
+            return
+        if self._renewal is None or self._renewal.done():
+            self._renewal = asyncio.create_task(
+                self._renew_producer(repr(delivery.exception())), name="kafka-producer-renewal"
+            )
+
+    async def _renew_producer(self, reason: str) -> None:
+        fresh = self._new_producer()
+        try:
+            await fresh.start()
+        except BaseException as exc:  # cancelled by close(), or the broker is away
+            await fresh.stop()
+            if not isinstance(exc, KafkaError):
+                raise
+            log.warning("cannot replace the producer yet", extra={"reason": repr(exc)})
+            return  # the next failed delivery tries again
+        stale, self._producer = self._producer, fresh
+        log.warning("producer replaced after a failed delivery", extra={"reason": reason})
+        await stale.stop()  # what it still held lands or fails, as it would have
 
     @property
     def bootstrap_servers(self) -> str:
@@ -84,6 +115,10 @@ class KafkaBus(Bus):
     async def close(self) -> None:
         if self._started:
             self._started = False
+            if self._renewal is not None:
+                self._renewal.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._renewal
             await self._producer.stop()
             await self._admin.close()
 
@@ -174,6 +209,7 @@ class KafkaBus(Bus):
             )
         except KafkaError as exc:
             raise BusError(f"cannot produce to {topic!r}: {exc!r}") from exc
+        future.add_done_callback(self._delivered)
         return future
 
     async def flush(self) -> None:
