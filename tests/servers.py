@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from voxbus.cli.main import load_service
 from voxbus.common.constants import SERVICE_NAMES
 from voxbus.common.runtime import create_app
 from voxbus.common.settings import Settings
+from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
 
 
 @contextlib.asynccontextmanager
@@ -119,6 +121,20 @@ def fresh_redis_db(url: str) -> str:
     finally:
         client.close()
     return isolated
+
+
+def topic_prefix(name: str) -> str:
+    """Topics of one test's own on a shared broker: `{name}-{8 random hex digits}.`."""
+    return f"{name}-{uuid.uuid4().hex[:8]}."
+
+
+def isolated_env(
+    tmp_path: Path, kafka: KafkaEndpoint, redis_endpoint: RedisEndpoint, prefix: str, **extra: str
+) -> dict[str, str]:
+    """`distributed_env` for one test: its topics, a flushed Redis database, storage in tmp_path."""
+    return distributed_env(
+        kafka.bootstrap_servers, fresh_redis_db(redis_endpoint.url), tmp_path / "audio", prefix, **extra
+    )
 
 
 def distributed_env(kafka: str, redis_url: str, storage: Path, prefix: str, **extra: str) -> dict[str, str]:

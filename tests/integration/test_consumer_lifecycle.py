@@ -14,7 +14,6 @@ import resource
 import subprocess
 import sys
 import time
-import uuid
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ import pytest
 
 from tests.clients import CLOSE, record_with_aiohttp
 from tests.helpers import free_port
-from tests.servers import cluster, distributed_env, embedded, embedded_app, fresh_redis_db
+from tests.servers import cluster, embedded, embedded_app, isolated_env, topic_prefix
 from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
 from voxbus.writer import worker
 from voxbus.writer.recording import SessionRecording
@@ -256,11 +255,11 @@ async def _poll_ready(http: aiohttp.ClientSession, url: str) -> list[tuple[float
 async def test_a_restarted_writer_is_ready_only_once_it_consumes(
     tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
 ) -> None:
-    env = distributed_env(
-        kafka_endpoint.bootstrap_servers,
-        fresh_redis_db(redis_endpoint.url),
-        tmp_path / "audio",
-        f"rdy-{uuid.uuid4().hex[:8]}.",
+    env = isolated_env(
+        tmp_path,
+        kafka_endpoint,
+        redis_endpoint,
+        topic_prefix("rdy"),
         CLOSE_TIMEOUT_SECONDS="30",
     )
     async with cluster(env, tmp_path) as (ingest, _, writer), aiohttp.ClientSession() as http:

@@ -5,7 +5,6 @@ including a client that resumes on another ingest pod and an echo process that i
 import asyncio
 import json
 import time
-import uuid
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.audio import chunked, speech
-from tests.servers import Process, cluster, distributed_env, embedded, fresh_redis_db
+from tests.servers import Process, cluster, embedded, isolated_env, topic_prefix
 from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
 
 SILENCE = bytes(32000)  # what the seed clients send: 1 s of 16 kHz s16le silence
@@ -128,12 +127,7 @@ async def test_sessions_without_echo_get_no_audio_back(tmp_path: Path) -> None:
 async def test_distributed_echo_follows_a_resume_and_survives_an_echo_crash(
     tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
 ) -> None:
-    env = distributed_env(
-        kafka_endpoint.bootstrap_servers,
-        fresh_redis_db(redis_endpoint.url),
-        tmp_path / "audio",
-        f"echo-{uuid.uuid4().hex[:8]}.",
-    )
+    env = isolated_env(tmp_path, kafka_endpoint, redis_endpoint, topic_prefix("echo"))
     chunks = numbered(12, 3200)  # 100 ms each
     async with cluster(env, tmp_path, ingests=2, services=("echo",)) as (first, second, echo):
         # seed 1/2 clients and seed 4 clients, on separate processes over Kafka and Redis

@@ -7,13 +7,12 @@ A SIGKILLed pod's slots and egress lease free themselves by TTL; SIGTERM closes 
 import asyncio
 import signal
 import time
-import uuid
 import zlib
 from pathlib import Path
 
 import aiohttp
 
-from tests.servers import Process, cluster, distributed_env, fresh_redis_db
+from tests.servers import Process, cluster, isolated_env, topic_prefix
 from voxbus.common.bus.kafka import KafkaBus
 from voxbus.common.constants import Key
 from voxbus.common.records import BusMessage
@@ -22,10 +21,7 @@ from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
 
 
 def _env(tmp_path: Path, kafka: KafkaEndpoint, redis: RedisEndpoint, **extra: str) -> dict[str, str]:
-    prefix = f"fo-{uuid.uuid4().hex[:8]}."
-    return distributed_env(
-        kafka.bootstrap_servers, fresh_redis_db(redis.url), tmp_path / "audio", prefix, **extra
-    )
+    return isolated_env(tmp_path, kafka, redis, topic_prefix("fo"), **extra)
 
 
 async def _egress_to(store: RedisStore, bus: KafkaBus, prefix: str, session_id: str, audio: bytes) -> str:

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from tests.helpers import message
-from tests.servers import cluster, distributed_env, embedded, fresh_redis_db
+from tests.servers import cluster, embedded, isolated_env, topic_prefix
 from voxbus.common.bus.kafka import KafkaBus
 from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
 
@@ -44,12 +44,7 @@ async def test_a_chunk_of_the_full_message_size_is_recorded_embedded(tmp_path: P
 async def test_a_chunk_of_the_full_message_size_is_recorded_over_kafka(
     tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
 ) -> None:
-    env = distributed_env(
-        kafka_endpoint.bootstrap_servers,
-        fresh_redis_db(redis_endpoint.url),
-        tmp_path / "audio",
-        f"big-{uuid.uuid4().hex[:8]}.",
-    )
+    env = isolated_env(tmp_path, kafka_endpoint, redis_endpoint, topic_prefix("big"))
     async with cluster(env, tmp_path) as (ingest, *_):
         closed = await _record_one_full_chunk(ingest.url)
     assert (closed["status"], closed["duration_seconds"]) == ("completed", LIMIT / 2 / 16000)
@@ -68,10 +63,10 @@ async def test_a_topic_taking_smaller_records_limits_chunks_and_harms_no_other_s
         await admin.create_topics([NewTopic(prefix + "audio.raw", num_partitions=1, replication_factor=1)])
     finally:
         await admin.close()
-    env = distributed_env(
-        kafka_endpoint.bootstrap_servers,
-        fresh_redis_db(redis_endpoint.url),
-        tmp_path / "audio",
+    env = isolated_env(
+        tmp_path,
+        kafka_endpoint,
+        redis_endpoint,
         prefix,
         MAX_MESSAGE_SIZE_BYTES=str(2 * LIMIT),
         MAX_CHUNK_SIZE_MB="2",

@@ -4,10 +4,9 @@ A pod name keys its egress lease and return routes; two live holders would take 
 """
 
 import asyncio
-import uuid
 from pathlib import Path
 
-from tests.servers import Process, distributed_env, fresh_redis_db
+from tests.servers import Process, isolated_env, topic_prefix
 from voxbus.common.constants import Key
 from voxbus.common.store.redis import RedisStore
 from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
@@ -16,11 +15,11 @@ from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
 async def test_a_second_process_with_a_live_pod_name_refuses_to_start(
     tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
 ) -> None:
-    env = distributed_env(
-        kafka_endpoint.bootstrap_servers,
-        fresh_redis_db(redis_endpoint.url),
-        tmp_path / "audio",
-        f"pn-{uuid.uuid4().hex[:8]}.",
+    env = isolated_env(
+        tmp_path,
+        kafka_endpoint,
+        redis_endpoint,
+        topic_prefix("pn"),
         LEASE_SECONDS="2",
         POD_NAME="ingest-shared",
     )

@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestServer
 from tests.audio import Int16, chunked, tone_and_noise
 from tests.clients import CLOSE
 from tests.helpers import free_port
-from tests.servers import cluster, distributed_env, fresh_redis_db
+from tests.servers import cluster, isolated_env
 from voxbus.cli.main import load_service
 from voxbus.common.bus.memory import InProcessBus
 from voxbus.common.constants import SERVICE_NAMES
@@ -116,9 +116,7 @@ async def test_sigterm_mid_stream_then_resume_on_another_pod_records_each_frame_
     tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
 ) -> None:
     prefix = f"rs-{uuid.uuid4().hex[:8]}."
-    env = distributed_env(
-        kafka_endpoint.bootstrap_servers, fresh_redis_db(redis_endpoint.url), tmp_path / "audio", prefix
-    )
+    env = isolated_env(tmp_path, kafka_endpoint, redis_endpoint, prefix)
     source, frames = _frames(60.0)
     async with cluster(env, tmp_path, ingests=2) as (first, second, *_), aiohttp.ClientSession() as http:
         ws = await http.ws_connect(f"{first.url}/api/ws/audio?format=pcm&sample_rate={RATE}")
@@ -188,9 +186,7 @@ async def test_a_client_gone_with_chunks_unanswered_resumes_from_what_was_record
     """Chunks read but not yet durable when the client left land in the recording: the resume
     greeting counts them, so resending after its chunk_count duplicates nothing."""
     prefix = f"rs-{uuid.uuid4().hex[:8]}."
-    env = distributed_env(
-        kafka_endpoint.bootstrap_servers, fresh_redis_db(redis_endpoint.url), tmp_path / "audio", prefix
-    )
+    env = isolated_env(tmp_path, kafka_endpoint, redis_endpoint, prefix)
     source, frames = _frames(10.0)
     async with cluster(env, tmp_path, ingests=1) as (ingest, *_), aiohttp.ClientSession() as http:
         async with http.ws_connect(f"{ingest.url}/api/ws/audio?format=pcm&sample_rate={RATE}") as ws:

@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.clients import CLOSE
-from tests.servers import Process, cluster, distributed_env, embedded_app, fresh_redis_db
+from tests.servers import Process, cluster, embedded_app, isolated_env, topic_prefix
 from voxbus.common.constants import Key
 from voxbus.common.runtime import STORE
 from voxbus.common.store.base import StateStore
@@ -88,11 +87,11 @@ def _log_lines(process: Process) -> list[dict[str, object]]:
 async def test_a_pod_stops_renewing_routes_of_sessions_that_ended_or_moved(
     tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
 ) -> None:
-    env = distributed_env(
-        kafka_endpoint.bootstrap_servers,
-        fresh_redis_db(redis_endpoint.url),
-        tmp_path / "audio",
-        f"rr-{uuid.uuid4().hex[:8]}.",
+    env = isolated_env(
+        tmp_path,
+        kafka_endpoint,
+        redis_endpoint,
+        topic_prefix("rr"),
         LEASE_SECONDS="2",  # renewals every 0.67 s
         MAX_CONNECTIONS_PER_SESSION="2",  # a resume on B while A still has the socket open
     )

@@ -6,22 +6,21 @@ one exists (GroupCoordinatorNotAvailable); aiokafka retries both.
 """
 
 import json
-import uuid
 from pathlib import Path
 
 from tests.clients import record_with_aiohttp
-from tests.servers import Process, cluster, distributed_env, fresh_redis_db
+from tests.servers import Process, cluster, isolated_env, topic_prefix
 from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
 
 
 async def test_a_fresh_cluster_records_a_session_without_error_lines(
     tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
 ) -> None:
-    env = distributed_env(
-        kafka_endpoint.bootstrap_servers,
-        fresh_redis_db(redis_endpoint.url),
-        tmp_path / "audio",
-        f"sl-{uuid.uuid4().hex[:8]}.",  # fresh topics: their partitions have no known leader yet
+    env = isolated_env(
+        tmp_path,
+        kafka_endpoint,
+        redis_endpoint,
+        topic_prefix("sl"),  # fresh topics: their partitions have no known leader yet
         # the defaults: the more partitions are created at once, the longer their leaders take
         AUDIO_PARTITIONS="12",
         EGRESS_PARTITIONS="64",
