@@ -81,6 +81,15 @@ def test_pcm_chunk_carries_its_position() -> None:
     assert decode(wire.key, wire.value, wire.headers) == chunk
 
 
+def test_raw_chunk_carries_its_number_in_the_session() -> None:
+    chunk = AudioChunk(
+        session_id=SID, seq=(3 << 32) | 7, ts_ns=1, format=PCM16K, audio=b"\x00\x01", number=412
+    )
+    wire = chunk.to_message()
+    assert wire.headers[-1] == ("n", b"412")
+    assert decode(wire.key, wire.value, wire.headers) == chunk
+
+
 @pytest.mark.parametrize(
     ("record", "value"),
     [

@@ -44,6 +44,7 @@ class Header:
     # on egress records: when ingest should write it to the socket (wall clock, ns)
     DUE: Final = "due"
     POSITION: Final = "pos"  # PCM chunks: frame offset of the first sample in the session
+    NUMBER: Final = "n"  # raw chunks: the chunk's number in its session (1, 2, …, across resumes)
 
 
 class Key:
@@ -87,6 +88,7 @@ class SessionField:
     TRANSCODED_SEQ: Final = "transcoded_seq"
     RESUME_OFFSET: Final = "resume_offset"  # raw-topic offset where a fresh decoder can take over
     RESUME_FRAMES: Final = "resume_frames"  # PCM frames produced before that offset
+    RESUME_CHUNKS: Final = "resume_chunks"  # client chunks taken before that offset
     WAV_FORMAT: Final = "wav_format"
     WRITTEN_FRAMES: Final = "written_frames"
     FINALIZED: Final = "finalized"  # "1" once the writer completed the files

@@ -119,7 +119,10 @@ class AudioChunk:
     """One piece of a session's audio; `audio` is the record value, untouched.
 
     On the PCM topic `pos` is the frame offset of the chunk's first sample in the session's
-    output: the writer deduplicates replays by it, whatever the chunking of a replay.
+    output: the writer deduplicates replays by it, whatever the chunking of a replay. On the raw
+    topic `number` is the chunk's number in the session, as the client counts its chunks: the
+    transcoder takes chunk n only after chunk n-1, so a chunk a client sends again after a resume
+    is recorded once, and nothing lands behind a chunk the bus refused.
     """
 
     _type: ClassVar[RecordType] = RecordType.CHUNK
@@ -129,9 +132,11 @@ class AudioChunk:
     format: AudioFormat
     audio: bytes
     pos: int | None = None
+    number: int | None = None
 
     def to_message(self) -> BusMessage:
-        return ChunkEncoder(self.session_id, self.format).message(self.seq, self.ts_ns, self.audio, self.pos)
+        encoder = ChunkEncoder(self.session_id, self.format)
+        return encoder.message(self.seq, self.ts_ns, self.audio, pos=self.pos, number=self.number)
 
     @classmethod
     def from_message(cls, key: bytes, value: bytes, headers: Headers) -> Self:
@@ -143,8 +148,9 @@ class AudioChunk:
                 rate=int(fields[Header.RATE]),
                 channels=int(fields[Header.CHANNELS]),
             )
-            position = fields.get(Header.POSITION)
+            position, number = fields.get(Header.POSITION), fields.get(Header.NUMBER)
             pos = int(position) if position is not None else None
+            chunk_number = int(number) if number is not None else None
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise RecordError(f"malformed chunk headers: {exc!r}") from exc
         return cls(
@@ -154,6 +160,7 @@ class AudioChunk:
             format=audio_format,
             audio=value,
             pos=pos,
+            number=chunk_number,
         )
 
 
@@ -173,11 +180,15 @@ class ChunkEncoder:
             (Header.CHANNELS, b"%d" % audio_format.channels),
         )
 
-    def message(self, seq: int, ts_ns: int, audio: bytes, pos: int | None = None) -> BusMessage:
+    def message(
+        self, seq: int, ts_ns: int, audio: bytes, *, pos: int | None = None, number: int | None = None
+    ) -> BusMessage:
         """The message `AudioChunk.to_message()` makes of these fields."""
         headers: Headers = (*self._head, *_order_headers(seq, ts_ns), *self._format)
         if pos is not None:
             headers = (*headers, (Header.POSITION, b"%d" % pos))
+        if number is not None:
+            headers = (*headers, (Header.NUMBER, b"%d" % number))
         return BusMessage(key=self._key, value=audio, headers=headers)
 
 

@@ -38,9 +38,10 @@ class RawStream:
         )
         return await self._bus.send(self._topic, record.to_message())
 
-    async def chunk(self, audio: bytes) -> "asyncio.Future[Delivered]":
-        """Queue a chunk (batched by the producer); the future resolves once it is durable."""
-        message = self._chunks.message(self._next(), time.time_ns(), audio)
+    async def chunk(self, audio: bytes, number: int) -> "asyncio.Future[Delivered]":
+        """Queue chunk `number` of the session (batched by the producer); the future resolves
+        once it is durable."""
+        message = self._chunks.message(self._next(), time.time_ns(), audio, number=number)
         return await self._bus.send(self._topic, message)
 
     async def stop(self, reason: str) -> "asyncio.Future[Delivered]":
