@@ -5,6 +5,11 @@ from prometheus_client import Counter, Gauge, Histogram
 from voxbus.common.consumer import ConsumerLag
 
 CHUNKS = Counter("voxbus_transcoder_chunks_total", "Audio chunks transcoded", ["codec"])
+SKIPPED_CHUNKS = Counter(
+    "voxbus_transcoder_skipped_chunks_total",
+    "Client chunks not taken: sent again after a resume (duplicate), or behind one the bus refused (gap)",
+    ["reason"],
+)
 BYTES_OUT = Counter("voxbus_transcoder_pcm_bytes_total", "PCM bytes produced")
 ERRORS = Counter("voxbus_transcoder_session_errors_total", "Sessions failed on undecodable input", ["codec"])
 BAD_RECORDS = Counter(

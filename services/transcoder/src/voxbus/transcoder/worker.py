@@ -81,6 +81,8 @@ class _Session:
     replay_from: int  # offset from which a replay reproduces this session's output exactly
     replay_frames: int  # frames of output before `replay_from`
     produced_through: int  # highest seq already produced durably (skip output up to here)
+    chunks_in: int | None = 0  # the number of the last client chunk taken (None: not known yet)
+    replay_chunks: int = 0  # client chunks taken before `replay_from`
     emitted_through: int = _NOTHING_PRODUCED  # highest seq sent in the batch under way
     frames_out: int = 0  # PCM frames this session's output holds so far (replays included)
     failed: bool = False
@@ -233,6 +235,12 @@ class TranscodeHandler:
             existing.resumed = True  # same decoder, unless the next chunk opens a new file
             return existing
         fields = await self._store.hgetall(Key.SESSION + start.session_id)
+        if existing is None and start.resume and SessionField.RESUME_OFFSET in fields:
+            # a replay that begins at a resume (the commit had moved past the session's chunks):
+            # go on from the store's resume point, as for a chunk met mid-stream
+            rebuilt = self._rebuilt(partition, offset, start.session_id, start.format, fields)
+            rebuilt.resumed = True
+            return rebuilt
         target = AudioFormat(codec=PCM_CODEC, rate=start.format.rate, channels=start.format.channels)
         session = _Session(
             session_id=start.session_id,
@@ -272,8 +280,20 @@ class TranscodeHandler:
             return None
         if offset < int(resume_offset):
             return None
-        codec = fields.get(SessionField.CODEC, chunk.format.codec)
-        target = AudioFormat(codec=PCM_CODEC, rate=chunk.format.rate, channels=chunk.format.channels)
+        return self._rebuilt(partition, offset, chunk.session_id, chunk.format, fields)
+
+    def _rebuilt(
+        self,
+        partition: _Partition,
+        offset: int,
+        session_id: str,
+        declared: AudioFormat,
+        fields: Mapping[str, str],
+    ) -> _Session:
+        """A session's state at its resume point in the store (a stateless point: nothing of
+        the decoder's but a WAV header to carry over)."""
+        codec = fields.get(SessionField.CODEC, declared.codec)
+        target = AudioFormat(codec=PCM_CODEC, rate=declared.rate, channels=declared.channels)
         if codec == "wav":
             decoder: Decoder = WavDecoder.after_header(
                 WavFormat(**json.loads(fields[SessionField.WAV_FORMAT]))
@@ -281,23 +301,26 @@ class TranscodeHandler:
         else:
             decoder = make_decoder(codec, target.rate, target.channels)
         frames = int(fields.get(SessionField.RESUME_FRAMES, 0))
-        log.info("took over a session mid-stream", extra={"codec": codec, "seq": chunk.seq, "frames": frames})
+        chunks = fields.get(SessionField.RESUME_CHUNKS)
+        log.info("took over a session mid-stream", extra={"codec": codec, "offset": offset, "frames": frames})
         session = _Session(
-            session_id=chunk.session_id,
+            session_id=session_id,
             codec=codec,
             target=target,
             pipeline=SessionPipeline(decoder, rate=target.rate, channels=target.channels),
             replay_from=offset,
             replay_frames=frames,
-            frames_out=frames,
             produced_through=int(fields.get(SessionField.TRANSCODED_SEQ, _NOTHING_PRODUCED)),
+            chunks_in=int(chunks) if chunks is not None else None,
+            replay_chunks=int(chunks) if chunks is not None else 0,
+            frames_out=frames,
             wav_format_saved=True,
         )
-        partition.sessions[chunk.session_id] = session
+        partition.sessions[session_id] = session
         return session
 
     async def _chunk(self, session: _Session, offset: int, chunk: AudioChunk, outputs: _Outputs) -> None:
-        if session.failed:
+        if session.failed or not self._in_order(session, chunk):
             return
         if session.resumed:
             session.resumed = False
@@ -322,6 +345,24 @@ class TranscodeHandler:
         session.chunks_metric.inc()
         if session.pipeline.stateless_here:
             session.replay_from, session.replay_frames = offset + 1, session.frames_out
+            session.replay_chunks = session.chunks_in or 0
+
+    @staticmethod
+    def _in_order(session: _Session, chunk: AudioChunk) -> bool:
+        """Take client chunk n only right after n-1: one sent again after a resume (the greeting
+        may count fewer chunks than landed, if its pod died before saving its count) is taken
+        once, and nothing is taken behind a chunk the bus refused (the client sends them again
+        after resuming). Chunks without a number (older producers) are all taken."""
+        number, last = chunk.number, session.chunks_in
+        if number is None or last is None or number == last + 1:
+            if number is not None:
+                session.chunks_in = number
+            return True
+        reason = "duplicate" if number <= last else "gap"
+        metrics.SKIPPED_CHUNKS.labels(reason).inc()
+        if reason == "gap":
+            log.warning("chunk behind a missing one skipped", extra={"number": number, "expected": last + 1})
+        return False
 
     async def _produce(
         self, session: _Session, seq: int, ts_ns: int, pieces: Iterable[bytes], outputs: _Outputs
@@ -397,6 +438,7 @@ class TranscodeHandler:
             if session.replay_frames:
                 fields[SessionField.RESUME_OFFSET] = session.replay_from
                 fields[SessionField.RESUME_FRAMES] = session.replay_frames
+                fields[SessionField.RESUME_CHUNKS] = session.replay_chunks
             decoder = session.pipeline.decoder
             if isinstance(decoder, WavDecoder) and decoder.format and not session.wav_format_saved:
                 fields[SessionField.WAV_FORMAT] = json.dumps(asdict(decoder.format))
