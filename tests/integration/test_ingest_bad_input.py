@@ -151,11 +151,12 @@ async def test_a_list_cursor_must_be_a_finite_number(tmp_path: Path) -> None:
             assert [s["session_id"] for s in (await response.json())["sessions"]] == [session_id]
 
 
-async def test_a_chunk_the_bus_refused_counts_nowhere_so_every_chunk_count_is_what_was_recorded(
+async def test_after_a_chunk_the_bus_refused_the_client_resumes_and_resends_from_chunk_count(
     tmp_path: Path,
 ) -> None:
-    # the bus refuses one chunk (a broker limit, an outage): the client is told, the numbers that
-    # follow, the close reply and the session record count only what the recording holds
+    # the bus refuses one chunk (a broker limit, an outage): the client is told, the socket
+    # closes 1011 after answering what it read, and the resume greeting's chunk_count says where
+    # to go on. Every number the client sees is what the recording holds
     async with embedded_app(tmp_path) as (base, app), aiohttp.ClientSession() as http:
         bus, sends = app[BUS], [0]
         send = bus.send
@@ -168,11 +169,19 @@ async def test_a_chunk_the_bus_refused_counts_nowhere_so_every_chunk_count_is_wh
             return await send(topic, message, **kwargs)
 
         bus.send = refuse_the_second_chunk  # type: ignore[method-assign]
-        async with http.ws_connect(f"{base}/api/ws/audio?format=pcm&sample_rate=16000") as ws:
+        chunks = [bytes([value, 0]) * 1600 for value in (1, 2, 3)]
+        ws_base = base.replace("http", "ws")
+        async with http.ws_connect(f"{ws_base}/api/ws/audio?format=pcm&sample_rate=16000") as ws:
             session_id = (await ws.receive_json())["session_id"]
             replies = []
-            for value in (1, 2, 3):
-                await ws.send_bytes(bytes([value, 0]) * 1600)
+            for chunk in chunks[:2]:
+                await ws.send_bytes(chunk)
+                replies.append(_strict(await ws.receive_str(timeout=10)))
+            closing = await ws.receive(timeout=10)
+        async with http.ws_connect(f"{ws_base}/api/ws/audio/{session_id}") as ws:
+            greeting = _strict(await ws.receive_str(timeout=10))
+            for chunk in chunks[greeting["chunk_count"] :]:
+                await ws.send_bytes(chunk)
                 replies.append(_strict(await ws.receive_str(timeout=10)))
             await ws.send_str(CLOSE)
             closed = _strict(await ws.receive_str(timeout=30))
@@ -184,6 +193,9 @@ async def test_a_chunk_the_bus_refused_counts_nowhere_so_every_chunk_count_is_wh
         ("Chunk processed successfully", 1),
         ("Failed to process chunk", 1),
         ("Chunk processed successfully", 2),
+        ("Chunk processed successfully", 3),
     ]
-    assert (closed["chunk_count"], info["total_chunks"]) == (2, 2)
-    assert set(recorded[:1600]) == {1} and set(recorded[1600:]) == {3} and len(recorded) == 3200
+    assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 1011)
+    assert greeting["chunk_count"] == 1
+    assert (closed["chunk_count"], info["total_chunks"]) == (3, 3)
+    assert np.array_equal(recorded, np.frombuffer(b"".join(chunks), dtype=np.int16))

@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestServer
 from tests.audio import Int16, chunked, tone_and_noise
 from tests.clients import CLOSE
 from tests.helpers import free_port
-from tests.servers import cluster, isolated_env
+from tests.servers import cluster, isolated_env, topic_prefix
 from voxbus.cli.main import load_service
 from voxbus.common.bus.memory import InProcessBus
 from voxbus.common.constants import SERVICE_NAMES
@@ -42,7 +42,7 @@ def _frames(seconds: float) -> tuple[Int16, list[bytes]]:
 
 
 async def _stream_until_closed(
-    ws: aiohttp.ClientWebSocketResponse, frames: list[bytes], stop: Callable[[], object]
+    ws: aiohttp.ClientWebSocketResponse, frames: list[bytes], stop: Callable[[], object], *, code: int = 1012
 ) -> int:
     """Stream frames until the server closes the socket; `stop()` is called once ACKED_BEFORE_STOP
     frames are acknowledged, while frames keep going out without waiting for their acks (so
@@ -76,19 +76,30 @@ async def _stream_until_closed(
     else:
         raise AssertionError("every frame was sent before the server closed the socket")
     await asyncio.wait_for(reader, 30)
-    assert ws.close_code == 1012, ws.close_code
+    assert ws.close_code == code, ws.close_code
     return acked
 
 
 async def _resume_and_finish(
-    http: aiohttp.ClientSession, base: str, session_id: str, frames: list[bytes], *, acked: int, extra: int
+    http: aiohttp.ClientSession,
+    base: str,
+    session_id: str,
+    frames: list[bytes],
+    *,
+    acked: int,
+    extra: int,
+    greeting_may_lag: bool = False,
 ) -> tuple[int, bytes]:
     """Resume, resend from the greeting's chunk_count on, stream `extra` more frames, close.
-    Returns the frames the recording must hold and the WAV."""
+    Returns the frames the recording must hold and the WAV. `greeting_may_lag`: the pod died
+    before saving its count, so the greeting may count fewer chunks than were acknowledged."""
     async with http.ws_connect(f"{base}/api/ws/audio/{session_id}") as ws:
         hello = await ws.receive_json(timeout=30)
         assert hello["message"] == "Audio session resumed", hello
-        assert hello["chunk_count"] == acked, (hello, acked)
+        if greeting_may_lag:
+            assert hello["chunk_count"] <= acked, (hello, acked)
+        else:
+            assert hello["chunk_count"] == acked, (hello, acked)
         end = hello["chunk_count"] + extra
         for frame in frames[hello["chunk_count"] : end]:
             await ws.send_bytes(frame)
@@ -104,6 +115,19 @@ async def _resume_and_finish(
     async with http.get(f"{base}/api/audio/sessions/{session_id}") as response:
         assert (await response.json())["total_chunks"] == end
     return end, wav
+
+
+async def _wait_until_resumable(http: aiohttp.ClientSession, base: str, session_id: str) -> None:
+    """What a client does after its pod died: a resume is refused ("Too many connections for
+    session") until the dead pod's connection slot expired; try again until it is not."""
+    async with asyncio.timeout(30):
+        while True:
+            async with http.ws_connect(f"{base}/api/ws/audio/{session_id}") as ws:
+                hello = await ws.receive_json(timeout=30)
+            if hello.get("error") != "Too many connections for session":
+                assert hello["message"] == "Audio session resumed", hello
+                return
+            await asyncio.sleep(0.5)
 
 
 def _samples(wav: bytes) -> Int16:
@@ -124,6 +148,31 @@ async def test_sigterm_mid_stream_then_resume_on_another_pod_records_each_frame_
         assert first.process is not None
         acked = await _stream_until_closed(ws, frames, lambda: first.process.send_signal(signal.SIGTERM))
         end, wav = await _resume_and_finish(http, second.url, session_id, frames, acked=acked, extra=50)
+    recorded = _samples(wav)
+    assert len(recorded) == end * FRAME_BYTES // 2, (len(recorded), end)
+    assert np.array_equal(recorded, source[: end * FRAME_BYTES // 2])
+
+
+async def test_sigkill_mid_stream_then_resume_with_a_lagging_greeting_records_each_frame_once(
+    tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
+) -> None:
+    # a pod that dies saves nothing: the greeting counts fewer chunks than landed, and the client
+    # sends again chunks the recording holds already; each is recorded once (by its number)
+    # the dead pod's connection slot is free after its lease: LEASE_SECONDS, short here
+    env = isolated_env(tmp_path, kafka_endpoint, redis_endpoint, topic_prefix("rk"), LEASE_SECONDS="2")
+    source, frames = _frames(60.0)
+    async with cluster(env, tmp_path, ingests=2) as (first, second, *_), aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{first.url}/api/ws/audio?format=pcm&sample_rate={RATE}")
+        session_id = (await ws.receive_json())["session_id"]
+        assert first.process is not None
+        acked = await _stream_until_closed(
+            ws, frames, lambda: first.process.send_signal(signal.SIGKILL), code=1006
+        )
+        await _wait_until_resumable(http, second.url, session_id)
+        # past every frame that may have landed (what was acknowledged, plus what was in flight)
+        end, wav = await _resume_and_finish(
+            http, second.url, session_id, frames, acked=acked, extra=acked + 300, greeting_may_lag=True
+        )
     recorded = _samples(wav)
     assert len(recorded) == end * FRAME_BYTES // 2, (len(recorded), end)
     assert np.array_equal(recorded, source[: end * FRAME_BYTES // 2])

@@ -26,9 +26,17 @@ class AckQueue:
     """One socket's chunks in flight, acknowledged in order."""
 
     def __init__(
-        self, writer: "AckWriter", transport: asyncio.BaseTransport | None, on_acked: Callable[[int], None]
+        self,
+        writer: "AckWriter",
+        transport: asyncio.BaseTransport | None,
+        on_acked: Callable[[int], None],
+        on_broken: Callable[[], None],
     ) -> None:
-        self._writer, self._transport, self._on_acked = writer, transport, on_acked
+        self._writer, self._transport = writer, transport
+        self._on_acked, self._on_broken = on_acked, on_broken
+        # a chunk was not durable: the chunks after it (sent already, maybe durable) do not
+        # count either, since the transcoder takes a session's chunks only in unbroken order
+        self.broken = False
         self._pending: deque[tuple[asyncio.Future[Any], int, OnDurable]] = deque()
         self._caught_up = asyncio.Event()
         self._caught_up.set()
@@ -53,20 +61,19 @@ class AckQueue:
         await self._caught_up.wait()
 
     async def abandon(self, timeout: float) -> int:
-        """The socket is gone: acknowledge nothing more, but count every chunk in flight that
-        turns out durable within `timeout`, since it is in the recording whether or not its ack
-        reached the client. Returns how many were still unsettled then (and are not counted)."""
+        """The socket is gone: acknowledge nothing more, but count the chunks in flight that
+        turn out durable within `timeout`, up to the first that does not, since they are in the
+        recording whether or not their acks reached the client. Returns how many chunks were not
+        counted (unsettled then, failed, or behind one that was)."""
         pending = [(delivery, size) for delivery, size, _ in self._pending]
         self.close()
         if pending:
             await asyncio.wait([delivery for delivery, _ in pending], timeout=timeout)
-        unsettled = 0
-        for delivery, size in pending:
-            if not delivery.done():
-                unsettled += 1
-            elif not delivery.cancelled() and delivery.exception() is None:
-                self._on_acked(size)
-        return unsettled
+        for counted, (delivery, size) in enumerate(pending):
+            if self.broken or not _durable(delivery):
+                return len(pending) - counted
+            self._on_acked(size)
+        return 0
 
     def close(self) -> None:
         """The socket is gone: acknowledge nothing more."""
@@ -105,12 +112,14 @@ class AckQueue:
         while pending and pending[0][0].done() and not self.closed:
             delivery, size, on_durable = pending.popleft()
             self._pending_bytes -= size
-            ok = not delivery.cancelled() and delivery.exception() is None
+            ok = not self.broken and _durable(delivery)
             if ok:
                 self._on_acked(size)
-            else:  # not durable: the client is told this chunk failed
+            elif not self.broken:  # the client is told this chunk and every later one failed
                 reason = "cancelled" if delivery.cancelled() else repr(delivery.exception())
                 log.warning("chunk not durable", extra={"reason": reason})
+                self.broken = True
+                self._on_broken()
             await on_durable(ok)
         if not self._full():
             self._room.set()
@@ -133,6 +142,10 @@ class AckQueue:
             self._writer.mark_ready(self)  # settled while we flushed
 
 
+def _durable(delivery: "asyncio.Future[Any]") -> bool:
+    return delivery.done() and not delivery.cancelled() and delivery.exception() is None
+
+
 class AckWriter:
     """The task that writes every socket's acks."""
 
@@ -140,8 +153,15 @@ class AckWriter:
         self._ready: dict[AckQueue, None] = {}  # insertion-ordered set
         self._wake = asyncio.Event()
 
-    def queue(self, transport: asyncio.BaseTransport | None, on_acked: Callable[[int], None]) -> AckQueue:
-        return AckQueue(self, transport, on_acked)
+    def queue(
+        self,
+        transport: asyncio.BaseTransport | None,
+        on_acked: Callable[[int], None],
+        on_broken: Callable[[], None],
+    ) -> AckQueue:
+        """A socket's queue: `on_acked(size)` for each chunk that counts, `on_broken()` once at
+        the first chunk that was not durable."""
+        return AckQueue(self, transport, on_acked, on_broken)
 
     def mark_ready(self, queue: AckQueue) -> None:
         self._ready[queue] = None

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 RESUME_GRACE_SECONDS = 2.0
 _SLOT_FREED = "connection-released"
 RESTART = "restart"
+NOT_STORED = "audio not stored"  # a chunk was not durable: the client resumes and sends it again
+# how the socket closes when the server stopped reading for one of these (else it is a timeout)
+_STOP_CLOSE_CODES = {RESTART: 1012, NOT_STORED: 1011}
 MIB = 1024 * 1024  # MAX_CHUNK_SIZE_MB counts these
 
 
@@ -64,7 +67,10 @@ class Connection:
         self.stream: RawStream | None = None
         self.finished = False
         self._deadline: float | None = None
-        self._acks = ctx.acks.queue(adapter.request.transport, self._acknowledged)
+        self._acks = ctx.acks.queue(
+            adapter.request.transport, self._acknowledged, lambda: self.stop_reading(NOT_STORED)
+        )
+        self._last_number = 0  # the session-wide number of the last chunk read
         self._progress = (0, 0)  # acknowledged chunks and bytes not yet in the session record
         self.stop_reason: str | None = None  # set when the server stops reading: RESTART, idle, …
         self._reader: asyncio.Task[Any] | None = None
@@ -100,7 +106,7 @@ class Connection:
         await self._take(session_id, fmt, created_at=float(fields[SessionField.CREATED_AT]))
         # read after claiming the connection slot: a previous socket saves its counters first
         fields = await self.ctx.registry.fields(session_id)
-        self.chunk_count = int(fields.get(SessionField.CHUNK_COUNT, 0))
+        self.chunk_count = self._last_number = int(fields.get(SessionField.CHUNK_COUNT, 0))
         echo = EchoSettings(
             enabled=fields.get(SessionField.ECHO) == "1", delay_ms=int(fields.get(SessionField.DELAY_MS, 0))
         )
@@ -159,8 +165,9 @@ class Connection:
         """Produce a chunk; `on_durable(ok)` runs, in chunk order, once it is on the bus (or failed)."""
         if self.stream is None:
             raise RuntimeError("audio before the session was opened")
+        self._last_number += 1
         try:
-            delivery = await self.stream.chunk(data)
+            delivery = await self.stream.chunk(data, self._last_number)
         except Exception as exc:  # the bus refused it at once: this chunk is not accepted
             log.warning("chunk not accepted", extra={"reason": repr(exc)})
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -205,19 +212,22 @@ class Connection:
             await self.close(1012, "server restarting")
 
     async def end_stopped(self) -> None:
-        """The reader stopped for `stop_reason`: a restart answers every chunk read, then 1012;
-        a timeout finishes the session."""
+        """The reader stopped for `stop_reason`. A restart (1012) or a chunk not stored (1011)
+        answers every chunk read, then closes: the session stays resumable, and the client
+        resends what follows `chunk_count`. A timeout finishes the session."""
         if self.ws.closed:
             return
-        if self.stop_reason != RESTART:
-            await self.adapter.on_timeout(self, self.stop_reason or "")
+        reason = self.stop_reason or ""
+        code = _STOP_CLOSE_CODES.get(reason)
+        if code is None:
+            await self.adapter.on_timeout(self, reason)
             return
         try:
             async with asyncio.timeout(self._settle_seconds):
                 await self.drain()
         except TimeoutError:
-            log.warning("chunks still in flight at restart", extra={"seconds": self._settle_seconds})
-        await self.close(1012, "server restarting")
+            log.warning("chunks still in flight", extra={"seconds": self._settle_seconds, "stop": reason})
+        await self.close(code, "server restarting" if reason == RESTART else reason)
 
     async def release(self) -> None:
         """On any way out: stop acking, count what turns out durable, save counters, free the
