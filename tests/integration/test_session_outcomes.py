@@ -111,3 +111,24 @@ async def test_float_wav_with_nan_is_recorded_with_nan_as_silence(tmp_path: Path
         got = await recording(base, closed["session_id"])
     assert got.tobytes() == expected
     assert np.abs(got.astype(np.int32)).mean() > 1000  # the tone, not silence
+
+
+async def test_a_session_the_pipeline_fails_is_told_at_once_without_closing_it(tmp_path: Path) -> None:
+    # the client never asks to close: it is told as soon as the recording failed, with the reason,
+    # instead of being acked on for audio that is dropped
+    fmt = struct.pack("<HHIIHH", 7, 1, 1000, 1000, 1, 8)  # 1000 Hz 8-bit µ-law: refused
+    header = b"RIFF" + b"\xff" * 4 + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + b"\xff" * 4
+    async with (
+        embedded(tmp_path) as base,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{base}/api/ws/audio?sample_rate=96000&channels=2&format=wav") as ws,
+    ):
+        session_id = (await ws.receive_json())["session_id"]
+        await ws.send_bytes(header + bytes(4096))
+        ack = await ws.receive_json(timeout=10)
+        failed = await ws.receive_json(timeout=30)
+        closing = await ws.receive(timeout=10)
+        info = await session_info(base, session_id)
+    assert ack["message"] == "Chunk processed successfully"  # durable: the failure comes later
+    assert_failed(failed, info, "sample rate of 1000 Hz")
+    assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 1000)

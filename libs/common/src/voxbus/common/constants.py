@@ -47,6 +47,12 @@ class Header:
     NUMBER: Final = "n"  # raw chunks: the chunk's number in its session (1, 2, …, across resumes)
 
 
+class SessionNotice:
+    """Messages on a session's store channel (`Key.SESSION_CHANNEL` + id)."""
+
+    FINALIZED: Final = "finalized"  # the writer completed the files (status completed or error)
+
+
 class Key:
     """State-store key prefixes; a key is the prefix followed by an id."""
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from voxbus.common.bus.base import Bus, ConsumedRecord, TopicPartition
-from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.common.constants import Key, SessionField, SessionNotice, SessionStatus
 from voxbus.common.records import (
     AudioChunk,
     AudioFormat,
@@ -302,7 +302,7 @@ class WriteHandler:
             segments=tuple(recording.segments),
         )
         await self._bus.send_and_wait(self._events_topic, event.to_message())
-        await self._store.publish(Key.SESSION_CHANNEL + final.session_id, "finalized")
+        await self._store.publish(Key.SESSION_CHANNEL + final.session_id, SessionNotice.FINALIZED)
         self._remember_finished(final.session_id)
         metrics.FINALIZED.labels(final.status.value).inc()
         log.info(

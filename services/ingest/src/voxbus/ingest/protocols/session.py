@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from voxbus.common.constants import SAMPLE_RATES, Key, SessionStatus
+from voxbus.common.constants import SAMPLE_RATES, Key, SessionNotice, SessionStatus
 from voxbus.common.records import AudioFormat, EchoSettings
 from voxbus.ingest import metrics
 from voxbus.ingest.connection import Connection, SessionRefused
@@ -126,6 +126,8 @@ class SessionAdapter(Adapter):
         return [audio]
 
     async def _close(self, conn: Connection, reason: str) -> None:
+        if conn.finished:  # closing already (the client's close and the pipeline's end crossed)
+            return
         await self._stop_control()
         try:
             info = await conn.finish(reason, wait=True)
@@ -159,14 +161,26 @@ class SessionAdapter(Adapter):
         await conn.close(1000, "session closed")
 
     async def _close_requests(self, conn: Connection, session_id: str) -> None:
-        """A `POST …/close` on any pod reaches the pod holding the socket through the store."""
-        async with conn.ctx.store.subscribe(Key.SESSION_CONTROL + session_id) as subscription:
+        """A `POST …/close` on any pod reaches the pod holding the socket through the store; so
+        does the writer's word that the pipeline ended the session (undecodable audio, the
+        maximum duration): the client is told at once, not acked on for audio that is dropped."""
+        control, events = Key.SESSION_CONTROL + session_id, Key.SESSION_CHANNEL + session_id
+        async with conn.ctx.store.subscribe(control, events) as subscription:
             while True:
                 message = await subscription.get()
-                if message is not None and message.data == CLOSE_REQUEST:
-                    self._control = None  # finishing now; _close must not cancel this task
-                    await self._close(conn, "closed over HTTP")
-                    return
+                if message is None:
+                    continue
+                if message.channel == control and message.data == CLOSE_REQUEST:
+                    reason = "closed over HTTP"
+                elif message.channel == events and message.data == SessionNotice.FINALIZED:
+                    if conn.finished:  # this socket ended it (a timeout): it answers itself
+                        return
+                    reason = "failed"  # finalized while the socket streams: the pipeline ended it
+                else:
+                    continue
+                self._control = None  # finishing now; _close must not cancel this task
+                await self._close(conn, reason)
+                return
 
     async def _stop_control(self) -> None:
         task, self._control = self._control, None
