@@ -38,7 +38,8 @@ from voxbus.ingest.stream import RawStream
 log = logging.getLogger(__name__)
 
 # a client that reconnects at once may beat its old socket's release (another pod, the close frame
-# still on its way): a resume waits this long for the session's connection slot before refusing
+# still on its way, chunks in flight being settled): a resume waits this long, or as long as a
+# release may wait for chunks in flight, for the session's connection slot before refusing
 RESUME_GRACE_SECONDS = 2.0
 _SLOT_FREED = "connection-released"
 RESTART = "restart"
@@ -133,7 +134,7 @@ class Connection:
         # a subscription only when the slot is taken: a new session's is always free
         channel = Key.SESSION_CHANNEL + session_id
         if not await claimed() and not await self.ctx.store.wait_until(
-            channel, claimed, RESUME_GRACE_SECONDS
+            channel, claimed, max(RESUME_GRACE_SECONDS, self._settle_seconds)
         ):
             raise SessionRefused(
                 {
@@ -381,9 +382,10 @@ async def _read_loop(conn: Connection, adapter: Adapter, idle_seconds: float) ->
             try:
                 message = await ws.receive()
             except asyncio.CancelledError:
-                if not conn._reader_stopped:
-                    raise  # not ours: the task is being cancelled
-                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                task = asyncio.current_task()
+                # ours (stop_reading) and nobody else's: a shutdown's cancel must go on
+                if not conn._reader_stopped or task is None or task.uncancel() > 0:
+                    raise
                 break
             finally:
                 conn._receiving = False

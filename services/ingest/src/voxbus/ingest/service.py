@@ -27,36 +27,38 @@ log = logging.getLogger(__name__)
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
     settings, bus, store = app[SETTINGS], app[BUS], app[STORE]
     lease_ms = int(settings.lease_seconds * 1000)
-    leases = LeaseKeeper(store, lease_ms=lease_ms)
-    await claim_pod_name(store, leases, settings.pod_name, lease_ms=lease_ms)
     egress = settings.topic(Topic.EGRESS)
     # a topic made earlier with fewer partitions keeps them (the bus warns): lease only those it
     # has, since a tail on a partition that does not exist waits forever for its offsets
     partitions = min(settings.egress_partitions, await bus.partition_count(egress))
+    max_chunk_bytes = await _max_chunk_bytes(settings, bus)
+    leases = LeaseKeeper(store, lease_ms=lease_ms)
+    await claim_pod_name(store, leases, settings.pod_name, lease_ms=lease_ms)
+    # renewed from now on, and released on every way out, however far startup got
+    tasks = [supervised(app, "ingest-leases", leases.run())]
     router = EgressRouter(bus, store, leases, topic=egress, partitions=partitions, pod=settings.pod_name)
-    await router.start()
-    ctx = IngestContext(
-        settings=settings,
-        bus=bus,
-        store=store,
-        registry=SessionRegistry(store, pod=settings.pod_name),
-        leases=leases,
-        router=router,
-        acks=AckWriter(),
-        raw_topic=settings.topic(Topic.AUDIO_RAW),
-        max_chunk_bytes=await _max_chunk_bytes(settings, bus),
-        connections=set(),
-    )
-    app[INGEST] = ctx
-    app[READINESS].add("egress-lease", router.ready)
-    tasks = [
-        supervised(app, "ingest-leases", leases.run()),
-        supervised(app, "ingest-egress", router.run(settings.lease_seconds / 3)),
-        supervised(app, "ingest-egress-held", router.run_held()),
-        supervised(app, "ingest-reaper", reaper.run(ctx)),
-        supervised(app, "ingest-acks", ctx.acks.run()),
-    ]
     try:
+        await router.start()
+        ctx = IngestContext(
+            settings=settings,
+            bus=bus,
+            store=store,
+            registry=SessionRegistry(store, pod=settings.pod_name),
+            leases=leases,
+            router=router,
+            acks=AckWriter(),
+            raw_topic=settings.topic(Topic.AUDIO_RAW),
+            max_chunk_bytes=max_chunk_bytes,
+            connections=set(),
+        )
+        app[INGEST] = ctx
+        app[READINESS].add("egress-lease", router.ready)
+        tasks += [
+            supervised(app, "ingest-egress", router.run(settings.lease_seconds / 3)),
+            supervised(app, "ingest-egress-held", router.run_held()),
+            supervised(app, "ingest-reaper", reaper.run(ctx)),
+            supervised(app, "ingest-acks", ctx.acks.run()),
+        ]
         yield
     finally:
         await stop_tasks(tasks)
