@@ -2,12 +2,15 @@
 odd Range headers, cursors and session id spellings. Each gets a clear answer, and what the
 server sends is strict JSON."""
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import numpy as np
+import pytest
 
 from tests.clients import CLOSE
 from tests.servers import embedded, embedded_app
@@ -15,7 +18,16 @@ from voxbus.common.bus.base import BusError
 from voxbus.common.records import BusMessage
 from voxbus.common.runtime import BUS
 
-NOT_QUITE_JSON = ['{"type": NaN}', "[Infinity]", '{"a": -Infinity}', "NaN", "[" * 100_000, '{"a":' * 50_000]
+NOT_QUITE_JSON = [
+    '{"type": NaN}',
+    "[Infinity]",
+    '{"a": -Infinity}',
+    "NaN",
+    '{"a": 1e999}',  # a JSON number no double holds: it would be Infinity
+    '{"type": "ping", "x": -1e400}',
+    "[" * 100_000,
+    '{"a":' * 50_000,
+]
 INVALID = {"error": "Invalid JSON format"}
 
 
@@ -199,3 +211,58 @@ async def test_after_a_chunk_the_bus_refused_the_client_resumes_and_resends_from
     assert greeting["chunk_count"] == 1
     assert (closed["chunk_count"], info["total_chunks"]) == (3, 3)
     assert np.array_equal(recorded, np.frombuffer(b"".join(chunks), dtype=np.int16))
+
+
+async def test_a_client_that_drops_without_a_close_frame_resumes_and_records_each_chunk_once(
+    tmp_path: Path,
+) -> None:
+    # 200 chunks sent without waiting for acks, then the TCP connection ends (no close frame):
+    # the acks the server was writing fail, the chunks are recorded all the same
+    chunks = [np.full(320, number, "<i2").tobytes() for number in range(1, 201)]
+    async with embedded(tmp_path) as base, aiohttp.ClientSession() as http:
+        ws_base = base.replace("http", "ws")
+        async with http.ws_connect(f"{ws_base}/api/ws/audio?format=pcm&sample_rate=16000") as ws:
+            session_id = (await ws.receive_json())["session_id"]
+            for chunk in chunks:
+                await ws.send_bytes(chunk)
+            assert ws._response.connection is not None
+            ws._response.connection.transport.close()  # type: ignore[union-attr]
+        async with asyncio.timeout(30):
+            while True:  # until the server let go of the dropped socket
+                async with http.ws_connect(f"{ws_base}/api/ws/audio/{session_id}") as ws:
+                    greeting = await ws.receive_json()
+                    if "error" in greeting:
+                        continue
+                    for chunk in chunks[greeting["chunk_count"] :]:
+                        await ws.send_bytes(chunk)
+                        await ws.receive_json()
+                    await ws.send_str(CLOSE)
+                    closed = _strict(await ws.receive_str(timeout=30))
+                    break
+        async with http.get(f"{base}/api/audio/sessions/{session_id}/audio") as response:
+            recorded = np.frombuffer((await response.read())[44:], dtype=np.int16)
+    assert np.array_equal(recorded, np.frombuffer(b"".join(chunks), dtype=np.int16))
+    assert closed["chunk_count"] == 200
+
+
+async def test_a_client_that_leaves_right_after_close_session_costs_no_error_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with embedded(tmp_path) as base, aiohttp.ClientSession() as http:
+        ws_base = base.replace("http", "ws")
+        for _ in range(5):
+            async with http.ws_connect(f"{ws_base}/api/ws/audio?format=pcm&sample_rate=16000") as ws:
+                session_id = (await ws.receive_json())["session_id"]
+                for _ in range(10):
+                    await ws.send_bytes(b"\x01\x00" * 320)
+                    await ws.receive_json()  # nothing unread: the close below is a FIN, not a reset
+                await ws.send_str(CLOSE)
+                assert ws._response.connection is not None
+                ws._response.connection.transport.close()  # type: ignore[union-attr]
+            async with asyncio.timeout(30):
+                while True:  # the session still completes, without its client
+                    async with http.get(f"{base}/api/audio/sessions/{session_id}") as response:
+                        if (await response.json())["status"] == "completed":
+                            break
+                    await asyncio.sleep(0.05)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -181,5 +181,5 @@ class AckWriter:
                 try:
                     await queue.flush()
                 except Exception:  # the socket broke while we wrote: its reader sees it and releases
+                    # (and counts the chunks still pending that turn out durable: not dropped here)
                     log.debug("writing acks failed", exc_info=True)
-                    queue.close()

@@ -272,8 +272,9 @@ class Connection:
         await self.ws.close(code=code, message=message.encode()[:120])
 
     async def refuse(self, refused: SessionRefused) -> None:
-        await self.send_json(refused.body)
-        await self.close(refused.code, str(refused.body.get("error", "")))
+        with contextlib.suppress(ConnectionError):  # a client that left needs no reason
+            await self.send_json(refused.body)
+            await self.close(refused.code, str(refused.body.get("error", "")))
 
     def seconds_left(self) -> float | None:
         return None if self._deadline is None else self._deadline - time.time()
@@ -338,6 +339,9 @@ async def serve_socket(
     except SessionRefused as refused:
         metrics.REFUSED.labels(adapter.protocol, refused.code).inc()
         await conn.refuse(refused)
+    except ConnectionError as exc:  # the client left while we wrote to it: nothing to tell it
+        with session_context(conn.session_id or "-"):
+            log.info("client gone while being answered", extra={"reason": repr(exc)})
     except Exception:  # API.md: 1011 internal error, after a JSON error message
         with session_context(conn.session_id or "-"):
             log.exception("connection failed")
