@@ -10,9 +10,10 @@ from websockets.asyncio.client import connect
 
 from tests.clients import CLOSE
 from tests.servers import embedded, embedded_app
-from voxbus.common.constants import Key
-from voxbus.common.records import BusMessage
+from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.common.records import AudioFormat, BusMessage, EchoSettings
 from voxbus.ingest.context import INGEST
+from voxbus.ingest.sessions import SessionSpec
 
 
 async def egress(app, session_id: str, audio: bytes, seq: int | None = None) -> None:  # type: ignore[no-untyped-def]
@@ -181,3 +182,33 @@ async def test_dropped_session_is_reaped_after_the_idle_timeout(tmp_path: Path) 
         assert await ctx.store.wait_until(Key.SESSION_CHANNEL + session_id, finished, timeout=10)
         assert await ctx.store.hget(Key.SESSION + session_id, "close_reason") == "idle"
         assert await ctx.store.zscore(Key.SESSION_SLOTS, session_id) is None  # its slot is free
+
+
+async def test_a_list_filter_that_matches_few_reads_a_bounded_page_and_goes_on_by_cursor(
+    tmp_path: Path,
+) -> None:
+    # 1,500 sessions, the oldest of them failed: one request reads at most 1,000 sessions (every
+    # socket of the pod waits while it does), so it answers with what it found and a cursor
+    async with embedded_app(tmp_path) as (base, app), aiohttp.ClientSession() as http:
+        registry = app[INGEST].registry
+        spec = SessionSpec(
+            user_id="u",
+            protocol="session",
+            format=AudioFormat(codec="pcm_s16le", rate=16000, channels=1),
+            echo=EchoSettings(),
+        )
+        failed = await registry.create(spec)
+        await app[INGEST].store.hset(Key.SESSION + failed, {SessionField.STATUS: SessionStatus.ERROR})
+        for _ in range(1499):
+            await registry.create(spec)
+        pages, cursor = [], ""
+        while True:
+            async with http.get(f"{base}/api/audio/sessions?status=error&limit=10{cursor}") as response:
+                page = await response.json()
+            pages.append([s["session_id"] for s in page["sessions"]])
+            if page["next_cursor"] is None:
+                break
+            cursor = f"&cursor={page['next_cursor']}"
+    assert pages[0] == []  # the first 1,000 sessions looked at hold no failed one
+    assert [failed] in pages[1:] and sum(len(p) for p in pages) == 1
+    assert len(pages) <= 3

@@ -10,6 +10,8 @@ from voxbus.common.constants import Key, SessionField, SessionStatus
 from voxbus.common.records import AudioFormat, EchoSettings, new_session_id
 from voxbus.common.store.base import ScoreRange, StateStore, StoreBatch
 
+MAX_EXAMINED = 1000  # sessions one list request looks at, at most
+
 # API.md's `format` names → the codec names records carry
 CODEC_OF_FORMAT = {"pcm": "pcm_s16le"}
 FORMAT_OF_CODEC = {"pcm_s16le": "pcm"}
@@ -92,26 +94,31 @@ class SessionRegistry:
     async def list(
         self, *, user_id: str | None, status: str | None, limit: int, cursor: float | None
     ) -> tuple[list[dict[str, Any]], float | None]:
-        """Newest first; `cursor` is the created_at of the last item of the previous page."""
+        """Newest first; `cursor` is the created_at of the last session the previous page looked
+        at. A request looks at no more than `MAX_EXAMINED` sessions (a status filter that matches
+        few would otherwise read every session ever made, holding up every socket of the pod):
+        a page may then hold fewer than `limit`, and `next_cursor` goes on from where it stopped.
+        None: nothing is left."""
         index = Key.SESSIONS_BY_USER + user_id if user_id else Key.SESSIONS_ALL
         bound = ScoreRange() if cursor is None else ScoreRange(max=cursor, max_exclusive=True)
         items: list[dict[str, Any]] = []
-        next_cursor: float | None = None
-        offset = 0
-        while len(items) < limit:
-            page = await self._store.zrange(index, bound, descending=True, offset=offset, limit=limit)
+        examined, last_created, offset = 0, cursor, 0
+        while len(items) < limit and examined < MAX_EXAMINED:
+            size = min(max(limit, 20), MAX_EXAMINED - examined)
+            page = await self._store.zrange(index, bound, descending=True, offset=offset, limit=size)
             if not page:
-                break
+                return items, None
             offset += len(page)
-            for session_id, created in page:
-                fields = await self.fields(session_id)
-                if not fields or (status and fields.get(SessionField.STATUS) != status):
-                    continue
-                items.append(public_info(session_id, fields))
-                next_cursor = created
-                if len(items) == limit:
-                    break
-        return items, next_cursor if len(items) == limit else None
+            batch = self._store.batch()
+            for session_id, _ in page:
+                batch.hgetall(Key.SESSION + session_id)
+            for (session_id, created), fields in zip(page, await batch.execute(), strict=True):
+                examined, last_created = examined + 1, created
+                if fields and (not status or fields.get(SessionField.STATUS) == status):
+                    items.append(public_info(session_id, fields))
+                    if len(items) == limit:
+                        break
+        return items, last_created
 
 
 def public_info(session_id: str, fields: dict[str, str]) -> dict[str, Any]:
