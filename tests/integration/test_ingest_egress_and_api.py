@@ -13,6 +13,7 @@ from tests.servers import embedded, embedded_app
 from voxbus.common.constants import Key, SessionField, SessionStatus
 from voxbus.common.records import AudioFormat, BusMessage, EchoSettings
 from voxbus.ingest.context import INGEST
+from voxbus.ingest.reaper import reap_round
 from voxbus.ingest.sessions import SessionSpec
 
 
@@ -212,3 +213,21 @@ async def test_a_list_filter_that_matches_few_reads_a_bounded_page_and_goes_on_b
     assert pages[0] == []  # the first 1,000 sessions looked at hold no failed one
     assert [failed] in pages[1:] and sum(len(p) for p in pages) == 1
     assert len(pages) <= 3
+
+
+async def test_one_reaper_round_stops_every_idle_session_due_not_just_a_page(tmp_path: Path) -> None:
+    # 15,000 connect-and-drop clients left 11,759 sessions active 8 minutes past their idle
+    # timeout when a round stopped 100: a round goes on while pages come back full
+    async with embedded_app(tmp_path) as (base, app), aiohttp.ClientSession() as http:
+        ctx = app[INGEST]
+        spec = SessionSpec(
+            user_id="u",
+            protocol="session",
+            format=AudioFormat(codec="pcm_s16le", rate=16000, channels=1),
+            echo=EchoSettings(),
+        )
+        ids = [await ctx.registry.create(spec) for _ in range(350)]
+        await ctx.store.zadd(Key.REAP_AT, dict.fromkeys(ids, 0.0))  # all past their idle timeout
+        assert await reap_round(ctx) == 350
+        async with http.get(f"{base}/api/audio/sessions?status=active&limit=100") as response:
+            assert (await response.json())["sessions"] == []
