@@ -2,6 +2,7 @@
 formats and codec bombs fail the session with a reason, the recording never outgrows
 MAX_SESSION_DURATION_HOURS, and the in-process bus holds megabytes, not what passed through it."""
 
+import asyncio
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -135,3 +136,27 @@ async def test_the_bus_holds_megabytes_not_the_audio_that_passed_through_it(serv
     # records were committed past
     assert (await server.record("sample_rate=16000&channels=1&format=pcm", [bytes(640)]))["closed"]
     assert server.bus.retained_bytes() <= 4 * 1024 * 1024
+
+
+@pytest.mark.parametrize("server", [{"memory_bus_max_unread_bytes": 1 << 20}], indirect=True)
+async def test_clients_uploading_faster_than_the_writer_saves_are_slowed_not_buffered(
+    server: Watched,
+) -> None:
+    # four clients send 64 KiB chunks as fast as their acks come: the bus never holds much more
+    # than what its readers have still to read, a MiB a partition here
+    chunk = tone_and_noise(2.048, 16000).tobytes()[: 64 * 1024]
+    held: list[int] = []
+
+    async def flood() -> None:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"{server.base}/api/ws/audio?sample_rate=16000&format=pcm") as ws,
+        ):
+            await ws.receive_json()
+            for _ in range(120):
+                await ws.send_bytes(chunk)
+                assert (await ws.receive_json(timeout=60))["message"] == "Chunk processed successfully"
+                held.append(server.bus.retained_bytes())
+
+    await asyncio.gather(*(flood() for _ in range(4)))
+    assert max(held) <= 12 * 1024 * 1024, max(held)

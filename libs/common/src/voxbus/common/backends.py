@@ -18,7 +18,7 @@ def make_bus(settings: Settings) -> Bus:
             client_id=f"voxbus-{settings.pod_name}",
             max_value_bytes=settings.max_message_size_bytes,
         )
-    return InProcessBus()
+    return InProcessBus(max_unread_bytes=settings.memory_bus_max_unread_bytes)
 
 
 def make_store(settings: Settings) -> StateStore:

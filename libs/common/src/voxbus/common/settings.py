@@ -65,6 +65,9 @@ class Settings(BaseSettings):
 
     # Infrastructure: unset → in-process backends
     kafka_bootstrap_servers: str | None = None
+    # in-process bus: a producer waits while a partition holds this many bytes its slowest
+    # running reader has not read (the backlog is memory there, not a broker's disk)
+    memory_bus_max_unread_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)
     redis_url: str | None = None
     topic_prefix: str = "voxbus."
     audio_partitions: int = Field(default=12, ge=1)

@@ -7,6 +7,9 @@ what the process holds does not depend on how large its records are:
 - a topic no group reads (egress is only tailed) drops what every tail of the partition has read,
   and keeps at most its newest `retain_ungrouped` records and `retain_ungrouped_bytes` bytes per
   partition for a tail that lags, or for a group that joins later (past that they skip the oldest).
+With `max_unread_bytes` (as `voxbus up` makes it), a producer waits while a partition holds that
+many bytes its slowest running group has not read: a reader that falls behind slows producers
+down (and so, through ingest's acks, the clients), where Kafka would keep the backlog on disk.
 `retained_bytes()` tells what the bus holds. A partition moves between members of a group only
 after its previous owner has run its revocation hook, so two members never read one partition at once.
 """
@@ -66,6 +69,13 @@ class _Partition:
         self.records.append(record)
         self.ends.append((self.ends[-1] if self.ends else self.trimmed) + _size(record))
 
+    def bytes_from(self, offset: int) -> int:
+        """Bytes of the records from `offset` to the end."""
+        index = offset - self.base
+        if not self.ends or index >= len(self.ends):
+            return 0
+        return self.ends[-1] - (self.ends[index - 1] if index > 0 else self.trimmed)
+
     def read(self, position: int, limit: int) -> list[ConsumedRecord]:
         start = max(position, self.base) - self.base
         return self.records[start : start + limit]
@@ -104,8 +114,17 @@ class InProcessBus(Bus):
     """The embedded bus: shared by every service of a `voxbus up` process."""
 
     def __init__(
-        self, *, retain_ungrouped: int = 10_000, retain_ungrouped_bytes: int = 4 * 1024 * 1024
+        self,
+        *,
+        retain_ungrouped: int = 10_000,
+        retain_ungrouped_bytes: int = 4 * 1024 * 1024,
+        max_unread_bytes: int | None = None,
     ) -> None:
+        """`max_unread_bytes`: a producer waits while a partition holds this many bytes its
+        slowest running group has not read (Kafka keeps a backlog on disk; this bus would keep
+        it in memory, so a reader that falls behind slows the producers down instead)."""
+        self._max_unread_bytes = max_unread_bytes
+        self._read = asyncio.Event()  # set (and replaced) whenever a group reads or rebalances
         self._topics: dict[str, list[_Partition]] = {}
         self._groups: dict[str, _Group] = {}
         self._tails: dict[TopicPartition, set[_TailConsumer]] = {}
@@ -144,6 +163,8 @@ class InProcessBus(Bus):
         elif not 0 <= partition < len(partitions):
             raise BusError(f"topic {topic!r} has no partition {partition}")
         log = partitions[partition]
+        if self._max_unread_bytes is not None:
+            await self._room_for(TopicPartition(topic, partition), log, self._max_unread_bytes)
         record = ConsumedRecord(
             topic=topic,
             partition=partition,
@@ -197,6 +218,27 @@ class InProcessBus(Bus):
     def _is_grouped(self, topic: str) -> bool:
         return any(topic in group.topics for group in self._groups.values())
 
+    async def _room_for(self, tp: TopicPartition, log: _Partition, limit: int) -> None:
+        """Wait while the slowest running group has `limit` bytes of `tp` still to read."""
+        while log.bytes_from(self._slowest_reader(tp, log)) >= limit:
+            await self._read.wait()
+
+    def _slowest_reader(self, tp: TopicPartition, log: _Partition) -> int:
+        """The lowest offset a group with members reads `tp` from next (the end if none)."""
+        lowest = log.end
+        for group in self._groups.values():
+            if tp.topic not in group.topics or not group.members:
+                continue
+            owner = group.owners.get(tp)
+            position = owner.position(tp) if owner is not None else None
+            lowest = min(lowest, position if position is not None else group.committed.get(tp, log.base))
+        return lowest
+
+    def _was_read(self) -> None:
+        """Wake producers waiting for room: a group read, or its partitions moved."""
+        self._read.set()
+        self._read = asyncio.Event()
+
     def _notify(self) -> None:
         """Wake every waiting consumer: new records, or a group changed."""
         self._changed.set()
@@ -243,6 +285,7 @@ class InProcessBus(Bus):
             for position, member in enumerate(group.members)
         }
         self._notify()
+        self._was_read()
 
     def _trim_ungrouped(self, tp: TopicPartition, log: _Partition) -> None:
         """Drop what every tail has read, and what a lagging tail (or a group yet to join) may no
@@ -367,6 +410,8 @@ class _GroupConsumer(Consumer):
             if batch:
                 taken.extend(batch)
                 self._positions[tp] = batch[-1].offset + 1
+        if taken:
+            self._bus._was_read()
         return taken
 
 
