@@ -3,6 +3,8 @@
 import io
 import json
 import logging
+import resource
+import subprocess
 import sys
 import warnings
 from collections.abc import AsyncIterator
@@ -191,3 +193,23 @@ def test_python_warnings_are_json_log_lines(monkeypatch: pytest.MonkeyPatch) -> 
     lines = [json.loads(line) for line in stderr.getvalue().splitlines()]  # every line is JSON
     assert [(line["logger"], line["level"]) for line in lines] == [("py.warnings", "WARNING")]
     assert "RuntimeWarning: invalid value encountered in cast" in lines[0]["msg"]
+
+
+def test_a_server_takes_the_hard_open_file_limit_as_its_own() -> None:
+    # a soft limit of 256 would leave the writer 64 open recordings; the hard one is there to take
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))
+
+    script = (
+        "import resource; from voxbus.common.runtime.serve import _raise_open_file_limit;"
+        "_raise_open_file_limit(); print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        preexec_fn=limited,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "4096"

@@ -9,6 +9,7 @@ cleanup contexts in reverse
 
 import gc
 import logging
+import resource
 
 from aiohttp import web
 
@@ -31,6 +32,16 @@ def _settle_garbage_collector() -> None:
     gc.set_threshold(*_GC_THRESHOLDS)
 
 
+def _raise_open_file_limit() -> None:
+    """Take the hard open-file limit as ours: a server holds a socket per client and files per
+    recording, and the common soft limit of 1,024 would leave the writer 256 open recordings."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        log.info("open-file limit raised", extra={"from": soft, "to": wanted})
+
+
 def serve(app: web.Application, settings: Settings) -> None:
     async def announce(app: web.Application) -> None:
         services: tuple[str, ...] = app[SERVICES]
@@ -45,6 +56,7 @@ def serve(app: web.Application, settings: Settings) -> None:
         _settle_garbage_collector()
 
     app.on_startup.append(announce)
+    _raise_open_file_limit()
     web.run_app(
         app,
         host=settings.host,
