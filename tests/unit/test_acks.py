@@ -164,3 +164,30 @@ async def test_a_socket_holds_at_most_backlog_bytes_in_flight_before_its_reader_
         await fifth  # one settled and acknowledged: room again
     assert acked == [True]
     task.cancel()
+
+
+async def test_a_reader_waiting_for_room_goes_on_when_writing_acks_fails() -> None:
+    # 256 chunks wait for their acks and the reader waits for room; the socket breaks as the acks
+    # are written. The reader must go on (to see the broken socket and release the session,
+    # which else stays held and unresumable), and the chunks still count as they are durable
+    writer, counted = AckWriter(), list[int]()
+    task = await _running(writer)
+    queue = writer.queue(_Transport(), counted.append, lambda: None)
+    loop = asyncio.get_running_loop()
+
+    async def broken_socket(ok: bool) -> None:
+        raise ConnectionResetError("Cannot write to closing transport")
+
+    deliveries: list[asyncio.Future[Any]] = [loop.create_future() for _ in range(257)]
+    for delivery in deliveries[:256]:
+        await queue.add(delivery, 10, broken_socket)
+    reader = asyncio.create_task(queue.add(deliveries[256], 10, broken_socket))
+    await _settle()
+    assert not reader.done()  # no room: 256 chunks wait
+    for delivery in deliveries:
+        delivery.set_result(None)
+    async with asyncio.timeout(1):
+        await reader
+    await _settle()
+    assert len(counted) == 257  # every durable chunk counts, though no ack could be written
+    task.cancel()

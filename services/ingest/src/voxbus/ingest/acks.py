@@ -45,6 +45,9 @@ class AckQueue:
         self._own_flush: asyncio.Task[None] | None = None
         self._pending_bytes = 0
         self.closed = False
+        # acks can no longer be written (the socket broke): chunks are still counted as they
+        # settle, but nothing is written, and the reader is never held back for room
+        self.muted = False
 
     async def add(self, delivery: "asyncio.Future[Any]", size: int, on_durable: OnDurable) -> None:
         """`on_durable(ok)` runs once this chunk and every one before it are settled."""
@@ -85,8 +88,16 @@ class AckQueue:
         if self._own_flush is not None:
             self._own_flush.cancel()
 
+    def mute(self) -> None:
+        """Writing an ack failed: the reader, perhaps waiting for room, must go on to see the
+        broken socket and release it (which counts what is still pending)."""
+        self.muted = True
+        self._room.set()
+
     def _full(self) -> bool:
         """A chunk may always be added to an empty queue, however large (up to the chunk limit)."""
+        if self.muted:
+            return False
         return len(self._pending) >= _BACKLOG or (
             self._pending_bytes >= BACKLOG_BYTES and bool(self._pending)
         )
@@ -120,7 +131,8 @@ class AckQueue:
                 log.warning("chunk not durable", extra={"reason": reason})
                 self.broken = True
                 self._on_broken()
-            await on_durable(ok)
+            if not self.muted:
+                await on_durable(ok)
         if not self._full():
             self._room.set()
         if not pending:
@@ -136,6 +148,7 @@ class AckQueue:
             await self.flush()
         except Exception:  # the socket broke while we wrote: its reader sees it and releases
             log.debug("writing acks failed", exc_info=True)
+            self.mute()
         finally:
             self._own_flush = None
         if self._pending and self._pending[0][0].done():
@@ -183,3 +196,4 @@ class AckWriter:
                 except Exception:  # the socket broke while we wrote: its reader sees it and releases
                     # (and counts the chunks still pending that turn out durable: not dropped here)
                     log.debug("writing acks failed", exc_info=True)
+                    queue.mute()
