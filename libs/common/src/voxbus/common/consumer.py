@@ -11,7 +11,7 @@ ready means consuming.
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
@@ -81,11 +81,13 @@ class ConsumerLoop:
         commit_when_idle: bool = False,
         lag: ConsumerLag | None = None,
         on_progress: Callable[[], None] | None = None,
+        on_exit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """`commit_when_idle`: also ask the handler (`handle([])`) when nothing arrived, for a
         handler whose effects become durable later than its batches (the echo service's).
         `lag`: where this loop's consumer lag is reported. `on_progress`: called after every
-        non-empty batch the handler completed (the runtime's restart bookkeeping)."""
+        non-empty batch the handler completed (the runtime's restart bookkeeping). `on_exit`:
+        awaited once the run ended, however (the writer closes its files)."""
         self._bus = bus
         self._topics = topics
         self._group_id = group_id
@@ -94,6 +96,7 @@ class ConsumerLoop:
         self._commit_when_idle = commit_when_idle
         self._lag = lag
         self._on_progress = on_progress
+        self._on_exit = on_exit
         self._committed: dict[TopicPartition, int] = {}
         self._consumer: Consumer | None = None
 
@@ -113,6 +116,13 @@ class ConsumerLoop:
 
     async def run(self, *, until_idle: float | None = None) -> None:
         """Consume until cancelled, or (tests, benchmarks) until nothing arrives for `until_idle` s."""
+        try:
+            await self._run(until_idle)
+        finally:
+            if self._on_exit is not None:
+                await self._on_exit()
+
+    async def _run(self, until_idle: float | None) -> None:
         consumer = self._bus.group_consumer(self._topics, group_id=self._group_id, listener=self._handler)
         async with consumer:
             self._consumer = consumer

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from voxbus.common.constants import Topic
 from voxbus.common.consumer import ConsumerLoop
-from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, Work, background
+from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, Work, background, consuming
 from voxbus.echo import metrics
 from voxbus.echo.worker import EchoHandler
 
@@ -16,9 +16,9 @@ CONSUMER = "echo-consumer"  # the task, and its /ready check: ready means consum
 HANDLER = web.AppKey("echo_handler", EchoHandler)
 
 
-async def _consume(app: web.Application, work: Work) -> None:
+def echo_loop(app: web.Application, work: Work) -> ConsumerLoop:
     settings = app[SETTINGS]
-    loop = ConsumerLoop(
+    return ConsumerLoop(
         app[BUS],
         [settings.topic(Topic.AUDIO_RAW)],
         group_id=GROUP_ID,
@@ -27,8 +27,6 @@ async def _consume(app: web.Application, work: Work) -> None:
         lag=metrics.CONSUMER_LAG,
         on_progress=work.progressed,
     )
-    app[READINESS].add(CONSUMER, loop.ready)  # replaces the check `background` added
-    await loop.run()
 
 
 async def _send(app: web.Application, work: Work) -> None:
@@ -51,7 +49,7 @@ async def _handler(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_handler)
     app.cleanup_ctx.append(background("echo-sender", _send))
-    app.cleanup_ctx.append(background(CONSUMER, _consume))
+    app.cleanup_ctx.append(consuming(CONSUMER, echo_loop))
 
 
 SERVICE = ServiceSpec(

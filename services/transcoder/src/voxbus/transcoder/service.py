@@ -4,7 +4,7 @@ from aiohttp import web
 
 from voxbus.common.constants import Topic
 from voxbus.common.consumer import ConsumerLoop
-from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, Work, background
+from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, Work, consuming
 from voxbus.transcoder import metrics
 from voxbus.transcoder.worker import TranscodeHandler
 
@@ -30,14 +30,8 @@ def consumer_loop(app: web.Application, work: Work) -> ConsumerLoop:
     )
 
 
-async def _run(app: web.Application, work: Work) -> None:
-    loop = consumer_loop(app, work)
-    app[READINESS].add(CONSUMER, loop.ready)  # replaces the check `background` added
-    await loop.run()
-
-
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(background(CONSUMER, _run))
+    app.cleanup_ctx.append(consuming(CONSUMER, consumer_loop))
 
 
 SERVICE = ServiceSpec(

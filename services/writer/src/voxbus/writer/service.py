@@ -4,7 +4,7 @@ from aiohttp import web
 
 from voxbus.common.constants import Topic
 from voxbus.common.consumer import ConsumerLoop
-from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, Work, background
+from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, Work, consuming
 from voxbus.writer import metrics
 from voxbus.writer.worker import WriteHandler, default_max_open
 
@@ -25,27 +25,23 @@ def write_handler(app: web.Application) -> WriteHandler:
     )
 
 
-async def _run(app: web.Application, work: Work) -> None:
+def write_loop(app: web.Application, work: Work) -> ConsumerLoop:
     settings = app[SETTINGS]
     settings.audio_storage_path.mkdir(parents=True, exist_ok=True)
     handler = write_handler(app)
-    loop = ConsumerLoop(
+    return ConsumerLoop(
         app[BUS],
         [settings.topic(Topic.AUDIO_PCM)],
         group_id=GROUP_ID,
         handler=handler,
         lag=metrics.CONSUMER_LAG,
         on_progress=work.progressed,
+        on_exit=handler.close,
     )
-    app[READINESS].add(CONSUMER, loop.ready)  # replaces the check `background` added
-    try:
-        await loop.run()
-    finally:
-        await handler.close()
 
 
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(background(CONSUMER, _run))
+    app.cleanup_ctx.append(consuming(CONSUMER, write_loop))
 
 
 SERVICE = ServiceSpec(

@@ -18,9 +18,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Info, generate_late
 from voxbus.common import __version__
 from voxbus.common.backends import make_bus, make_store
 from voxbus.common.bus.base import Bus
+from voxbus.common.consumer import ConsumerLoop
 from voxbus.common.runtime.bad_requests import quiet_malformed_requests
 from voxbus.common.runtime.loop_lag import monitor_loop_lag
-from voxbus.common.runtime.readiness import Readiness
+from voxbus.common.runtime.readiness import Check, Readiness
 from voxbus.common.runtime.supervise import Liveness, RestartPolicy, Work, describe, restarting
 from voxbus.common.settings import Settings
 from voxbus.common.store.base import StateStore
@@ -187,11 +188,11 @@ def background(
     run: Callable[[web.Application, Work], Coroutine[Any, Any, None]],
     *,
     stop_timeout: float = 10.0,
-    ready: bool = True,
+    ready: bool | Check = True,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """A `cleanup_ctx` entry that runs `run(app, work)` for the app's lifetime, restarting it with
-    backoff after a crash (`run` calls `work.progressed()` whenever it did useful work). With
-    `ready`, `/ready` fails while it waits to restart."""
+    backoff after a crash (`run` calls `work.progressed()` whenever it did useful work). `ready`:
+    True, `/ready` fails while it waits to restart; a check, that check is `/ready`'s for it."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         work = Work(name, restart_policy(app[SETTINGS]))
@@ -204,7 +205,9 @@ def background(
             if not work.running:
                 raise RuntimeError(f"{name} is waiting to restart after: {work.last_error}")
 
-        if ready:
+        if callable(ready):
+            app[READINESS].add(name, ready)
+        elif ready:
             app[READINESS].add(name, alive)
         try:
             yield
@@ -212,3 +215,24 @@ def background(
             await stop_tasks([task], timeout=stop_timeout)
 
     return context
+
+
+def consuming(
+    name: str, make_loop: Callable[[web.Application, Work], ConsumerLoop]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A consumer service's `cleanup_ctx` entry: `make_loop(app, work)` makes the loop of each
+    run (a fresh handler after a crash, resuming from the last commit), restarted as `background`
+    does; the `/ready` check `name` passes while the current loop consumes."""
+    current: list[ConsumerLoop] = []
+
+    async def run(app: web.Application, work: Work) -> None:
+        loop = make_loop(app, work)
+        current[:] = [loop]
+        await loop.run()
+
+    async def consuming_now() -> None:
+        if not current:
+            raise RuntimeError(f"not consuming yet: {name} has not started")
+        await current[0].ready()
+
+    return background(name, run, ready=consuming_now)
