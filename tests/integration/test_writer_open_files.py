@@ -7,21 +7,21 @@ gives files identical to an uninterrupted run.
 
 import asyncio
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tests.audio import chunked, tone_and_noise
-from tests.integration.test_writer_crash_points import Crash, CrashingStore
-from tests.pipeline import Session, produce, read_wav, segment_paths, settings_for, wait_finalized
+from tests.integration.test_writer_crash_points import (
+    CrashingStore,
+    assert_files_exact,
+    pcm_sessions,
+    write_until_done,
+)
+from tests.pipeline import produce, settings_for
 from voxbus.common.bus.base import ConsumedRecord, TopicPartition
 from voxbus.common.bus.memory import InProcessBus
-from voxbus.common.constants import SessionField, Topic
-from voxbus.common.consumer import ConsumerLoop
-from voxbus.writer.service import GROUP_ID
+from voxbus.common.constants import Topic
 from voxbus.writer.worker import WriteHandler
 
 MAX_OPEN = 2
@@ -56,23 +56,15 @@ async def test_at_most_max_open_recordings_are_open_and_the_files_stay_exact(
     await bus.create_topics(settings.topic_partitions())
     settings.audio_storage_path.mkdir(parents=True)
     pcm, events = settings.topic(Topic.AUDIO_PCM), settings.topic(Topic.EVENTS)
-    sessions = [
-        Session(
-            str(uuid.uuid4()),
-            "pcm_s16le",
-            16000,
-            1,
-            chunked(tone_and_noise(2.0, 16000, seed=n).tobytes(), 3200),
-        )
-        for n in range(5)
-    ]
+    sessions = pcm_sessions(5, 2.0, 3200)
     # interleaved on the one partition: every batch touches more sessions than may be open
     await asyncio.gather(*(produce(bus, settings, s, to=Topic.AUDIO_PCM) for s in sessions))
 
     CountingHandler.most_open = 0
-    restarts = 0
-    while True:
-        handler = CountingHandler(
+    restarts = await write_until_done(
+        bus,
+        pcm,
+        lambda: CountingHandler(
             bus,
             store,
             storage=settings.audio_storage_path,
@@ -80,23 +72,9 @@ async def test_at_most_max_open_recordings_are_open_and_the_files_stay_exact(
             events_topic=events,
             pod="w",
             max_open=MAX_OPEN,
-        )
-        loop = ConsumerLoop(bus, [pcm], group_id=GROUP_ID, handler=handler, max_records=7)
-        try:
-            await loop.run(until_idle=0.3)
-            break
-        except Crash:
-            restarts += 1
-            await handler.close()
+        ),
+    )
     assert restarts == (1 if 0 < crash_at <= store.calls else 0)
     assert 0 < CountingHandler.most_open <= 2 * MAX_OPEN  # a whole file and a segment each
-
-    for session in sessions:
-        fields = await asyncio.wait_for(wait_finalized(store, session.session_id), 5)
-        whole, _ = read_wav(settings.audio_storage_path / fields[SessionField.FILE_PATH])
-        assert whole.tobytes() == session.expected_pcm()
-        segments = np.concatenate(
-            [read_wav(p)[0] for p in segment_paths(settings.audio_storage_path, fields)]
-        )
-        np.testing.assert_array_equal(segments, whole)
+    await assert_files_exact(store, settings.audio_storage_path, sessions)
     assert _open_files_under(settings.audio_storage_path) == 0
