@@ -67,7 +67,8 @@ class Connection(Protocol):
     async def send_text(self, text: str) -> None:
         """A text message as it is (the chunk ack's fast form, plain-text protocols)."""
 
-    async def close(self, code: int, message: str = "") -> None: ...
+    async def close(self, code: int, message: str = "") -> None:
+        """Close the socket with `code` and `message` as the reason (cut to 120 bytes)."""
 
 
 class Adapter(ABC):
