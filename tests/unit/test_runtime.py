@@ -113,21 +113,6 @@ def test_json_log_lines_carry_the_session_id() -> None:
     assert "session_id" not in json.loads(formatter.format(outside))
 
 
-def test_the_fast_ack_is_the_json_ack() -> None:
-    import json  # noqa: PLC0415
-
-    from voxbus.ingest.protocols.session import _ACK  # noqa: PLC0415
-
-    sid = "5b0b8d52-3a43-4d1e-8f0e-7d3c2b1a0f9e"
-    assert json.loads(_ACK % (sid, 7)) == {
-        "message": "Chunk processed successfully",
-        "session_id": sid,
-        "chunk_count": 7,
-        "status": "active",
-    }
-    assert _ACK % (sid, 7) == json.dumps(json.loads(_ACK % (sid, 7)))
-
-
 def _server_record(error: BaseException) -> logging.LogRecord:
     """What aiohttp's `handle_error` logs: `logger.exception("Error handling request from %s", peer)`."""
     return logging.LogRecord(

@@ -4,4 +4,5 @@ import sys
 
 from voxbus.cli.main import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing this module (the import test does) runs nothing
+    sys.exit(main())

@@ -18,7 +18,8 @@ from voxbus.cli.echo_client.errors import ClientError, UsageError
 from voxbus.cli.echo_client.sources import FileSource, MicrophoneSource, Send, Source, import_sounddevice
 from voxbus.cli.echo_client.tally import Tally
 from voxbus.cli.echo_client.wav import WavInput, WavOutput, read_wav
-from voxbus.cli.echo_client.wire import PING, StreamConfig, connect, read_config, receive, send_message
+from voxbus.cli.echo_client.wire import PING, connect, read_config, receive, send_message
+from voxbus.common.client_messages import EchoStreamFormat
 from voxbus.common.runtime import stop_tasks
 
 log = logging.getLogger("voxbus.echo_client")
@@ -87,7 +88,7 @@ async def converse(
         task.result()  # a ClientError from a task is the client's error
 
 
-def choose_source(options: Options, wav: WavInput | None, config: StreamConfig) -> Source:
+def choose_source(options: Options, wav: WavInput | None, config: EchoStreamFormat) -> Source:
     chunk_samples = options.chunk_samples or config.chunk_size
     if wav is not None:
         wav.check_rate(config.sample_rate)

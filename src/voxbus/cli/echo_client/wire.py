@@ -3,53 +3,39 @@
 import json
 import logging
 import time
-from dataclasses import dataclass
-from typing import ClassVar, Final
+from typing import Final
 
 import aiohttp
+from pydantic import ValidationError
 
 from voxbus.cli.echo_client.errors import ClientError
 from voxbus.cli.echo_client.tally import Tally
 from voxbus.cli.echo_client.wav import SAMPLE_WIDTH, WavOutput
+from voxbus.common.client_messages import EchoConfig, EchoPing, EchoStreamFormat
 
 log = logging.getLogger("voxbus.echo_client")
 
-PING: Final = json.dumps({"type": "ping"})
+PING: Final = EchoPing().to_wire()
 INVALID_API_KEY: Final = 4001  # the seed server's close code for a wrong key
 CONFIG_TIMEOUT_S: Final = 10.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamConfig:
-    """The server's first message: `{"type": "config", "data": {...}}`."""
-
-    _TYPE: ClassVar[str] = "config"
-    sample_rate: int
-    chunk_size: int
-    channels: int
-    sample_width: int
-
-    @classmethod
-    def from_wire(cls, text: str) -> "StreamConfig":
-        try:
-            message = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ClientError(f"the server's first message is not JSON: {text[:200]!r}") from exc
-        data = message.get("data") if isinstance(message, dict) else None
-        if not isinstance(message, dict) or message.get("type") != cls._TYPE or not isinstance(data, dict):
-            raise ClientError(f"expected a config message first, got {text[:200]!r}")
-        values = [data.get(name) for name in ("sample_rate", "chunk_size", "channels", "sample_width")]
-        ints = [value for value in values if type(value) is int and value > 0]
-        if len(ints) != len(values):
-            raise ClientError(f"the config message has invalid fields: {data!r}")
-        rate, chunk, channels, width = ints
-        config = cls(sample_rate=rate, chunk_size=chunk, channels=channels, sample_width=width)
-        if (config.channels, config.sample_width) != (1, SAMPLE_WIDTH):
-            raise ClientError(
-                f"the server streams {config.channels} channel(s) of {config.sample_width}-byte samples; "
-                "this client speaks 16-bit mono"
-            )
-        return config
+def parse_config(text: str) -> EchoStreamFormat:
+    """The server's first message (`EchoConfig`): the PCM it takes, which must be 16-bit mono.
+    Fields a newer server may add are ignored."""
+    try:
+        config = EchoConfig.model_validate_json(text, extra="ignore").data
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        reason = f"{where}: {error['msg']}" if where else error["msg"]
+        raise ClientError(f"expected a config message first, got {text[:200]!r} ({reason})") from exc
+    if (config.channels, config.sample_width) != (1, SAMPLE_WIDTH):
+        raise ClientError(
+            f"the server streams {config.channels} channel(s) of {config.sample_width}-byte samples; "
+            "this client speaks 16-bit mono"
+        )
+    return config
 
 
 async def connect(
@@ -64,13 +50,13 @@ async def connect(
         raise ClientError(f"cannot connect to {url}: {str(exc) or type(exc).__name__}") from exc
 
 
-async def read_config(ws: aiohttp.ClientWebSocketResponse) -> StreamConfig:
+async def read_config(ws: aiohttp.ClientWebSocketResponse) -> EchoStreamFormat:
     try:
         message = await ws.receive(timeout=CONFIG_TIMEOUT_S)
     except TimeoutError as exc:
         raise ClientError(f"the server sent no config message within {CONFIG_TIMEOUT_S:.0f} s") from exc
     if message.type == aiohttp.WSMsgType.TEXT:
-        return StreamConfig.from_wire(message.data)
+        return parse_config(message.data)
     if message.type == aiohttp.WSMsgType.CLOSE and message.data == INVALID_API_KEY:
         reason = message.extra or "Invalid API key"
         raise ClientError(

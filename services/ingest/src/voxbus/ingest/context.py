@@ -14,7 +14,7 @@ from voxbus.ingest.leases import LeaseKeeper
 from voxbus.ingest.sessions import SessionRegistry
 
 if TYPE_CHECKING:
-    from voxbus.ingest.connection import Connection
+    from voxbus.ingest.connection import SocketConnection
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,7 +28,7 @@ class IngestContext:
     acks: AckWriter
     raw_topic: str
     max_chunk_bytes: int  # the largest binary message taken: settings' and the bus topics' limits
-    connections: set["Connection"]
+    connections: set["SocketConnection"]  # every open socket, for shutdown to restart
 
 
 INGEST = web.AppKey("ingest", IngestContext)

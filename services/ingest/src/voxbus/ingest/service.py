@@ -84,7 +84,7 @@ async def _max_chunk_bytes(settings: Settings, bus: Bus) -> int:
 
 async def _close_sockets(app: web.Application) -> None:
     """Shutdown: every client is told to reconnect elsewhere (1012) and can resume there, once
-    each chunk its socket read was answered and counted (`Connection.restart`)."""
+    each chunk its socket read was answered and counted (`SocketConnection.restart`)."""
     ctx = app.get(INGEST)
     if ctx is None:
         return

@@ -1,49 +1,106 @@
-"""The one small interface every WebSocket protocol adapter implements.
+"""The one small interface between WebSocket protocol adapters and the connection driver.
 
 An adapter translates its wire format to and from voxbus's: it reads the connect request,
-answers the client's messages, and wraps egress audio for the wire. The connection driver
-(`voxbus.ingest.connection`) does everything protocol-independent.
+answers the client's messages, and wraps egress audio for the wire. It asks its connection only
+what `Connection` names; the driver (`voxbus.ingest.connection`) does everything
+protocol-independent, and adapters never import it.
 """
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from contextlib import AbstractAsyncContextManager
+from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from voxbus.ingest.connection import Connection
+from voxbus.common.client_messages import ClientMessage, ErrorReply, InvalidApiKey
+from voxbus.common.settings import Settings
+from voxbus.common.store.base import Subscription
+from voxbus.ingest.acks import OnDurable
+from voxbus.ingest.sessions import SessionSpec
+
+
+class SessionRefused(Exception):
+    """A session cannot be opened or resumed: the client gets `reply`, then close `code`."""
+
+    def __init__(self, reply: ErrorReply, code: int) -> None:
+        super().__init__(reply.error)
+        self.reply, self.code = reply, code
+
+
+class Connection(Protocol):
+    """One socket's session, as its adapter sees it."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def session_id(self) -> str | None:
+        """The session's id once it was opened or resumed."""
+
+    @property
+    def chunk_count(self) -> int:
+        """The session's chunks the recording holds (every socket of it counted), so far."""
+
+    @property
+    def finished(self) -> bool:
+        """This socket stopped the session (it takes no more audio)."""
+
+    async def open(self, spec: SessionSpec) -> str:
+        """Create a session, claim it for this socket and start its stream; its id."""
+
+    async def resume(self, session_id: str) -> None:
+        """Claim an active session for this socket (waiting a moment for a previous socket to
+        let go) and continue its stream; `SessionRefused` when it cannot."""
+
+    async def audio(self, data: bytes, on_durable: OnDurable) -> None:
+        """Produce a chunk; `on_durable(ok)` runs, in chunk order, once it is on the bus (or failed)."""
+
+    async def finish(self, reason: str, *, wait: bool) -> dict[str, Any] | None:
+        """Stop the session after its last chunk; with `wait`, its info once the file is complete."""
+
+    def subscribe(self, *channels: str) -> AbstractAsyncContextManager[Subscription]:
+        """Listen on state-store channels (a session's control and events)."""
+
+    async def send(self, message: ClientMessage) -> None:
+        """A JSON message to the client (nothing once the socket is closed)."""
+
+    async def send_text(self, text: str) -> None:
+        """A text message as it is (the chunk ack's fast form, plain-text protocols)."""
+
+    async def close(self, code: int, message: str = "") -> None:
+        """Close the socket with `code` and `message` as the reason (cut to 120 bytes)."""
 
 
 class Adapter(ABC):
     """One instance per connection."""
 
     protocol: ClassVar[str]
-    auth_close_code: ClassVar[int] = 1008  # API.md: 4001 for /ws/echo, whose clients expect it
+    auth_close_code: ClassVar[int] = 1008  # 4001 for /ws/echo, whose clients expect it
 
     def __init__(self, request: web.Request) -> None:
         self.request = request
 
     @abstractmethod
-    async def on_open(self, conn: "Connection") -> bool:
+    async def on_open(self, conn: Connection) -> bool:
         """Validate the request, open or resume the session, greet. False: the socket was closed."""
 
     @abstractmethod
-    async def on_text(self, conn: "Connection", text: str) -> None: ...
+    async def on_text(self, conn: Connection, text: str) -> None: ...
 
     @abstractmethod
-    async def on_binary(self, conn: "Connection", data: bytes) -> None: ...
+    async def on_binary(self, conn: Connection, data: bytes) -> None: ...
 
-    async def on_timeout(self, conn: "Connection", reason: str) -> None:
+    async def on_timeout(self, conn: Connection, reason: str) -> None:
         """Idle timeout or maximum duration: finish the session and close with 1000."""
         await conn.finish(reason, wait=False)
         await conn.close(1000, reason)
 
-    async def on_disconnect(self, conn: "Connection") -> None:  # noqa: B027 - optional hook
+    async def on_disconnect(self, conn: Connection) -> None:  # noqa: B027 - optional hook
         """The client went away without closing the session (default: it stays resumable)."""
 
-    def auth_error(self) -> dict[str, str] | None:
-        """The JSON sent before closing on a bad key (None: close without a message)."""
-        return {"error": "Invalid API key"}
+    def auth_error(self) -> ClientMessage | None:
+        """The message sent before closing on a bad key (None: close without a message)."""
+        return InvalidApiKey()
 
     @abstractmethod
     def egress(self, audio: bytes) -> list[str | bytes]:

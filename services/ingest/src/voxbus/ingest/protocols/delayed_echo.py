@@ -1,16 +1,21 @@
 """`/ws/echo`: the delayed-echo protocol (seed 4): a config message first, PCM back after
 ECHO_DELAY_MS, ping → pong, and close 4001 "Invalid API key" when the key is wrong."""
 
+from voxbus.common.client_messages import (
+    ClientMessage,
+    EchoConfig,
+    EchoInvalidJson,
+    EchoPong,
+    EchoStreamFormat,
+    EchoUnknownMessage,
+)
 from voxbus.common.records import AudioFormat, EchoSettings
-from voxbus.ingest.connection import Connection
+from voxbus.ingest.protocols.base import Connection
 from voxbus.ingest.protocols.echo import EchoAdapter
 from voxbus.ingest.protocols.text import InvalidJson, parse_json
 from voxbus.ingest.sessions import SessionSpec
 
-CONFIG = {
-    "type": "config",
-    "data": {"sample_rate": 16000, "chunk_size": 4096, "channels": 1, "sample_width": 2},
-}
+CONFIG = EchoConfig(data=EchoStreamFormat(sample_rate=16000, chunk_size=4096, channels=1, sample_width=2))
 
 
 class DelayedEchoAdapter(EchoAdapter):
@@ -19,7 +24,7 @@ class DelayedEchoAdapter(EchoAdapter):
     protocol = "delayed_echo"
     auth_close_code = 4001
 
-    def auth_error(self) -> dict[str, str] | None:
+    def auth_error(self) -> ClientMessage | None:
         return None  # its clients expect only the close code and reason
 
     async def on_open(self, conn: Connection) -> bool:
@@ -28,19 +33,19 @@ class DelayedEchoAdapter(EchoAdapter):
                 user_id=self.request.query.get("user_id", "anonymous"),
                 protocol=self.protocol,
                 format=AudioFormat(codec="pcm_s16le", rate=16000, channels=1),
-                echo=EchoSettings(enabled=True, delay_ms=conn.ctx.settings.echo_delay_ms),
+                echo=EchoSettings(enabled=True, delay_ms=conn.settings.echo_delay_ms),
             )
         )
-        await conn.send_json(CONFIG)
+        await conn.send(CONFIG)
         return True
 
     async def on_text(self, conn: Connection, text: str) -> None:
         try:
             message = parse_json(text)
         except InvalidJson:
-            await conn.send_json({"type": "error", "message": "Invalid JSON format"})
+            await conn.send(EchoInvalidJson())
             return
         if isinstance(message, dict) and message.get("type") == "ping":
-            await conn.send_json({"type": "pong"})
+            await conn.send(EchoPong())
         else:
-            await conn.send_json({"type": "error", "message": "Unknown message type", "received": message})
+            await conn.send(EchoUnknownMessage(received=message))

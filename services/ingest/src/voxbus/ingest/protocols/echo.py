@@ -4,12 +4,11 @@ The seed servers' clients send 16 kHz PCM and expect their bytes back; text gets
 Each connection is a session of its own (recorded like any other), finished when it closes.
 """
 
+from voxbus.common.client_messages import AUDIO_TEXT_ERROR, MAX_DELAY_MS, InvalidParameter
+from voxbus.common.constants import SAMPLE_RATES
 from voxbus.common.records import AudioFormat, EchoSettings
-from voxbus.ingest.connection import Connection, SessionRefused
-from voxbus.ingest.protocols.base import Adapter
+from voxbus.ingest.protocols.base import Adapter, Connection, SessionRefused
 from voxbus.ingest.sessions import SessionSpec
-
-TEXT_ERROR = "Error: Only binary audio data is supported."
 
 
 class EchoAdapter(Adapter):
@@ -22,10 +21,8 @@ class EchoAdapter(Adapter):
             rate = int(query.get("sample_rate", "16000"))
         except ValueError:
             delay_ms = rate = -1
-        if not 0 <= delay_ms <= 60_000 or rate not in (8000, 16000, 22050, 44100, 48000, 96000):
-            raise SessionRefused(
-                {"error": "Invalid parameter", "valid": "delay_ms 0-60000, sample_rate"}, 1008
-            )
+        if not 0 <= delay_ms <= MAX_DELAY_MS or rate not in SAMPLE_RATES:
+            raise SessionRefused(InvalidParameter(), 1008)
         await conn.open(
             SessionSpec(
                 user_id=query.get("user_id", "anonymous"),
@@ -37,7 +34,7 @@ class EchoAdapter(Adapter):
         return True
 
     async def on_text(self, conn: Connection, text: str) -> None:
-        await conn.send_text(TEXT_ERROR)
+        await conn.send_text(AUDIO_TEXT_ERROR)
 
     async def on_binary(self, conn: Connection, data: bytes) -> None:
         if data:
