@@ -25,6 +25,7 @@ from aiohttp import WSMsgType, web
 from voxbus.common.constants import Key, SessionField, SessionStatus
 from voxbus.common.records import AudioFormat, EchoSettings
 from voxbus.common.runtime import session_context
+from voxbus.common.state import SessionNotice
 from voxbus.common.store.base import StoreBatch
 from voxbus.ingest import metrics
 from voxbus.ingest.acks import OnDurable
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 # still on its way, chunks in flight being settled): a resume waits this long, or as long as a
 # release may wait for chunks in flight, for the session's connection slot before refusing
 RESUME_GRACE_SECONDS = 2.0
-_SLOT_FREED = "connection-released"
 RESTART = "restart"
 NOT_STORED = "audio not stored"  # a chunk was not durable: the client resumes and sends it again
 # how the socket closes when the server stopped reading for one of these (else it is a timeout)
@@ -247,7 +247,7 @@ class Connection:
         self.ctx.router.detach(batch, session_id, self._deliver)
         leases.drop(batch, Key.SESSION_SLOTS, session_id)
         leases.drop(batch, Key.CONNECTION_SLOTS + session_id, self.connection_id)
-        batch.publish(Key.SESSION_CHANNEL + session_id, _SLOT_FREED)
+        batch.publish(Key.SESSION_CHANNEL + session_id, SessionNotice.CONNECTION_RELEASED)
         if self.finished:
             leases.drop(batch, Key.REAP_AT, session_id)
         else:

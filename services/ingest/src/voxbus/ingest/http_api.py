@@ -6,10 +6,10 @@ import re
 from aiohttp import hdrs, web
 
 from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.common.state import SessionControl
 from voxbus.ingest.auth import authorized
 from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.finishing import FinishTimeout, stop_detached, wait_finished
-from voxbus.ingest.protocols.session import CLOSE_REQUEST
 from voxbus.ingest.sessions import canonical_session_id, public_info
 
 MAX_PAGE = 100
@@ -91,7 +91,7 @@ async def close_session(request: web.Request) -> web.Response:
     ctx, session_id, fields = found
     active = fields.get(SessionField.STATUS) == SessionStatus.ACTIVE
     # the pod holding a socket for it closes it; with no socket anywhere, we stop it here
-    if active and not await ctx.store.publish(Key.SESSION_CONTROL + session_id, CLOSE_REQUEST):
+    if active and not await ctx.store.publish(Key.SESSION_CONTROL + session_id, SessionControl.CLOSE):
         await stop_detached(ctx, session_id, "closed over HTTP")
     try:
         info = await wait_finished(ctx, session_id)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from voxbus.common.bus.base import Bus, ConsumedRecord, TopicPartition
-from voxbus.common.constants import Key, SessionField, SessionNotice, SessionStatus
+from voxbus.common.constants import Key, SessionField, SessionStatus
 from voxbus.common.records import (
     AudioChunk,
     AudioFormat,
@@ -39,6 +39,7 @@ from voxbus.common.records import (
     decode,
 )
 from voxbus.common.runtime import session_context
+from voxbus.common.state import SessionNotice
 from voxbus.common.store.base import StateStore
 from voxbus.writer import metrics
 from voxbus.writer.recording import SessionRecording

@@ -8,8 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from voxbus.common.constants import SAMPLE_RATES, Key, SessionNotice, SessionStatus
+from voxbus.common.constants import SAMPLE_RATES, Key, SessionStatus
 from voxbus.common.records import AudioFormat, EchoSettings
+from voxbus.common.state import SessionControl, SessionNotice
 from voxbus.ingest import metrics
 from voxbus.ingest.connection import Connection, SessionRefused
 from voxbus.ingest.finishing import FinishTimeout
@@ -21,7 +22,6 @@ log = logging.getLogger(__name__)
 
 FORMATS = ["wav", "mp3", "flac", "aac", "pcm", "opus", "ogg", "webm"]
 CHANNELS = [1, 2]
-CLOSE_REQUEST = "close"
 # the chunk ack as json.dumps would write it; a session id is a UUID, so nothing to escape
 _ACK = (
     '{"message": "Chunk processed successfully", "session_id": "%s", "chunk_count": %d, "status": "active"}'
@@ -170,7 +170,7 @@ class SessionAdapter(Adapter):
                 message = await subscription.get()
                 if message is None:
                     continue
-                if message.channel == control and message.data == CLOSE_REQUEST:
+                if message.channel == control and message.data == SessionControl.CLOSE:
                     reason = "closed over HTTP"
                 elif message.channel == events and message.data == SessionNotice.FINALIZED:
                     if conn.finished:  # this socket ended it (a timeout): it answers itself
