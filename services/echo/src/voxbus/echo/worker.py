@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from voxbus.common.bus.base import Bus, BusError, ConsumedRecord, TopicPartition
-from voxbus.common.constants import Key, RecordType, SessionField, SessionStatus
+from voxbus.common.constants import RecordType
 from voxbus.common.records import (
     AudioFormat,
     EgressEncoder,
@@ -34,6 +34,7 @@ from voxbus.common.records import (
     chunk_order,
     record_type,
 )
+from voxbus.common.session_state import SessionHashes
 from voxbus.common.store.base import StateStore
 from voxbus.common.timer import DueQueue
 from voxbus.echo import metrics
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 _SAMPLE_BYTES = 2  # a bound for every codec: compressed audio is smaller than PCM s16le
 _LOG_EVERY = 1000  # overflow drops logged: the first of a session, then one per this many
-_FINISHED = frozenset({SessionStatus.COMPLETED, SessionStatus.ERROR})
 _ENDS = frozenset({RecordType.STOP, RecordType.ERROR})
 
 
@@ -110,7 +110,7 @@ class EchoHandler:
         route_ttl: float,
         send_ahead: float = 0.0,
     ) -> None:
-        self._bus, self._store, self._egress_topic = bus, store, egress_topic
+        self._bus, self._hashes, self._egress_topic = bus, SessionHashes(store), egress_topic
         self._max_pending_bytes = max_pending_bytes
         self._send_ahead = send_ahead
         self._routes = RouteCache(store, ttl=route_ttl)
@@ -186,18 +186,13 @@ class EchoHandler:
 
     async def _load(self, session_id: str, tp: TopicPartition) -> None:
         """A session met mid-stream (a takeover, a restart): its echo settings from the store."""
-        fields = await self._store.hgetall(Key.SESSION + session_id)
-        if not fields or fields.get(SessionField.STATUS) in _FINISHED:
+        state = await self._hashes.read(session_id)
+        if state is None or state.ended:
             self._skipped[session_id] = "gone"
-        elif fields.get(SessionField.ECHO) != "1":
+        elif not state.echo:
             self._skipped[session_id] = None
         else:
-            fmt = AudioFormat(
-                codec=fields.get(SessionField.CODEC, "pcm_s16le"),
-                rate=int(fields.get(SessionField.SAMPLE_RATE, 16000)),
-                channels=int(fields.get(SessionField.CHANNELS, 1)),
-            )
-            delay_ms = int(fields.get(SessionField.DELAY_MS, 0))
+            fmt, delay_ms = state.audio_format(), state.delay_ms
             self._sessions[session_id] = self._new_session(session_id, tp, fmt, delay_ms)
 
     def _new_session(self, session_id: str, tp: TopicPartition, fmt: AudioFormat, delay_ms: int) -> _Session:

@@ -22,9 +22,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from voxbus.common.constants import Key, SessionField, SessionStatus
-from voxbus.common.records import AudioFormat, EchoSettings
+from voxbus.common.constants import Key, SessionStatus
+from voxbus.common.records import AudioFormat
 from voxbus.common.runtime import session_context
+from voxbus.common.session_state import SessionState
 from voxbus.common.state import SessionNotice
 from voxbus.common.store.base import StoreBatch
 from voxbus.ingest import metrics
@@ -95,31 +96,20 @@ class Connection:
         await self.stream.start(protocol=spec.protocol, user_id=spec.user_id, echo=spec.echo, resume=False)
         return session_id
 
-    async def resume(self, session_id: str) -> dict[str, str]:
-        fields = await self.ctx.registry.fields(session_id)
-        if not fields or fields.get(SessionField.STATUS) != SessionStatus.ACTIVE:
+    async def resume(self, session_id: str) -> SessionState:
+        state = await self.ctx.registry.read(session_id)
+        if state is None or state.status != SessionStatus.ACTIVE:
             raise SessionRefused({"error": "Session not found", "session_id": session_id}, 1008)
-        fmt = AudioFormat(
-            codec=fields[SessionField.CODEC],
-            rate=int(fields[SessionField.SAMPLE_RATE]),
-            channels=int(fields[SessionField.CHANNELS]),
-        )
-        await self._take(session_id, fmt, created_at=float(fields[SessionField.CREATED_AT]))
+        await self._take(session_id, state.audio_format(), created_at=state.created_at)
         # read after claiming the connection slot: a previous socket saves its counters first
-        fields = await self.ctx.registry.fields(session_id)
-        self.chunk_count = self._last_number = int(fields.get(SessionField.CHUNK_COUNT, 0))
-        echo = EchoSettings(
-            enabled=fields.get(SessionField.ECHO) == "1", delay_ms=int(fields.get(SessionField.DELAY_MS, 0))
-        )
+        state = await self.ctx.registry.read(session_id) or state
+        self.chunk_count = self._last_number = state.chunk_count
         if self.stream is None:
             raise RuntimeError("no stream after attaching")
         await self.stream.start(
-            protocol=fields.get(SessionField.PROTOCOL, ""),
-            user_id=fields.get(SessionField.USER_ID, ""),
-            echo=echo,
-            resume=True,
+            protocol=state.protocol, user_id=state.user_id, echo=state.echo_settings(), resume=True
         )
-        return fields
+        return state
 
     async def _take(self, session_id: str, fmt: AudioFormat, *, created_at: float) -> None:
         settings, leases = self.ctx.settings, self.ctx.leases

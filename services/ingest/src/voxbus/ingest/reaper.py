@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 
-from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.common.constants import Key, SessionStatus
 from voxbus.common.store.base import ScoreRange
 from voxbus.ingest.context import IngestContext
 from voxbus.ingest.finishing import stop_detached
@@ -40,7 +40,8 @@ async def reap_once(ctx: IngestContext) -> tuple[int, int]:
         if await ctx.store.zcount(Key.CONNECTION_SLOTS + session_id, ScoreRange(min=float(now_ms))):
             await ctx.store.zrem(Key.REAP_AT, session_id)  # a socket holds it after all
             continue
-        if await ctx.store.hget(Key.SESSION + session_id, SessionField.STATUS) == SessionStatus.ACTIVE:
+        state = await ctx.registry.read(session_id)
+        if state is not None and state.status == SessionStatus.ACTIVE:
             await stop_detached(ctx, session_id, "idle")
             log.info("stopped an idle session", extra={"session_id": session_id})
             stopped += 1
