@@ -11,14 +11,13 @@ from voxbus.common.bus.base import Bus
 from voxbus.common.constants import Topic
 from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, stop_tasks, supervised
 from voxbus.common.settings import Settings
-from voxbus.ingest import http_api, reaper
+from voxbus.ingest import http_api, protocols, reaper  # before `connection`, which its adapters import
 from voxbus.ingest.acks import AckWriter
 from voxbus.ingest.connection import MIB, serve_socket
 from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.egress import EgressRouter
 from voxbus.ingest.leases import LeaseKeeper
 from voxbus.ingest.pods import claim_pod_name
-from voxbus.ingest.protocols import ROUTES
 from voxbus.ingest.sessions import SessionRegistry
 
 log = logging.getLogger(__name__)
@@ -98,7 +97,7 @@ async def _close_sockets(app: web.Application) -> None:
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_ingest)
     app.on_shutdown.append(_close_sockets)
-    for path, adapter in ROUTES.items():
+    for path, adapter in protocols.ROUTES.items():
         app.router.add_get(path, functools.partial(serve_socket, make_adapter=adapter))
     http_api.add_routes(app)
 
