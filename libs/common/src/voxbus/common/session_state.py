@@ -33,8 +33,10 @@ class SessionState:
     each attach, adds to the counters, and sets `closing` with its `close_reason`; the transcoder
     sets codec, rate and channels at each start, its replay progress (`transcoded_seq`,
     `resume_*`, `wav_format`), and `error` status with the reason when the audio is undecodable;
-    the writer sets `written_frames` and the duration as its files grow, and at the end the
-    status, `finalized`, the file paths, `writer_pod` and the reasons.
+    the writer sets rate and channels when it opens the files, `written_frames` and the duration
+    as they grow, and at the end the status, `finalized`, the file paths, `writer_pod` and the
+    reasons. A missing status reads as `active`, as the API always showed it (ingest creates every
+    session with one).
     """
 
     session_id: str  # not a field: the key's suffix
