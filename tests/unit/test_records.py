@@ -1,4 +1,5 @@
-"""Golden bytes of every session record, and round trips through `decode`."""
+"""Golden bytes of every bus record, and round trips: the session records through `decode`, the
+egress record through `EgressAudio`."""
 
 import pytest
 
@@ -7,13 +8,17 @@ from voxbus.common.records import (
     AudioFormat,
     ChunkEncoder,
     EchoSettings,
+    EgressAudio,
+    EgressEncoder,
     RecordError,
     SessionError,
     SessionFinalized,
     SessionStart,
     SessionStop,
+    chunk_order,
     decode,
     new_session_id,
+    record_type,
 )
 
 SID = "5b0b8d52-3a43-4d1e-8f0e-7d3c2b1a0f9e"
@@ -182,3 +187,85 @@ def test_session_ids_are_uuid4() -> None:
     assert len(sid) == 36
     assert sid[14] == "4"
     assert sid != new_session_id()
+
+
+def test_egress_golden() -> None:
+    """The bytes the echo service has always produced: records in flight during a rolling deploy
+    parse on either side."""
+    audio = b"\x01\x00\xff\x7f" * 80
+    egress = EgressAudio(
+        session_id=SID,
+        audio=audio,
+        ts_ns=1_700_000_000_123_456_789,
+        seq=(2 << 32) | 17,
+        due_ns=1_700_000_000_373_456_789,
+    )
+    wire = egress.to_message()
+    assert wire.key == KEY
+    assert wire.value is audio
+    assert wire.headers == (
+        ("t", b"chunk"),
+        ("ts", b"1700000000123456789"),
+        ("seq", b"8589934609"),
+        ("due", b"1700000000373456789"),
+    )
+    assert EgressAudio.from_message(wire.key, wire.value, wire.headers) == egress
+    assert egress.due == 1_700_000_000_373_456_789 / 1e9  # as ingest has always read it
+    encoded = EgressEncoder(SID).message(audio, ts_ns=egress.ts_ns, seq=egress.seq, due_ns=egress.due_ns)
+    assert encoded == wire
+
+
+def test_egress_without_order_or_due_golden() -> None:
+    """Audio to play at once (a prompt): only the type header, delivered however often it comes."""
+    egress = EgressAudio(session_id=SID, audio=b"\x00\x00")
+    wire = egress.to_message()
+    assert wire.headers == (("t", b"chunk"),)
+    decoded = EgressAudio.from_message(wire.key, wire.value, wire.headers)
+    assert decoded == egress
+    assert (decoded.seq, decoded.due, decoded.ts_ns) == (None, None, None)
+
+
+def test_egress_headers_parse_in_any_order_and_an_empty_seq_is_none() -> None:
+    # what an echo service before typed records sent for a chunk that had no seq
+    headers = (("due", b"20"), ("seq", b""), ("t", b"chunk"), ("ts", b"10"))
+    assert EgressAudio.from_message(KEY, b"a", headers) == EgressAudio(
+        session_id=SID, audio=b"a", ts_ns=10, seq=None, due_ns=20
+    )
+
+
+def test_an_egress_record_is_not_a_session_record() -> None:
+    wire = EgressAudio(session_id=SID, audio=b"a", ts_ns=1, seq=2, due_ns=3).to_message()
+    with pytest.raises(RecordError, match="malformed record headers"):
+        decode(wire.key, wire.value, wire.headers)
+
+
+@pytest.mark.parametrize(
+    ("key", "headers", "reason"),
+    [
+        (None, (("t", b"chunk"),), "no key"),
+        (b"", (("t", b"chunk"),), "no key"),
+        (KEY, (), "expected an egress record"),
+        (KEY, (("t", b"stop"),), "expected an egress record"),
+        (KEY, (("t", b"chunk"), ("due", b"soon")), "malformed egress record"),
+        (KEY, (("t", b"chunk"), ("seq", b"x")), "malformed egress record"),
+        (b"\xff", (("t", b"chunk"),), "malformed egress record"),
+    ],
+)
+def test_malformed_egress_is_rejected_with_a_reason(
+    key: bytes | None, headers: tuple[tuple[str, bytes], ...], reason: str
+) -> None:
+    with pytest.raises(RecordError, match=reason):
+        EgressAudio.from_message(key, b"a", headers)
+
+
+def test_cheap_accessors_read_what_decode_reads() -> None:
+    wire = AudioChunk(
+        session_id=SID, seq=(1 << 32) | 3, ts_ns=77, format=PCM16K, audio=b"\x00\x00"
+    ).to_message()
+    assert record_type(wire.headers) == "chunk"
+    assert chunk_order(wire.headers) == ((1 << 32) | 3, 77)
+    assert record_type(()) == ""
+    with pytest.raises(RecordError, match="without a seq or an ingest time"):
+        chunk_order((("t", b"chunk"), ("seq", b"1")))
+    with pytest.raises(RecordError, match="malformed chunk headers"):
+        chunk_order((("seq", b"1"), ("ts", b"later")))

@@ -1,5 +1,8 @@
 """Names every service agrees on: topics, record headers, record types, state-store keys.
 
+What travels under them is typed elsewhere: bus records in `records`, store values and pub/sub
+messages in `state`, the session hash in `session_state`.
+
 Changing a value here changes the wire and storage contract (DESIGN §3, §5).
 """
 
@@ -47,19 +50,13 @@ class Header:
     NUMBER: Final = "n"  # raw chunks: the chunk's number in its session (1, 2, …, across resumes)
 
 
-class SessionNotice:
-    """Messages on a session's store channel (`Key.SESSION_CHANNEL` + id)."""
-
-    FINALIZED: Final = "finalized"  # the writer completed the files (status completed or error)
-
-
 class Key:
     """State-store key prefixes; a key is the prefix followed by an id."""
 
-    SESSION: Final = "voxbus:session:"
+    SESSION: Final = "voxbus:session:"  # + id: the session hash, `session_state.SessionState`
     SESSIONS_ALL: Final = "voxbus:sessions:all"
     SESSIONS_BY_USER: Final = "voxbus:sessions:user:"
-    ROUTE: Final = "voxbus:route:"
+    ROUTE: Final = "voxbus:route:"  # + session id: a `state.Route`
     EGRESS_LEASE: Final = "voxbus:egress-lease:"
     POD: Final = "voxbus:pod:"  # + pod name: the live ingest process using that name
     CONCURRENCY_LEASE: Final = "voxbus:slot:"
@@ -69,6 +66,7 @@ class Key:
     SESSION_SLOTS: Final = "voxbus:slots:sessions"  # cluster-wide concurrency leases
     CONNECTION_SLOTS: Final = "voxbus:slots:connections:"  # + session id
     REAP_AT: Final = "voxbus:sessions:reap-at"  # active sessions, by when idleness may stop them
+    REAPING: Final = "voxbus:reaping:"  # + session id: the pod stopping that idle session (a short lock)
 
 
 class SessionField:

@@ -1,4 +1,5 @@
-"""Session records on the audio topics: `start` → `chunk`… → `stop` (DESIGN §3).
+"""Every record on the bus: the session records on the audio topics (`start` → `chunk`… → `stop`,
+or `error`) and the events topic (`finalized`), DESIGN §3, and the egress record (`EgressAudio`).
 
 One record = one small frozen class with `to_message()` / `from_message()`. Every record is keyed
 by session id; chunk audio is the raw record value; metadata travels in short ASCII headers;
@@ -164,6 +165,25 @@ class AudioChunk:
         )
 
 
+def chunk_order(headers: Sequence[tuple[str, bytes]]) -> tuple[int, int]:
+    """A chunk's seq and ingest time (ns) from its headers alone, nothing else checked: for a
+    consumer that only times chunks. (The echo service reads every chunk of every session; a
+    whole `AudioChunk.from_message` costs over ten times as much.) `RecordError` if either is
+    missing or not a number."""
+    seq = ts_ns = None
+    try:
+        for name, value in headers:
+            if name == Header.SEQ:
+                seq = int(value)
+            elif name == Header.INGEST_TS:
+                ts_ns = int(value)
+    except ValueError as exc:
+        raise RecordError(f"malformed chunk headers: {exc}") from exc
+    if seq is None or ts_ns is None:
+        raise RecordError("chunk without a seq or an ingest time")
+    return seq, ts_ns
+
+
 class ChunkEncoder:
     """One session's chunk records as bus messages, with the headers that never change within a
     session encoded once: a chunk is then a few µs to encode, not ten (ingest does it 50 times a
@@ -270,6 +290,92 @@ class SessionFinalized:
             raise RecordError(f"malformed finalized record: {exc!r}") from exc
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EgressAudio:
+    """Audio for a client's socket, on the egress topic (DESIGN §4): produced to the egress
+    partition of the ingest pod that holds the session's socket (its `state.Route`), keyed by
+    session id; the value is the audio, untouched, which the session's protocol adapter wraps
+    for the wire.
+
+    Headers, all but `t` optional: `ts`, the ingest time of the chunk it echoes; `seq`, that
+    chunk's session seq (ingest delivers each seq of a session at most once, so an echo producer
+    that crashed and sent some again is not heard twice); `due`, when ingest writes it to the
+    socket (wall clock, ns; without it, at once).
+
+    Not a session record, and `decode` rejects it: the egress topic carries this record alone, so
+    its `t` chooses nothing. It says `chunk`, without `sid`, codec, rate or channels (ingest needs
+    none of them), because that is what the echo service has always produced, and records in
+    flight during a rolling deploy must still parse. So a consumer decodes by topic: `decode` on
+    the audio and events topics, `EgressAudio.from_message` on egress.
+    """
+
+    _type: ClassVar[RecordType] = RecordType.CHUNK
+    session_id: str
+    audio: bytes
+    ts_ns: int | None = None
+    seq: int | None = None
+    due_ns: int | None = None
+
+    @property
+    def due(self) -> float | None:
+        """`due_ns` in seconds (wall clock, as `time.time()`); None: deliver at once."""
+        return None if self.due_ns is None else self.due_ns / 1e9
+
+    def to_message(self) -> BusMessage:
+        return EgressEncoder(self.session_id).message(
+            self.audio, ts_ns=self.ts_ns, seq=self.seq, due_ns=self.due_ns
+        )
+
+    @classmethod
+    def from_message(cls, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> Self:
+        if not key:
+            raise RecordError("egress record has no key (session id)")
+        kind = ts_ns = seq = due_ns = None
+        try:
+            session_id = key.decode("ascii")
+            for name, header in headers:
+                if name == Header.TYPE:
+                    kind = header
+                elif name == Header.INGEST_TS:
+                    ts_ns = int(header)
+                elif name == Header.SEQ:
+                    # empty: an echo of a chunk without a seq, from echo services before typed records
+                    seq = int(header) if header else None
+                elif name == Header.DUE:
+                    due_ns = int(header)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RecordError(f"malformed egress record: {exc}") from exc
+        if kind != _EGRESS_TYPE:
+            raise RecordError(f"expected an egress record (t=chunk), got t={kind!r}")
+        return cls(session_id=session_id, audio=value, ts_ns=ts_ns, seq=seq, due_ns=due_ns)
+
+
+class EgressEncoder:
+    """One session's egress records as bus messages, its key encoded once (the echo service
+    produces 50 a second per session): the message `EgressAudio.to_message()` makes, without
+    building an `EgressAudio` first."""
+
+    __slots__ = ("_head", "_key")
+
+    def __init__(self, session_id: str) -> None:
+        self._key = session_id.encode("ascii")
+        self._head: Headers = ((Header.TYPE, _EGRESS_TYPE),)
+
+    def message(
+        self, audio: bytes, *, ts_ns: int | None = None, seq: int | None = None, due_ns: int | None = None
+    ) -> BusMessage:
+        headers = self._head
+        if ts_ns is not None:
+            headers = (*headers, (Header.INGEST_TS, b"%d" % ts_ns))
+        if seq is not None:
+            headers = (*headers, (Header.SEQ, b"%d" % seq))
+        if due_ns is not None:
+            headers = (*headers, (Header.DUE, b"%d" % due_ns))
+        return BusMessage(key=self._key, value=audio, headers=headers)
+
+
+_EGRESS_TYPE: Final = EgressAudio._type.value.encode("ascii")
+
 SessionRecord = SessionStart | AudioChunk | SessionStop | SessionError | SessionFinalized
 
 _DECODERS: Final[dict[str, type[SessionRecord]]] = {
@@ -282,15 +388,25 @@ _DECODERS: Final[dict[str, type[SessionRecord]]] = {
 
 
 def decode(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> SessionRecord:
-    """Decode any session record from its key, value and headers; `RecordError` if it is not one."""
+    """Decode any session record (audio and events topics) from its key, value and headers;
+    `RecordError` if it is not one. Egress records are not session records: `EgressAudio`."""
     header_tuple = tuple(headers)
-    record_type = dict(header_tuple).get(Header.TYPE, b"").decode("ascii", "replace")
-    decoder = _DECODERS.get(record_type)
+    kind = record_type(header_tuple)
+    decoder = _DECODERS.get(kind)
     if decoder is None:
-        raise RecordError(f"unknown record type {record_type!r}")
+        raise RecordError(f"unknown record type {kind!r}")
     if key is None:
         raise RecordError("record has no key (session id)")
     return decoder.from_message(key, value or b"", header_tuple)
+
+
+def record_type(headers: Sequence[tuple[str, bytes]]) -> str:
+    """A record's `t` header alone ('' if it has none): for a consumer that dispatches on it and
+    decodes only some records."""
+    for name, value in headers:
+        if name == Header.TYPE:
+            return value.decode("ascii", "replace")
+    return ""
 
 
 def new_session_id() -> str:

@@ -1,11 +1,15 @@
-"""Return routes as the echo service sees them: `voxbus:route:{id}` = "{pod} {partition}",
-looked up in the state store and reused for a short while, so a client that resumed on another
-ingest pod is followed within `ttl` seconds."""
+"""Return routes as the echo service sees them: the `state.Route` at `voxbus:route:{id}`, looked
+up in the state store and reused for a short while, so a client that resumed on another ingest
+pod is followed within `ttl` seconds."""
 
+import logging
 import time
 
 from voxbus.common.constants import Key
+from voxbus.common.state import Route, StateError
 from voxbus.common.store.base import StateStore
+
+log = logging.getLogger(__name__)
 
 
 class RouteCache:
@@ -19,8 +23,13 @@ class RouteCache:
         now = time.monotonic()
         if cached is not None and now - cached[1] < self._ttl:
             return cached[0]
-        route = await self._store.get(Key.ROUTE + session_id)
-        partition = int(route.split()[1]) if route else None
+        text = await self._store.get(Key.ROUTE + session_id)
+        partition = None
+        if text is not None:
+            try:
+                partition = Route.decode(text).partition
+            except StateError as exc:  # no pod writes this: treated as no socket, not a crash
+                log.warning("unreadable route: %s", exc, extra={"session_id": session_id})
         self._routes[session_id] = (partition, now)
         return partition
 

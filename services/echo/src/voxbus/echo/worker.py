@@ -25,8 +25,16 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from voxbus.common.bus.base import Bus, BusError, ConsumedRecord, TopicPartition
-from voxbus.common.constants import Header, Key, RecordType, SessionField, SessionStatus
-from voxbus.common.records import AudioFormat, BusMessage, RecordError, SessionStart
+from voxbus.common.constants import RecordType
+from voxbus.common.records import (
+    AudioFormat,
+    EgressEncoder,
+    RecordError,
+    SessionStart,
+    chunk_order,
+    record_type,
+)
+from voxbus.common.session_state import SessionHashes
 from voxbus.common.store.base import StateStore
 from voxbus.common.timer import DueQueue
 from voxbus.echo import metrics
@@ -36,9 +44,7 @@ log = logging.getLogger(__name__)
 
 _SAMPLE_BYTES = 2  # a bound for every codec: compressed audio is smaller than PCM s16le
 _LOG_EVERY = 1000  # overflow drops logged: the first of a session, then one per this many
-_FINISHED = frozenset({SessionStatus.COMPLETED, SessionStatus.ERROR})
-_CHUNK, _START = RecordType.CHUNK.encode(), RecordType.START.encode()
-_ENDS = frozenset({RecordType.STOP.encode(), RecordType.ERROR.encode()})
+_ENDS = frozenset({RecordType.STOP, RecordType.ERROR})
 
 
 class _Progress:
@@ -71,6 +77,7 @@ class _Session:
     tp: TopicPartition
     delay: float  # seconds
     cap_bytes: int
+    egress: EgressEncoder
     pending: deque["_Frame"] = field(default_factory=deque)
     pending_bytes: int = 0
     last_due: float = 0.0
@@ -82,9 +89,9 @@ class _Session:
 class _Frame:
     session: _Session
     audio: bytes
-    ts: bytes  # the ingest timestamp header, passed on
-    seq: bytes  # the chunk's session seq, passed on: ingest drops an echo it already delivered
-    due: bytes  # when ingest writes it to the socket (ns): ingest time + delay
+    ts_ns: int  # the chunk's ingest time, passed on
+    seq: int  # the chunk's session seq, passed on: ingest drops an echo it already delivered
+    due_ns: int  # when ingest writes it to the socket: ingest time + delay
     offset: int
     progress: _Progress
     dropped: bool = False
@@ -103,7 +110,7 @@ class EchoHandler:
         route_ttl: float,
         send_ahead: float = 0.0,
     ) -> None:
-        self._bus, self._store, self._egress_topic = bus, store, egress_topic
+        self._bus, self._hashes, self._egress_topic = bus, SessionHashes(store), egress_topic
         self._max_pending_bytes = max_pending_bytes
         self._send_ahead = send_ahead
         self._routes = RouteCache(store, ttl=route_ttl)
@@ -120,12 +127,11 @@ class EchoHandler:
             if progress is None:
                 progress = self._progress[record.tp] = _Progress()
             progress.consumed(record.offset)
-            headers = dict(record.headers)
-            kind = headers.get(Header.TYPE)
+            kind = record_type(record.headers)
             session_id = (record.key or b"").decode("ascii", "replace")
-            if kind == _CHUNK:
-                await self._chunk(record, session_id, headers, progress)
-            elif kind == _START:
+            if kind == RecordType.CHUNK:
+                await self._chunk(record, session_id, progress)
+            elif kind == RecordType.START:
                 self._start(record)
             elif kind in _ENDS:
                 self._stop(session_id)
@@ -151,9 +157,7 @@ class EchoHandler:
         else:
             session.stopped = False
 
-    async def _chunk(
-        self, record: ConsumedRecord, session_id: str, headers: dict[str, bytes], progress: _Progress
-    ) -> None:
+    async def _chunk(self, record: ConsumedRecord, session_id: str, progress: _Progress) -> None:
         session = self._sessions.get(session_id)
         if session is None:
             if session_id not in self._skipped:
@@ -164,21 +168,13 @@ class EchoHandler:
                     metrics.DROPPED.labels("gone").inc()
                 return
         try:
-            ts = headers[Header.INGEST_TS]
-            due = max(int(ts) / 1e9 + session.delay, session.last_due)
-        except (KeyError, ValueError):
-            log.warning("chunk without an ingest time", extra={"session_id": session_id})
+            seq, ts_ns = chunk_order(record.headers)
+        except RecordError as exc:
+            log.warning("chunk not echoed: %s", exc, extra={"session_id": session_id})
             return
+        due = max(ts_ns / 1e9 + session.delay, session.last_due)
         session.last_due = due
-        frame = _Frame(
-            session,
-            record.value,
-            ts,
-            headers.get(Header.SEQ, b""),
-            str(int(due * 1e9)).encode(),
-            record.offset,
-            progress,
-        )
+        frame = _Frame(session, record.value, ts_ns, seq, int(due * 1e9), record.offset, progress)
         progress.hold(record.offset)
         session.pending.append(frame)
         session.pending_bytes += len(record.value)
@@ -190,24 +186,19 @@ class EchoHandler:
 
     async def _load(self, session_id: str, tp: TopicPartition) -> None:
         """A session met mid-stream (a takeover, a restart): its echo settings from the store."""
-        fields = await self._store.hgetall(Key.SESSION + session_id)
-        if not fields or fields.get(SessionField.STATUS) in _FINISHED:
+        state = await self._hashes.read(session_id)
+        if state is None or state.ended:
             self._skipped[session_id] = "gone"
-        elif fields.get(SessionField.ECHO) != "1":
+        elif not state.echo:
             self._skipped[session_id] = None
         else:
-            fmt = AudioFormat(
-                codec=fields.get(SessionField.CODEC, "pcm_s16le"),
-                rate=int(fields.get(SessionField.SAMPLE_RATE, 16000)),
-                channels=int(fields.get(SessionField.CHANNELS, 1)),
-            )
-            delay_ms = int(fields.get(SessionField.DELAY_MS, 0))
+            fmt, delay_ms = state.audio_format(), state.delay_ms
             self._sessions[session_id] = self._new_session(session_id, tp, fmt, delay_ms)
 
     def _new_session(self, session_id: str, tp: TopicPartition, fmt: AudioFormat, delay_ms: int) -> _Session:
         per_second = fmt.rate * fmt.channels * _SAMPLE_BYTES
         cap = min(self._max_pending_bytes, int(per_second * (delay_ms / 1000 + 1)))
-        return _Session(session_id, tp, delay_ms / 1000, cap)
+        return _Session(session_id, tp, delay_ms / 1000, cap, EgressEncoder(session_id))
 
     def _overflow(self, session: _Session) -> None:
         frame = session.pending.popleft()
@@ -273,15 +264,8 @@ class EchoHandler:
             metrics.DROPPED.labels("no_route").inc()
             frame.progress.release(frame.offset)
             return
-        message = BusMessage(
-            key=session_id.encode("ascii"),
-            value=frame.audio,
-            headers=(
-                (Header.TYPE, _CHUNK),
-                (Header.INGEST_TS, frame.ts),
-                (Header.SEQ, frame.seq),
-                (Header.DUE, frame.due),
-            ),
+        message = frame.session.egress.message(
+            frame.audio, ts_ns=frame.ts_ns, seq=frame.seq, due_ns=frame.due_ns
         )
         try:
             delivery = await self._bus.send(self._egress_topic, message, partition=partition)

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from voxbus.common.client_messages import SessionNotFound, TooManyConnections, TooManySessions
-from voxbus.common.constants import Key, SessionField, SessionStatus
-from voxbus.common.records import AudioFormat, EchoSettings
+from voxbus.common.constants import Key, SessionStatus
+from voxbus.common.records import AudioFormat
+from voxbus.common.state import SessionNotice
 from voxbus.common.store.base import StoreBatch
 from voxbus.ingest import metrics
 from voxbus.ingest.acks import OnDurable
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 # still on its way, chunks in flight being settled): a resume waits this long, or as long as a
 # release may wait for chunks in flight, for the session's connection slot before refusing
 RESUME_GRACE_SECONDS = 2.0
-_SLOT_FREED = "connection-released"
 
 
 class SessionClaim:
@@ -74,28 +74,17 @@ class SessionClaim:
         return session_id
 
     async def resume(self, session_id: str) -> None:
-        fields = await self.ctx.registry.fields(session_id)
-        if not fields or fields.get(SessionField.STATUS) != SessionStatus.ACTIVE:
+        state = await self.ctx.registry.read(session_id)
+        if state is None or state.status != SessionStatus.ACTIVE:
             raise SessionRefused(SessionNotFound(session_id=session_id), 1008)
-        fmt = AudioFormat(
-            codec=fields[SessionField.CODEC],
-            rate=int(fields[SessionField.SAMPLE_RATE]),
-            channels=int(fields[SessionField.CHANNELS]),
-        )
-        await self._take(session_id, fmt, created_at=float(fields[SessionField.CREATED_AT]))
+        await self._take(session_id, state.audio_format(), created_at=state.created_at)
         # read after claiming the connection slot: a previous socket saves its counters first
-        fields = await self.ctx.registry.fields(session_id)
-        self.chunk_count = self._last_number = int(fields.get(SessionField.CHUNK_COUNT, 0))
-        echo = EchoSettings(
-            enabled=fields.get(SessionField.ECHO) == "1", delay_ms=int(fields.get(SessionField.DELAY_MS, 0))
-        )
+        state = await self.ctx.registry.read(session_id) or state
+        self.chunk_count = self._last_number = state.chunk_count
         if self.stream is None:
             raise RuntimeError("no stream after attaching")
         await self.stream.start(
-            protocol=fields.get(SessionField.PROTOCOL, ""),
-            user_id=fields.get(SessionField.USER_ID, ""),
-            echo=echo,
-            resume=True,
+            protocol=state.protocol, user_id=state.user_id, echo=state.echo_settings(), resume=True
         )
 
     async def _take(self, session_id: str, fmt: AudioFormat, *, created_at: float) -> None:
@@ -184,7 +173,7 @@ class SessionClaim:
         self.ctx.router.detach(batch, session_id, self._deliver)
         leases.drop(batch, Key.SESSION_SLOTS, session_id)
         leases.drop(batch, Key.CONNECTION_SLOTS + session_id, self.connection_id)
-        batch.publish(Key.SESSION_CHANNEL + session_id, _SLOT_FREED)
+        batch.publish(Key.SESSION_CHANNEL + session_id, SessionNotice.CONNECTION_RELEASED)
         if self.finished:
             leases.drop(batch, Key.REAP_AT, session_id)
         else:

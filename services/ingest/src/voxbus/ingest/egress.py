@@ -1,9 +1,9 @@
 """Return routes (DESIGN §4): this pod's egress partition, the routes of its sessions, delivery.
 
 The pod claims one `voxbus.egress` partition with a lease, consumes it from its end, and hands
-each record to the socket of the session it is keyed by. A socket's route (`voxbus:route:{id}` =
-"{pod} {partition}") is written when it attaches and renewed while it lives, so echo and
-telephony produce to the partition of whichever pod holds the session now.
+each record (`records.EgressAudio`) to the socket of the session it is keyed by. A socket's route
+(`state.Route` at `voxbus:route:{id}`) is written when it attaches and renewed while it lives, so
+echo and telephony produce to the partition of whichever pod holds the session now.
 
 An egress record with a `due` header (an echo, produced ahead of time) is held until then, in one
 timer for all sessions; a session's records are written in the order they came, held or not.
@@ -19,8 +19,10 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 
-from voxbus.common.bus.base import Bus, ConsumedRecord, Consumer
-from voxbus.common.constants import Header, Key
+from voxbus.common.bus.base import Bus, Consumer
+from voxbus.common.constants import Key
+from voxbus.common.records import EgressAudio, RecordError
+from voxbus.common.state import Route
 from voxbus.common.store.base import StateStore, StoreBatch
 from voxbus.common.timer import DueQueue
 from voxbus.ingest import metrics
@@ -45,7 +47,7 @@ class EgressRouter:
         self._delivered_seq: dict[str, int] = {}  # per session: the highest seq delivered
         self._consumer: Consumer | None = None
         self.partition: int | None = None
-        self._held: DueQueue[ConsumedRecord] = DueQueue()
+        self._held: DueQueue[EgressAudio] = DueQueue()
         # per session with records held: how many, and the latest due time among them
         self._held_per_session: dict[str, tuple[int, float]] = {}
 
@@ -70,7 +72,9 @@ class EgressRouter:
         return False
 
     def _route(self) -> str:
-        return f"{self._pod} {self.partition}"
+        if self.partition is None:
+            raise RuntimeError("no egress partition leased yet")
+        return Route(pod=self._pod, partition=self.partition).encode()
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -108,59 +112,53 @@ class EgressRouter:
             await self._claim()
         while True:
             for record in await self._consumer.getmany(timeout_ms=1000):
-                session_id = (record.key or b"").decode("ascii", "replace")
-                due, now = _due(record), time.time()
+                try:
+                    egress = EgressAudio.from_message(record.key, record.value, record.headers)
+                except RecordError as exc:
+                    log.warning("not an egress record: %s", exc, extra={"offset": record.offset})
+                    continue
+                session_id, due, now = egress.session_id, egress.due, time.time()
                 held = self._held_per_session.get(session_id)
                 if held is not None:  # behind what the session has held, whatever its own due
                     when = max(now if due is None else due, held[1])
                     self._held_per_session[session_id] = (held[0] + 1, when)
-                    self._held.push(when, record)
+                    self._held.push(when, egress)
                 elif due is not None and due > now:
                     self._held_per_session[session_id] = (1, due)
-                    self._held.push(due, record)
+                    self._held.push(due, egress)
                 else:
-                    await self._deliver(session_id, record, due)
+                    await self._deliver(egress)
 
     async def run_held(self) -> None:
         """Write held records when they are due, until cancelled."""
         await self._held.run(self._deliver_due)
 
-    async def _deliver_due(self, due: list[tuple[float, ConsumedRecord]]) -> None:
-        for _, record in due:
-            session_id = (record.key or b"").decode("ascii", "replace")
+    async def _deliver_due(self, due: list[tuple[float, EgressAudio]]) -> None:
+        for _, egress in due:
+            session_id = egress.session_id
             count, last = self._held_per_session[session_id]
             if count == 1:
                 del self._held_per_session[session_id]
             else:
                 self._held_per_session[session_id] = (count - 1, last)
-            await self._deliver(session_id, record, _due(record))  # lateness: against its own due
+            await self._deliver(egress)  # lateness: against its own due
 
-    async def _deliver(self, session_id: str, record: ConsumedRecord, due: float | None) -> None:
-        sink = self._sinks.get(session_id)
+    async def _deliver(self, egress: EgressAudio) -> None:
+        sink = self._sinks.get(egress.session_id)
         if sink is None:
             return  # the session moved or ended; its new pod gets what follows
-        if self._seen(session_id, record.headers):
+        if self._seen(egress):
             return
         with contextlib.suppress(ConnectionError):
-            await sink(record.value)
-        if due is not None:
-            metrics.EGRESS_LATENESS.observe(time.time() - due)
+            await sink(egress.audio)
+        if egress.due is not None:
+            metrics.EGRESS_LATENESS.observe(time.time() - egress.due)
 
-    def _seen(self, session_id: str, headers: tuple[tuple[str, bytes], ...]) -> bool:
+    def _seen(self, egress: EgressAudio) -> bool:
         """Whether this record (by its seq, when it has one) was delivered to the session already."""
-        for name, value in headers:
-            if name == Header.SEQ and value:
-                seq = int(value)
-                if seq <= self._delivered_seq.get(session_id, -1):
-                    return True
-                self._delivered_seq[session_id] = seq
+        if egress.seq is None:
+            return False
+        if egress.seq <= self._delivered_seq.get(egress.session_id, -1):
+            return True
+        self._delivered_seq[egress.session_id] = egress.seq
         return False
-
-
-def _due(record: ConsumedRecord) -> float | None:
-    """When the record should reach the client (its `due` header, wall clock); None: at once."""
-    for name, value in record.headers:
-        if name == Header.DUE:
-            with contextlib.suppress(ValueError):
-                return int(value) / 1e9
-    return None

@@ -5,11 +5,12 @@ import re
 
 from aiohttp import hdrs, web
 
-from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.common.constants import Key, SessionStatus
+from voxbus.common.session_state import SessionState
+from voxbus.common.state import SessionControl
 from voxbus.ingest.auth import authorized
 from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.finishing import FinishTimeout, stop_detached, wait_finished
-from voxbus.ingest.protocols.session import CLOSE_REQUEST
 from voxbus.ingest.sessions import canonical_session_id, public_info
 
 MAX_PAGE = 100
@@ -64,34 +65,34 @@ async def list_sessions(request: web.Request) -> web.Response:
     )
 
 
-async def _session(request: web.Request) -> tuple[IngestContext, str, dict[str, str]] | web.Response:
-    """The context, id and record of the session a request names, or the error response."""
+async def _session(request: web.Request) -> tuple[IngestContext, SessionState] | web.Response:
+    """The context and record of the session a request names, or the error response."""
     ctx, refused = _checked(request)
     session_id, invalid = _session_id(request)
     if refused or invalid:
         return refused or invalid  # type: ignore[return-value]
-    fields = await ctx.registry.fields(session_id)
-    if not fields:
+    state = await ctx.registry.read(session_id)
+    if state is None:
         return _error(404, {"error": "Session not found", "session_id": session_id})
-    return ctx, session_id, fields
+    return ctx, state
 
 
 async def get_session(request: web.Request) -> web.Response:
     found = await _session(request)
     if isinstance(found, web.Response):
         return found
-    _, session_id, fields = found
-    return web.json_response(public_info(session_id, fields))
+    _, state = found
+    return web.json_response(public_info(state))
 
 
 async def close_session(request: web.Request) -> web.Response:
     found = await _session(request)
     if isinstance(found, web.Response):
         return found
-    ctx, session_id, fields = found
-    active = fields.get(SessionField.STATUS) == SessionStatus.ACTIVE
+    ctx, state = found
+    session_id, active = state.session_id, state.status == SessionStatus.ACTIVE
     # the pod holding a socket for it closes it; with no socket anywhere, we stop it here
-    if active and not await ctx.store.publish(Key.SESSION_CONTROL + session_id, CLOSE_REQUEST):
+    if active and not await ctx.store.publish(Key.SESSION_CONTROL + session_id, SessionControl.CLOSE):
         await stop_detached(ctx, session_id, "closed over HTTP")
     try:
         info = await wait_finished(ctx, session_id)
@@ -104,8 +105,10 @@ async def download(request: web.Request) -> web.StreamResponse:
     found = await _session(request)
     if isinstance(found, web.Response):
         return found
-    ctx, session_id, fields = found
-    path = ctx.settings.audio_storage_path / fields.get(SessionField.FILE_PATH, f"{session_id}.wav")
+    ctx, state = found
+    session_id = state.session_id
+    name = state.file_path if state.file_path is not None else f"{session_id}.wav"
+    path = ctx.settings.audio_storage_path / name
     if not path.is_file():
         return _error(404, {"error": "No audio recorded yet", "session_id": session_id})
     if _ZERO_SUFFIX.fullmatch(request.headers.get(hdrs.RANGE, "")):

@@ -5,14 +5,13 @@ import asyncio
 import logging
 import time
 
-from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.common.constants import Key, SessionStatus
 from voxbus.common.store.base import ScoreRange
 from voxbus.ingest.context import IngestContext
 from voxbus.ingest.finishing import stop_detached
 
 log = logging.getLogger(__name__)
 
-_REAPING: str = "voxbus:reaping:"
 _PAGE = 100  # due sessions read at once
 # pages per round: at 5 s a round, up to 400 sessions a second can be stopped (one page a round
 # left thousands of dropped sessions active minutes past their idle timeout)
@@ -36,12 +35,13 @@ async def reap_once(ctx: IngestContext) -> tuple[int, int]:
     due = await ctx.store.zrange(Key.REAP_AT, ScoreRange(max=float(now_ms)), limit=_PAGE)
     stopped = 0
     for session_id, _ in due:
-        if not await ctx.store.set(_REAPING + session_id, ctx.settings.pod_name, nx=True, ttl_ms=60_000):
+        if not await ctx.store.set(Key.REAPING + session_id, ctx.settings.pod_name, nx=True, ttl_ms=60_000):
             continue
         if await ctx.store.zcount(Key.CONNECTION_SLOTS + session_id, ScoreRange(min=float(now_ms))):
             await ctx.store.zrem(Key.REAP_AT, session_id)  # a socket holds it after all
             continue
-        if await ctx.store.hget(Key.SESSION + session_id, SessionField.STATUS) == SessionStatus.ACTIVE:
+        state = await ctx.registry.read(session_id)
+        if state is not None and state.status == SessionStatus.ACTIVE:
             await stop_detached(ctx, session_id, "idle")
             log.info("stopped an idle session", extra={"session_id": session_id})
             stopped += 1

@@ -1,13 +1,15 @@
-"""Session records in the state store (DESIGN §5): the hash, its indexes, and the cluster-wide slots."""
+"""Sessions as ingest keeps them (DESIGN §5): the hash (`SessionHashes`), with ingest's part of
+it (creating, attaching, counting, closing), the indexes it lists them by, and the cluster-wide
+slots; and a session as the API shows it."""
 
-import json
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.common.constants import Key, SessionStatus
 from voxbus.common.records import AudioFormat, EchoSettings, new_session_id
+from voxbus.common.session_state import SessionHashes, SessionState, SessionUpdate
 from voxbus.common.store.base import ScoreRange, StateStore, StoreBatch
 
 MAX_EXAMINED = 1000  # sessions one list request looks at, at most
@@ -27,66 +29,45 @@ class SessionSpec:
     echo: EchoSettings
 
 
-class SessionRegistry:
+class SessionRegistry(SessionHashes):
     def __init__(self, store: StateStore, *, pod: str) -> None:
-        self._store, self._pod = store, pod
+        super().__init__(store)
+        self._pod = pod
 
     async def create(self, spec: SessionSpec) -> str:
         session_id = new_session_id()
         now = time.time()
         batch = self._store.batch()
-        batch.hset(
-            Key.SESSION + session_id,
-            {
-                SessionField.STATUS: SessionStatus.ACTIVE,
-                SessionField.USER_ID: spec.user_id,
-                SessionField.PROTOCOL: spec.protocol,
-                SessionField.FORMAT: FORMAT_OF_CODEC.get(spec.format.codec, spec.format.codec),
-                SessionField.CODEC: spec.format.codec,
-                SessionField.SAMPLE_RATE: spec.format.rate,
-                SessionField.CHANNELS: spec.format.channels,
-                SessionField.ECHO: int(spec.echo.enabled),
-                SessionField.DELAY_MS: spec.echo.delay_ms,
-                SessionField.CREATED_AT: now,
-                SessionField.UPDATED_AT: now,
-                SessionField.CHUNK_COUNT: 0,
-                SessionField.BYTES_RECEIVED: 0,
-                SessionField.POD: self._pod,
-            },
+        created = SessionUpdate.created(
+            user_id=spec.user_id,
+            protocol=spec.protocol,
+            format_name=FORMAT_OF_CODEC.get(spec.format.codec, spec.format.codec),
+            audio_format=spec.format,
+            echo=spec.echo,
+            pod=self._pod,
+            now=now,
         )
+        self.queue_update(batch, session_id, created)
         batch.zadd(Key.SESSIONS_ALL, {session_id: now})
         batch.zadd(Key.SESSIONS_BY_USER + spec.user_id, {session_id: now})
         await batch.execute()
         return session_id
 
-    async def fields(self, session_id: str) -> dict[str, str]:
-        return await self._store.hgetall(Key.SESSION + session_id)
-
     def attach(self, batch: StoreBatch, session_id: str) -> int:
         """A socket takes the session. Returns where in `batch`'s results its new epoch will be
         (the high bits of every record seq the socket sends)."""
-        batch.hset(Key.SESSION + session_id, {SessionField.POD: self._pod})
-        return batch.hincrby(Key.SESSION + session_id, SessionField.EPOCH)
+        self.queue_update(batch, session_id, SessionUpdate(pod=self._pod))
+        return self.queue_new_epoch(batch, session_id)
 
     def add_progress(self, batch: StoreBatch, session_id: str, chunks: int, received: int) -> None:
-        key = Key.SESSION + session_id
-        batch.hincrby(key, SessionField.CHUNK_COUNT, chunks)
-        batch.hincrby(key, SessionField.BYTES_RECEIVED, received)
+        self.queue_received(batch, session_id, chunks=chunks, size=received)
 
     async def mark_closing(self, session_id: str, reason: str) -> None:
         """active → closing; a session the pipeline already ended (completed, error) keeps its
         status. One compare-and-set: a failure the writer records meanwhile is never overwritten."""
         batch = self._store.batch()
-        batch.hset_if_equal(
-            Key.SESSION + session_id,
-            SessionField.STATUS,
-            SessionStatus.ACTIVE,
-            {
-                SessionField.STATUS: SessionStatus.CLOSING,
-                SessionField.CLOSE_REASON: reason,
-                SessionField.UPDATED_AT: time.time(),
-            },
-        )
+        closing = SessionUpdate(status=SessionStatus.CLOSING, close_reason=reason, updated_at=time.time())
+        self.queue_update_if(batch, session_id, SessionStatus.ACTIVE, closing)
         batch.zrem(Key.REAP_AT, session_id)
         batch.zrem(Key.SESSION_SLOTS, session_id)
         await batch.execute()
@@ -109,38 +90,35 @@ class SessionRegistry:
             if not page:
                 return items, None
             offset += len(page)
-            batch = self._store.batch()
-            for session_id, _ in page:
-                batch.hgetall(Key.SESSION + session_id)
-            for (session_id, created), fields in zip(page, await batch.execute(), strict=True):
+            states = await self.read_many([session_id for session_id, _ in page])
+            for (_, created), state in zip(page, states, strict=True):
                 examined, last_created = examined + 1, created
-                if fields and (not status or fields.get(SessionField.STATUS) == status):
-                    items.append(public_info(session_id, fields))
+                if state is not None and (not status or state.status == status):
+                    items.append(public_info(state))
                     if len(items) == limit:
                         break
         return items, last_created
 
 
-def public_info(session_id: str, fields: dict[str, str]) -> dict[str, Any]:
-    """A session as API.md shows it."""
-    duration = fields.get(SessionField.DURATION_SECONDS)
+def public_info(state: SessionState) -> dict[str, Any]:
+    """A session as API.md shows it (0 for a rate or channel count not recorded)."""
     return {
-        "session_id": session_id,
-        "user_id": fields.get(SessionField.USER_ID, ""),
-        "status": fields.get(SessionField.STATUS, SessionStatus.ACTIVE),
-        "protocol": fields.get(SessionField.PROTOCOL, ""),
-        "sample_rate": int(fields.get(SessionField.SAMPLE_RATE, 0)),
-        "channels": int(fields.get(SessionField.CHANNELS, 0)),
-        "format": fields.get(SessionField.FORMAT, ""),
-        "created_at": float(fields.get(SessionField.CREATED_AT, 0.0)),
-        "updated_at": float(fields.get(SessionField.UPDATED_AT, 0.0)),
-        "total_chunks": int(fields.get(SessionField.CHUNK_COUNT, 0)),
-        "bytes_received": int(fields.get(SessionField.BYTES_RECEIVED, 0)),
-        "duration_seconds": float(duration) if duration else 0.0,
-        "file_path": fields.get(SessionField.FILE_PATH),
-        "segments": json.loads(fields.get(SessionField.SEGMENTS, "[]")),
-        "close_reason": fields.get(SessionField.CLOSE_REASON),
-        "error": fields.get(SessionField.ERROR),
+        "session_id": state.session_id,
+        "user_id": state.user_id,
+        "status": state.status.value,
+        "protocol": state.protocol,
+        "sample_rate": state.sample_rate or 0,
+        "channels": state.channels or 0,
+        "format": state.format,
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
+        "total_chunks": state.chunk_count,
+        "bytes_received": state.bytes_received,
+        "duration_seconds": state.duration_seconds,
+        "file_path": state.file_path,
+        "segments": list(state.segments),
+        "close_reason": state.close_reason,
+        "error": state.error,
     }
 
 

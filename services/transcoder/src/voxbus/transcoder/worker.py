@@ -15,7 +15,6 @@ rebuilds its pipeline from the session record in the state store.
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -23,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from voxbus.common.bus.base import Bus, ConsumedRecord, TopicPartition
-from voxbus.common.constants import Key, SessionField, SessionStatus
+from voxbus.common.constants import SessionStatus
 from voxbus.common.records import (
     AudioChunk,
     AudioFormat,
@@ -35,6 +34,8 @@ from voxbus.common.records import (
     decode,
 )
 from voxbus.common.runtime import session_context
+from voxbus.common.session_state import SessionHashes, SessionState, SessionUpdate
+from voxbus.common.state import StateError
 from voxbus.common.store.base import StateStore
 from voxbus.transcoder import metrics
 from voxbus.transcoder.decoders import DecodeError, Decoder, WavDecoder, make_decoder
@@ -163,7 +164,7 @@ class TranscodeHandler:
     def __init__(
         self, bus: Bus, store: StateStore, *, pcm_topic: str, max_session_hours: float | None = None
     ) -> None:
-        self._bus, self._store, self._pcm_topic = bus, store, pcm_topic
+        self._bus, self._hashes, self._pcm_topic = bus, SessionHashes(store), pcm_topic
         self._max_session_hours = max_session_hours
         self._partitions: dict[TopicPartition, _Partition] = {}
 
@@ -234,11 +235,11 @@ class TranscodeHandler:
         if existing is not None and start.resume:
             existing.resumed = True  # same decoder, unless the next chunk opens a new file
             return existing
-        fields = await self._store.hgetall(Key.SESSION + start.session_id)
-        if existing is None and start.resume and SessionField.RESUME_OFFSET in fields:
+        stored = await self._stored(start.session_id)
+        if existing is None and start.resume and stored.resume_offset is not None:
             # a replay that begins at a resume (the commit had moved past the session's chunks):
             # go on from the store's resume point, as for a chunk met mid-stream
-            rebuilt = self._rebuilt(partition, offset, start.session_id, start.format, fields)
+            rebuilt = self._rebuilt(partition, offset, start.format, stored)
             rebuilt.resumed = True
             return rebuilt
         target = AudioFormat(codec=PCM_CODEC, rate=start.format.rate, channels=start.format.channels)
@@ -252,18 +253,17 @@ class TranscodeHandler:
             replay_from=existing.replay_from if existing is not None else offset,
             replay_frames=existing.replay_frames if existing is not None else 0,
             frames_out=existing.frames_out if existing is not None else 0,
-            produced_through=int(fields.get(SessionField.TRANSCODED_SEQ, _NOTHING_PRODUCED)),
+            produced_through=_produced_through(stored),
         )
         partition.sessions[start.session_id] = session
-        await self._store.hset(
-            Key.SESSION + start.session_id,
-            {
-                SessionField.CODEC: start.format.codec,
-                SessionField.SAMPLE_RATE: start.format.rate,
-                SessionField.CHANNELS: start.format.channels,
-            },
+        fmt = start.format
+        await self._hashes.update(
+            start.session_id, SessionUpdate(codec=fmt.codec, sample_rate=fmt.rate, channels=fmt.channels)
         )
         return session
+
+    async def _stored(self, session_id: str) -> SessionState:
+        return await self._hashes.read(session_id) or SessionState(session_id=session_id)
 
     async def _take_over(self, partition: _Partition, offset: int, chunk: AudioChunk) -> _Session | None:
         """A chunk of a session whose start this consumer never saw: rebuild from the store.
@@ -271,37 +271,30 @@ class TranscodeHandler:
         Only sessions that reached a stateless point have a resume point there; chunks before it
         were produced already and are skipped.
         """
-        fields = await self._store.hgetall(Key.SESSION + chunk.session_id)
-        if fields.get(SessionField.STATUS) in (SessionStatus.COMPLETED, SessionStatus.ERROR):
+        stored = await self._stored(chunk.session_id)
+        if stored.ended:
             return None
-        resume_offset = fields.get(SessionField.RESUME_OFFSET)
-        if resume_offset is None:
+        if stored.resume_offset is None:
             log.error("session met mid-stream with no resume point in the store; its chunk is skipped")
             return None
-        if offset < int(resume_offset):
+        if offset < stored.resume_offset:
             return None
-        return self._rebuilt(partition, offset, chunk.session_id, chunk.format, fields)
+        return self._rebuilt(partition, offset, chunk.format, stored)
 
     def _rebuilt(
-        self,
-        partition: _Partition,
-        offset: int,
-        session_id: str,
-        declared: AudioFormat,
-        fields: Mapping[str, str],
+        self, partition: _Partition, offset: int, declared: AudioFormat, stored: SessionState
     ) -> _Session:
         """A session's state at its resume point in the store (a stateless point: nothing of
         the decoder's but a WAV header to carry over)."""
-        codec = fields.get(SessionField.CODEC, declared.codec)
+        session_id, codec = stored.session_id, stored.codec or declared.codec
         target = AudioFormat(codec=PCM_CODEC, rate=declared.rate, channels=declared.channels)
         if codec == "wav":
-            decoder: Decoder = WavDecoder.after_header(
-                WavFormat(**json.loads(fields[SessionField.WAV_FORMAT]))
-            )
+            if stored.wav_format is None:
+                raise StateError("a WAV session's resume point has no wav_format")
+            decoder: Decoder = WavDecoder.after_header(WavFormat(**stored.wav_format))
         else:
             decoder = make_decoder(codec, target.rate, target.channels)
-        frames = int(fields.get(SessionField.RESUME_FRAMES, 0))
-        chunks = fields.get(SessionField.RESUME_CHUNKS)
+        frames, chunks = stored.resume_frames, stored.resume_chunks
         log.info("took over a session mid-stream", extra={"codec": codec, "offset": offset, "frames": frames})
         session = _Session(
             session_id=session_id,
@@ -310,9 +303,9 @@ class TranscodeHandler:
             pipeline=SessionPipeline(decoder, rate=target.rate, channels=target.channels),
             replay_from=offset,
             replay_frames=frames,
-            produced_through=int(fields.get(SessionField.TRANSCODED_SEQ, _NOTHING_PRODUCED)),
-            chunks_in=int(chunks) if chunks is not None else None,
-            replay_chunks=int(chunks) if chunks is not None else 0,
+            produced_through=_produced_through(stored),
+            chunks_in=chunks,
+            replay_chunks=chunks if chunks is not None else 0,
             frames_out=frames,
             wav_format_saved=True,
         )
@@ -431,26 +424,32 @@ class TranscodeHandler:
     async def _save_progress(self, touched: dict[str, _Session]) -> None:
         """After the batch's output is durable: remember what was produced, per session."""
         for session in touched.values():
-            fields: dict[str, str | int] = {}
-            if session.emitted_through > session.produced_through:
+            produced = session.emitted_through > session.produced_through
+            if produced:
                 session.produced_through = session.emitted_through
-                fields[SessionField.TRANSCODED_SEQ] = session.produced_through
-            if session.replay_frames:
-                fields[SessionField.RESUME_OFFSET] = session.replay_from
-                fields[SessionField.RESUME_FRAMES] = session.replay_frames
-                fields[SessionField.RESUME_CHUNKS] = session.replay_chunks
+            resumable = session.replay_frames > 0
+            wav_format = None
             decoder = session.pipeline.decoder
             if isinstance(decoder, WavDecoder) and decoder.format and not session.wav_format_saved:
-                fields[SessionField.WAV_FORMAT] = json.dumps(asdict(decoder.format))
+                wav_format = asdict(decoder.format)
                 session.wav_format_saved = True
-            if session.failed:
-                fields[SessionField.STATUS] = SessionStatus.ERROR
-                fields[SessionField.ERROR] = session.error
-            if fields:
-                await self._store.hset(Key.SESSION + session.session_id, fields)
+            progress = SessionUpdate(
+                transcoded_seq=session.produced_through if produced else None,
+                resume_offset=session.replay_from if resumable else None,
+                resume_frames=session.replay_frames if resumable else None,
+                resume_chunks=session.replay_chunks if resumable else None,
+                wav_format=wav_format,
+                status=SessionStatus.ERROR if session.failed else None,
+                error=session.error if session.failed else None,
+            )
+            await self._hashes.update(session.session_id, progress)  # nothing to write: no write
 
     def _update_gauge(self) -> None:
         metrics.SESSIONS.set(sum(len(p.sessions) for p in self._partitions.values()))
+
+
+def _produced_through(stored: SessionState) -> int:
+    return _NOTHING_PRODUCED if stored.transcoded_seq is None else stored.transcoded_seq
 
 
 def _pcm_start(start: SessionStart, target: AudioFormat) -> SessionStart:

@@ -16,7 +16,6 @@ like a recording after a restart. A client that connects and drops holds no file
 
 import asyncio
 import contextlib
-import json
 import logging
 import resource
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from voxbus.common.bus.base import Bus, ConsumedRecord, TopicPartition
-from voxbus.common.constants import Key, SessionField, SessionNotice, SessionStatus
+from voxbus.common.constants import Key, SessionStatus
 from voxbus.common.records import (
     AudioChunk,
     AudioFormat,
@@ -39,6 +38,8 @@ from voxbus.common.records import (
     decode,
 )
 from voxbus.common.runtime import session_context
+from voxbus.common.session_state import SessionHashes, SessionState, SessionUpdate
+from voxbus.common.state import SessionNotice
 from voxbus.common.store.base import StateStore
 from voxbus.writer import metrics
 from voxbus.writer.recording import SessionRecording
@@ -46,7 +47,6 @@ from voxbus.writer.recording import SessionRecording
 log = logging.getLogger(__name__)
 
 _FINISHED_MEMORY = 10_000  # finalized session ids remembered, to skip their replays cheaply
-_DEFAULT_RATE = 16000  # a stop for a session that never had audio: an empty file of this rate
 _MAX_OPEN_CEILING = 4096  # the default bound when the open-file limit is huge or unlimited
 
 
@@ -91,6 +91,7 @@ class WriteHandler:
         if max_open < 1:
             raise ValueError(f"max_open must be at least 1, got {max_open}")
         self._bus, self._store, self._pod = bus, store, pod
+        self._hashes = SessionHashes(store)
         self._storage = storage
         self._segment_seconds = segment_seconds
         self._events_topic = events_topic
@@ -155,18 +156,15 @@ class WriteHandler:
             return state
         if session_id in self._finished:
             return None
-        fields = await self._store.hgetall(Key.SESSION + session_id)
-        if fields.get(SessionField.FINALIZED) == "1":
+        stored = await self._hashes.read(session_id) or SessionState(session_id=session_id)
+        if stored.finalized:
             self._remember_finished(session_id)
             return None
-        if SessionField.WRITTEN_FRAMES not in fields:
-            await self._store.hset(
-                Key.SESSION + session_id,
-                {SessionField.SAMPLE_RATE: fmt.rate, SessionField.CHANNELS: fmt.channels},
-            )
+        if stored.written_frames is None:
+            await self._hashes.update(session_id, SessionUpdate(sample_rate=fmt.rate, channels=fmt.channels))
         while len(self._open) >= self._max_open:
             await self._close_least_recent()
-        recording = await self._recording(session_id, fields, fmt.rate, fmt.channels)
+        recording = await self._recording(stored, fmt.rate, fmt.channels)
         state = self._open[session_id] = _Open(recording, tp, 2 * fmt.channels)
         return state
 
@@ -182,25 +180,16 @@ class WriteHandler:
                 state.recording.abandon()
                 raise
             metrics.EVICTED.inc()
-            await self._store.hset(
-                Key.SESSION + session_id,
-                {
-                    SessionField.WRITTEN_FRAMES: state.recording.frames,
-                    SessionField.DURATION_SECONDS: state.recording.duration_seconds,
-                    SessionField.UPDATED_AT: time.time(),
-                },
-            )
+            await self._hashes.update(session_id, _written(state.recording))
             log.debug("closed an idle recording", extra={"frames": state.recording.frames})
 
-    async def _recording(
-        self, session_id: str, fields: Mapping[str, str], rate: int, channels: int
-    ) -> SessionRecording:
+    async def _recording(self, state: SessionState, rate: int, channels: int) -> SessionRecording:
         """The session's files as far as the store says they are durable (new if nothing is)."""
-        if SessionField.WRITTEN_FRAMES not in fields:
+        session_id, frames = state.session_id, state.written_frames
+        if frames is None:
             return await self._opened_in_thread(
                 SessionRecording.create, self._storage, session_id, rate, channels, self._segment_seconds
             )
-        frames = int(fields[SessionField.WRITTEN_FRAMES])
         log.info("resumed a recording", extra={"frames": frames})
         return await self._opened_in_thread(
             SessionRecording.resume, self._storage, session_id, rate, channels, self._segment_seconds, frames
@@ -249,50 +238,42 @@ class WriteHandler:
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         for session_id, state in dirty:
             state.dirty = False
-            await self._store.hset(
-                Key.SESSION + session_id,
-                {
-                    SessionField.WRITTEN_FRAMES: state.recording.frames,
-                    SessionField.DURATION_SECONDS: state.recording.duration_seconds,
-                    SessionField.UPDATED_AT: time.time(),
-                },
-            )
+            await self._hashes.update(session_id, _written(state.recording))
 
     async def _finalize(self, final: _Final) -> None:
         state = self._open.pop(final.session_id, None)
         if state is None:
             if final.session_id in self._finished:
                 return
-            fields = await self._store.hgetall(Key.SESSION + final.session_id)
-            if fields.get(SessionField.FINALIZED) == "1":
+            stored = await self._hashes.read(final.session_id) or SessionState(session_id=final.session_id)
+            if stored.finalized:
                 self._remember_finished(final.session_id)
                 return
             # A replayed stop after a restart: its chunks were committed, its files are durable.
-            rate = int(fields.get(SessionField.SAMPLE_RATE, _DEFAULT_RATE))
-            channels = int(fields.get(SessionField.CHANNELS, 1))
-            recording = await self._recording(final.session_id, fields, rate, channels)
+            # (A session that never had audio gets an empty file of the default format.)
+            fmt = stored.audio_format()
+            recording = await self._recording(stored, fmt.rate, fmt.channels)
         else:
             recording = state.recording
         # in the loop, not a thread: nothing may come between taking it out of `_open` and closing
         # it (a cancellation would leave it open); once per session, two fsyncs
         recording.close()
-        fields_out: dict[str, str | int | float] = {
-            SessionField.STATUS: final.status,
-            SessionField.FINALIZED: "1",
-            SessionField.WRITER_POD: self._pod,
-            SessionField.FILE_PATH: recording.file_path,
-            SessionField.SEGMENTS: json.dumps(recording.segments),
-            SessionField.DURATION_SECONDS: recording.duration_seconds,
-            SessionField.WRITTEN_FRAMES: recording.frames,
-            SessionField.UPDATED_AT: time.time(),
-        }
-        # A failed session's reason is its close reason too, whatever stop the client asked for.
-        # It is written here, with the status the close reply reads: the transcoder's own write
-        # of it follows its output, so it may land after the reply.
-        fields_out[SessionField.CLOSE_REASON] = final.reason
-        if final.status == SessionStatus.ERROR:
-            fields_out[SessionField.ERROR] = final.reason
-        await self._store.hset(Key.SESSION + final.session_id, fields_out)
+        finalized = SessionUpdate(
+            status=final.status,
+            finalized=True,
+            writer_pod=self._pod,
+            file_path=recording.file_path,
+            segments=recording.segments,
+            duration_seconds=recording.duration_seconds,
+            written_frames=recording.frames,
+            updated_at=time.time(),
+            # A failed session's reason is its close reason too, whatever stop the client asked
+            # for. It is written here, with the status the close reply reads: the transcoder's
+            # own write of it follows its output, so it may land after the reply.
+            close_reason=final.reason,
+            error=final.reason if final.status == SessionStatus.ERROR else None,
+        )
+        await self._hashes.update(final.session_id, finalized)
         event = SessionFinalized(
             session_id=final.session_id,
             seq=final.seq,
@@ -314,6 +295,13 @@ class WriteHandler:
         self._finished[session_id] = None
         while len(self._finished) > _FINISHED_MEMORY:
             self._finished.popitem(last=False)
+
+
+def _written(recording: SessionRecording) -> SessionUpdate:
+    """What a checkpoint records: the frames the files hold durably, and their duration."""
+    return SessionUpdate(
+        written_frames=recording.frames, duration_seconds=recording.duration_seconds, updated_at=time.time()
+    )
 
 
 def _flush_all(recordings: list[SessionRecording]) -> None:

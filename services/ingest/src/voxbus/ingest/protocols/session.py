@@ -30,8 +30,9 @@ from voxbus.common.client_messages import (
     SessionResumed,
     UnknownMessageType,
 )
-from voxbus.common.constants import SAMPLE_RATES, Key, SessionNotice, SessionStatus
+from voxbus.common.constants import SAMPLE_RATES, Key, SessionStatus
 from voxbus.common.records import AudioFormat, EchoSettings
+from voxbus.common.state import SessionControl, SessionNotice
 from voxbus.ingest import metrics
 from voxbus.ingest.finishing import FinishTimeout
 from voxbus.ingest.protocols.base import Adapter, Connection, SessionRefused
@@ -39,8 +40,6 @@ from voxbus.ingest.protocols.text import InvalidJson, parse_json
 from voxbus.ingest.sessions import CODEC_OF_FORMAT, SessionSpec, canonical_session_id
 
 log = logging.getLogger(__name__)
-
-CLOSE_REQUEST = "close"
 
 
 class SessionAdapter(Adapter):
@@ -180,7 +179,7 @@ class SessionAdapter(Adapter):
                 message = await subscription.get()
                 if message is None:
                     continue
-                if message.channel == control and message.data == CLOSE_REQUEST:
+                if message.channel == control and message.data == SessionControl.CLOSE:
                     reason = "closed over HTTP"
                 elif message.channel == events and message.data == SessionNotice.FINALIZED:
                     if conn.finished:  # this socket ended it (a timeout): it answers itself
