@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from tests.clients import CLOSE
 from tests.servers import embedded, embedded_app
 from voxbus.common.constants import Key, SessionField, SessionStatus
-from voxbus.common.records import AudioFormat, BusMessage, EchoSettings
+from voxbus.common.records import AudioFormat, BusMessage, EchoSettings, new_session_id
 from voxbus.ingest.context import INGEST
 from voxbus.ingest.reaper import reap_round
 from voxbus.ingest.sessions import SessionSpec
@@ -198,10 +198,11 @@ async def test_a_list_filter_that_matches_few_reads_a_bounded_page_and_goes_on_b
             format=AudioFormat(codec="pcm_s16le", rate=16000, channels=1),
             echo=EchoSettings(),
         )
-        failed = await registry.create(spec)
+        failed = new_session_id()
+        await registry.create(failed, spec)
         await app[INGEST].store.hset(Key.SESSION + failed, {SessionField.STATUS: SessionStatus.ERROR})
         for _ in range(1499):
-            await registry.create(spec)
+            await registry.create(new_session_id(), spec)
         pages, cursor = [], ""
         while True:
             async with http.get(f"{base}/api/audio/sessions?status=error&limit=10{cursor}") as response:
@@ -226,7 +227,9 @@ async def test_one_reaper_round_stops_every_idle_session_due_not_just_a_page(tmp
             format=AudioFormat(codec="pcm_s16le", rate=16000, channels=1),
             echo=EchoSettings(),
         )
-        ids = [await ctx.registry.create(spec) for _ in range(350)]
+        ids = [new_session_id() for _ in range(350)]
+        for session_id in ids:
+            await ctx.registry.create(session_id, spec)
         await ctx.store.zadd(Key.REAP_AT, dict.fromkeys(ids, 0.0))  # all past their idle timeout
         assert await reap_round(ctx) == 350
         async with http.get(f"{base}/api/audio/sessions?status=active&limit=100") as response:

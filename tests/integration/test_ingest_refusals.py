@@ -184,6 +184,22 @@ async def test_cluster_full_closes_1013(tmp_path: Path) -> None:
             assert (await ws.receive_json())["message"] == "Audio session created"  # the slot was freed
 
 
+async def test_a_session_refused_1013_leaves_no_record(tmp_path: Path) -> None:
+    """A refused session was never opened: it is not listed (as `active`, never reaped) and its
+    id was never told to anyone."""
+    async with (
+        embedded(tmp_path, max_concurrent_sessions=1) as base,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{base}/api/ws/audio?format=pcm") as ws,
+    ):
+        opened = (await ws.receive_json())["session_id"]
+        body, code, _ = await refused(f"{base}/api/ws/audio?format=pcm")
+        assert (body, code) == ({"error": "Too many concurrent sessions", "max": 1}, 1013)
+        async with http.get(f"{base}/api/audio/sessions") as response:
+            listed = await response.json()
+        assert [session["session_id"] for session in listed["sessions"]] == [opened]
+
+
 async def test_api_keys_on_every_surface(tmp_path: Path) -> None:
     async with embedded(tmp_path, api_key=("k-one", "k-two")) as base:
         assert await refused(f"{base}/api/ws/audio?format=pcm") == (

@@ -16,7 +16,7 @@ from typing import Any
 
 from voxbus.common.client_messages import SessionNotFound, TooManyConnections, TooManySessions
 from voxbus.common.constants import Key, SessionStatus
-from voxbus.common.records import AudioFormat
+from voxbus.common.records import AudioFormat, new_session_id
 from voxbus.common.state import SessionNotice
 from voxbus.common.store.base import StoreBatch
 from voxbus.ingest import metrics
@@ -66,8 +66,12 @@ class SessionClaim:
         self._bytes_metric = metrics.BYTES.labels(protocol)
 
     async def open(self, spec: SessionSpec) -> str:
-        session_id = await self.ctx.registry.create(spec)
-        await self._take(session_id, spec.format, created_at=time.time())
+        # the slots before the record: a session refused for want of one was never opened, and
+        # leaves nothing behind (a record written first stayed listed as active, never reaped)
+        session_id = new_session_id()
+        await self._hold_slots(session_id)
+        created_at = await self.ctx.registry.create(session_id, spec)
+        await self._attach(session_id, spec.format, created_at=created_at)
         if self.stream is None:
             raise RuntimeError("no stream after attaching")
         await self.stream.start(protocol=spec.protocol, user_id=spec.user_id, echo=spec.echo, resume=False)
@@ -77,7 +81,8 @@ class SessionClaim:
         state = await self.ctx.registry.read(session_id)
         if state is None or state.status != SessionStatus.ACTIVE:
             raise SessionRefused(SessionNotFound(session_id=session_id), 1008)
-        await self._take(session_id, state.audio_format(), created_at=state.created_at)
+        await self._hold_slots(session_id)
+        await self._attach(session_id, state.audio_format(), created_at=state.created_at)
         # read after claiming the connection slot: a previous socket saves its counters first
         state = await self.ctx.registry.read(session_id) or state
         self.chunk_count = self._last_number = state.chunk_count
@@ -87,7 +92,9 @@ class SessionClaim:
             protocol=state.protocol, user_id=state.user_id, echo=state.echo_settings(), resume=True
         )
 
-    async def _take(self, session_id: str, fmt: AudioFormat, *, created_at: float) -> None:
+    async def _hold_slots(self, session_id: str) -> None:
+        """The session's connection slot, then a cluster-wide session slot; `SessionRefused`
+        (holding neither) when one is not to be had."""
         settings, leases = self.ctx.settings, self.ctx.leases
         # the connection slot first: its member is ours alone, so a refusal below can give it back
         connections = Key.CONNECTION_SLOTS + session_id
@@ -110,7 +117,11 @@ class SessionClaim:
             leases.drop(batch, connections, self.connection_id)
             await batch.execute()
             raise SessionRefused(TooManySessions(max=settings.max_concurrent_sessions), 1013)
-        self.session_id = session_id
+        self.session_id = session_id  # held: `release` gives the slots back
+
+    async def _attach(self, session_id: str, fmt: AudioFormat, *, created_at: float) -> None:
+        """In one round trip: the idle deadline, a new epoch and the egress route; then the stream."""
+        settings, leases = self.ctx.settings, self.ctx.leases
         batch = self.ctx.store.batch()
         leases.hold_deadline(
             batch, Key.REAP_AT, session_id, extra_ms=int(settings.connection_timeout_seconds * 1000)

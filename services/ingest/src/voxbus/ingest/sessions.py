@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxbus.common.constants import Key, SessionStatus
-from voxbus.common.records import AudioFormat, EchoSettings, new_session_id
+from voxbus.common.records import AudioFormat, EchoSettings
 from voxbus.common.session_state import SessionHashes, SessionState, SessionUpdate
 from voxbus.common.store.base import ScoreRange, StateStore, StoreBatch
 
@@ -34,8 +34,8 @@ class SessionRegistry(SessionHashes):
         super().__init__(store)
         self._pod = pod
 
-    async def create(self, spec: SessionSpec) -> str:
-        session_id = new_session_id()
+    async def create(self, session_id: str, spec: SessionSpec) -> float:
+        """Write a new session's record and index it; when it was created."""
         now = time.time()
         batch = self._store.batch()
         created = SessionUpdate.created(
@@ -51,7 +51,7 @@ class SessionRegistry(SessionHashes):
         batch.zadd(Key.SESSIONS_ALL, {session_id: now})
         batch.zadd(Key.SESSIONS_BY_USER + spec.user_id, {session_id: now})
         await batch.execute()
-        return session_id
+        return now
 
     def attach(self, batch: StoreBatch, session_id: str) -> int:
         """A socket takes the session. Returns where in `batch`'s results its new epoch will be
