@@ -134,7 +134,7 @@ class StoreBatch:
 
 
 class StateStore(ABC):
-    """Key/value state shared by every pod: sessions, routes, leases, call records."""
+    """Key/value state shared by every pod: sessions, routes, leases."""
 
     @abstractmethod
     async def start(self) -> None: ...
