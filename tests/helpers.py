@@ -6,6 +6,7 @@ import time
 
 from voxbus.common.bus.base import ConsumedRecord, Consumer
 from voxbus.common.records import BusMessage
+from voxbus.common.store.base import StateStore
 
 
 def message(key: str, value: bytes, **headers: str) -> BusMessage:
@@ -53,6 +54,11 @@ async def wait_for_assignment(consumer: Consumer, expected: int, *, timeout: flo
             )
         await consumer.getmany(timeout_ms=100, max_records=1)
         await asyncio.sleep(0)
+
+
+async def score(store: StateStore, key: str, member: str) -> float | None:
+    """A sorted-set member's score, None if absent (the store has no ZSCORE: no service needs one)."""
+    return dict(await store.zrange(key)).get(member)
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ import aiohttp
 from websockets.asyncio.client import connect
 
 from tests.clients import CLOSE
+from tests.helpers import score
 from tests.servers import embedded, embedded_app
 from voxbus.common.constants import Key, SessionField, SessionStatus
 from voxbus.common.records import AudioFormat, BusMessage, EchoSettings
@@ -182,7 +183,7 @@ async def test_dropped_session_is_reaped_after_the_idle_timeout(tmp_path: Path) 
 
         assert await ctx.store.wait_until(Key.SESSION_CHANNEL + session_id, finished, timeout=10)
         assert await ctx.store.hget(Key.SESSION + session_id, "close_reason") == "idle"
-        assert await ctx.store.zscore(Key.SESSION_SLOTS, session_id) is None  # its slot is free
+        assert await score(ctx.store, Key.SESSION_SLOTS, session_id) is None  # its slot is free
 
 
 async def test_a_list_filter_that_matches_few_reads_a_bounded_page_and_goes_on_by_cursor(

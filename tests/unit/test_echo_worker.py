@@ -132,7 +132,7 @@ async def test_no_echo_asked_no_audio_and_nothing_counted(echo: Echo) -> None:
 
 async def test_without_a_socket_the_echo_is_dropped_and_counted(echo: Echo) -> None:
     before = dropped("no_route")
-    await echo.store.delete(Key.ROUTE + SID)
+    await echo.store.delete_if_equal(Key.ROUTE + SID, "ingest-a 1")
     await echo.feed(start(0), chunk(1, b"x" * 10))
     await asyncio.sleep(0.2)
     assert dropped("no_route") - before == 1
