@@ -61,6 +61,17 @@ async def score(store: StateStore, key: str, member: str) -> float | None:
     return dict(await store.zrange(key)).get(member)
 
 
+class ManualClock:
+    """A clock for code that takes one (`clock=`): it reads `now`, which moves only when the test
+    sets it, so what the code did at each reading is exact."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

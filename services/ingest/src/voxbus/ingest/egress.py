@@ -37,15 +37,24 @@ class NoEgressPartition(RuntimeError):
 
 class EgressRouter:
     def __init__(
-        self, bus: Bus, store: StateStore, leases: LeaseKeeper, *, topic: str, partitions: int, pod: str
+        self,
+        bus: Bus,
+        store: StateStore,
+        leases: LeaseKeeper,
+        *,
+        topic: str,
+        partitions: int,
+        pod: str,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._bus, self._store, self._leases = bus, store, leases
+        """`clock`: wall-clock seconds, what the records' `due` headers are read against."""
+        self._bus, self._store, self._leases, self._clock = bus, store, leases, clock
         self._topic, self._partitions, self._pod = topic, partitions, pod
         self._sinks: dict[str, Sink] = {}
         self._delivered_seq: dict[str, int] = {}  # per session: the highest seq delivered
         self._consumer: Consumer | None = None
         self.partition: int | None = None
-        self._held: DueQueue[ConsumedRecord] = DueQueue()
+        self._held: DueQueue[ConsumedRecord] = DueQueue(clock)
         # per session with records held: how many, and the latest due time among them
         self._held_per_session: dict[str, tuple[int, float]] = {}
 
@@ -109,7 +118,7 @@ class EgressRouter:
         while True:
             for record in await self._consumer.getmany(timeout_ms=1000):
                 session_id = (record.key or b"").decode("ascii", "replace")
-                due, now = _due(record), time.time()
+                due, now = _due(record), self._clock()
                 held = self._held_per_session.get(session_id)
                 if held is not None:  # behind what the session has held, whatever its own due
                     when = max(now if due is None else due, held[1])
@@ -144,7 +153,7 @@ class EgressRouter:
         with contextlib.suppress(ConnectionError):
             await sink(record.value)
         if due is not None:
-            metrics.EGRESS_LATENESS.observe(time.time() - due)
+            metrics.EGRESS_LATENESS.observe(self._clock() - due)
 
     def _seen(self, session_id: str, headers: tuple[tuple[str, bytes], ...]) -> bool:
         """Whether this record (by its seq, when it has one) was delivered to the session already."""
