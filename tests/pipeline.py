@@ -80,7 +80,7 @@ async def produce(
         delivery = await bus.send(topic, message)
         if pace:
             await delivery
-            await asyncio.sleep(pace)
+            await asyncio.sleep(pace)  # a client streaming in real time
     await delivery  # the last: the ones before it on its partition are durable too
 
 
@@ -164,4 +164,4 @@ async def _all_assigned(loops: Sequence[ConsumerLoop], tasks: Sequence[asyncio.T
                 task.result()  # a loop that died: raise its error here
         if time.monotonic() > deadline:
             raise AssertionError("consumer groups did not assign partitions within 60 s")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the loops join their groups in their own tasks; nothing announces it

@@ -88,7 +88,7 @@ async def _only_session(app, protocol: str) -> str:  # type: ignore[no-untyped-d
         for session_id, _ in await ctx.store.zrange(Key.SESSIONS_ALL, descending=True):
             if await ctx.store.hget(Key.SESSION + session_id, "protocol") == protocol:
                 return session_id
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # registered as the socket opens; no message tells the client its id
     raise AssertionError(f"no {protocol} session")
 
 
