@@ -224,7 +224,9 @@ class TranscodeHandler:
                     await self._chunk(chunk_session, record.offset, item, outputs)
                     touched[item.session_id] = chunk_session
             elif isinstance(item, SessionStop):
-                stopped = partition.sessions.pop(item.session_id, None)
+                stopped = partition.sessions.pop(item.session_id, None) or await self._unseen_stop(
+                    partition, record.offset, item
+                )
                 if stopped is not None:
                     await self._stop(stopped, item, outputs)
                     touched[item.session_id] = stopped
@@ -420,6 +422,24 @@ class TranscodeHandler:
                 return
             if not session.failed:
                 session.emit(stop.seq, stop.to_message(), outputs)
+
+    async def _unseen_stop(self, partition: _Partition, offset: int, stop: SessionStop) -> _Session | None:
+        """The session of a stop this consumer holds nothing of: after a restart or a rebalance the
+        commit may have moved past a stateless session's chunks to its stop. Rebuilt from its
+        resume point in the store, the stop still ends it (else the writer never finalized it).
+        A stop of a session that ended already, or with no resume point, is ignored."""
+        fields = await self._store.hgetall(Key.SESSION + stop.session_id)
+        resume_offset = fields.get(SessionField.RESUME_OFFSET)
+        finished = fields.get(SessionField.STATUS) in (SessionStatus.COMPLETED, SessionStatus.ERROR)
+        if finished or resume_offset is None or offset < int(resume_offset):
+            return None
+        declared = AudioFormat(
+            codec=fields.get(SessionField.CODEC, PCM_CODEC),
+            rate=int(fields[SessionField.SAMPLE_RATE]),
+            channels=int(fields[SessionField.CHANNELS]),
+        )
+        self._rebuilt(partition, offset, stop.session_id, declared, fields)
+        return partition.sessions.pop(stop.session_id)
 
     def _fail(self, session: _Session, seq: int, ts_ns: int, reason: str, outputs: _Outputs) -> None:
         session.failed, session.error = True, reason
