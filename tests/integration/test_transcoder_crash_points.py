@@ -29,6 +29,7 @@ from voxbus.writer.worker import WriteHandler
 # What an uninterrupted run of the scenario below writes to the store (each session's format at
 # its start, and the progress of each batch); every one of them is a crash point.
 TRANSCODER_STORE_WRITES = 38
+_ID = {n: str(uuid.UUID(int=n)) for n in range(1, 6)}
 
 
 @pytest.mark.parametrize("crash_at", range(TRANSCODER_STORE_WRITES + 1))
@@ -40,14 +41,14 @@ async def test_transcoder_restarts_after_dying_before_any_store_write(tmp_path: 
     await bus.create_topics(settings.topic_partitions())
     settings.audio_storage_path.mkdir(parents=True)
     raw, pcm, events = (settings.topic(t) for t in (Topic.AUDIO_RAW, Topic.AUDIO_PCM, Topic.EVENTS))
+    # fixed ids, so the partitions (and with them the batches and the crash points) are the same
+    # every run: the WAV session alone on partition 0, the others one after another on 1
     sessions = [
+        Session(_ID[2], "pcm_s16le", 16000, 1, chunked(tone_and_noise(2.0, 16000).tobytes(), 1001)),
+        Session(_ID[3], "opus", 16000, 1, opus_packets(speech(2.0, 16000), 16000)),
+        Session(_ID[1], "wav", 16000, 1, chunked(wav_bytes(speech(2.0, 44100), 44100), 3000)),
         Session(
-            str(uuid.uuid4()), "pcm_s16le", 16000, 1, chunked(tone_and_noise(2.0, 16000).tobytes(), 1001)
-        ),
-        Session(str(uuid.uuid4()), "opus", 16000, 1, opus_packets(speech(2.0, 16000), 16000)),
-        Session(str(uuid.uuid4()), "wav", 16000, 1, chunked(wav_bytes(speech(2.0, 44100), 44100), 3000)),
-        Session(
-            str(uuid.uuid4()),
+            _ID[5],
             "mp3",
             16000,
             1,

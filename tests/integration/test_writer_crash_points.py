@@ -32,10 +32,11 @@ WRITER_STORE_WRITES = 32
 
 
 def pcm_sessions(count: int, seconds: float, chunk_bytes: int) -> list[Session]:
-    """16 kHz mono PCM sessions, as the transcoder would produce them, a different sound each."""
+    """16 kHz mono PCM sessions, as the transcoder would produce them, a different sound each. Their
+    ids are fixed, so their partitions, and with them the batches, are the same every run."""
     return [
         Session(
-            str(uuid.uuid4()),
+            str(uuid.UUID(int=n + 1)),
             "pcm_s16le",
             16000,
             1,
