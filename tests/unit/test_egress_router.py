@@ -64,8 +64,8 @@ async def test_echoes_are_written_when_due_and_in_the_order_they_came() -> None:
         _echo(b"second", 3, T0 + 0.25),
         _echo(b"overdue-but-behind", 4, T0 - 0.5),
         _echo(b"first", 2, T0 + 0.375),  # sent again: seq seen
-        _echo(b"prompt", None, None),
-        _echo(b"", None, None, OTHER),  # another session's, read after all of the above
+        _echo(b"prompt", 5, None),
+        _echo(b"marker", None, None, OTHER),  # another session's, read after all of the above
     ]:
         await bus.send("egress", record, partition=0)
     tasks = [asyncio.create_task(router.run(0.1)), asyncio.create_task(router.run_held())]
