@@ -14,6 +14,7 @@ test:
 lint:
 	$(UV) ruff check .
 	$(UV) ruff format --check .
+	$(UV) python scripts/check_dependencies.py
 
 typecheck:
 	$(UV) mypy $(foreach p,common devinfra cli ingest transcoder writer echo telephony,-p voxbus.$(p))

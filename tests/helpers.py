@@ -3,9 +3,11 @@
 import asyncio
 import socket
 import time
+from collections.abc import Awaitable, Callable
 
 from voxbus.common.bus.base import ConsumedRecord, Consumer
 from voxbus.common.records import BusMessage
+from voxbus.common.store.base import StateStore
 
 
 def message(key: str, value: bytes, **headers: str) -> BusMessage:
@@ -52,7 +54,34 @@ async def wait_for_assignment(consumer: Consumer, expected: int, *, timeout: flo
                 f"consumer owns {len(consumer.assignment())} partitions, expected {expected}"
             )
         await consumer.getmany(timeout_ms=100, max_records=1)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield, not a wait: the in-process bus may answer without one
+
+
+async def score(store: StateStore, key: str, member: str) -> float | None:
+    """A sorted-set member's score, None if absent (the store has no ZSCORE: no service needs one)."""
+    return dict(await store.zrange(key)).get(member)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, what: str, timeout: float = 5.0) -> None:
+    """Return as soon as `check()` holds, looking every 10 ms; fail naming `what` after `timeout` s.
+    Only for state no event announces (a metric, a commit point that moves in a callback)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not await check():  # noqa: ASYNC110 - what it waits for announces nothing
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout:g} s: {what}") from None
+
+
+class ManualClock:
+    """A clock for code that takes one (`clock=`): it reads `now`, which moves only when the test
+    sets it, so what the code did at each reading is exact."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def free_port() -> int:

@@ -3,9 +3,10 @@ writer consumer groups, wait (event-driven, on the state store) until the writer
 
 import asyncio
 import contextlib
+import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import soundfile
 from voxbus.common.bus.base import Bus
 from voxbus.common.constants import Key, SessionField, Topic
 from voxbus.common.consumer import ConsumerLoop
-from voxbus.common.records import AudioChunk, AudioFormat, SessionStart, SessionStop
+from voxbus.common.records import AudioChunk, AudioFormat, BusMessage, SessionStart, SessionStop
 from voxbus.common.settings import Settings
 from voxbus.common.store.base import StateStore
 from voxbus.transcoder.pipeline import SessionPipeline
@@ -53,26 +54,46 @@ def settings_for(
     )
 
 
-async def produce(
-    bus: Bus, settings: Settings, session: Session, *, pace: float = 0.0, to: Topic = Topic.AUDIO_RAW
-) -> None:
-    """A session's start, chunks (seq 1…n) and stop, as ingest would send them."""
-    raw = settings.topic(to)
+def session_messages(session: Session, *, to: Topic = Topic.AUDIO_RAW) -> Iterator[BusMessage]:
+    """A session's start, chunks (seq 1…n) and stop, as ingest (or, to the PCM topic, the
+    transcoder) would send them; each stamped with the time it is taken."""
     fmt = AudioFormat(codec=session.codec, rate=session.rate, channels=session.channels)
     sid = session.session_id
-    start = SessionStart(session_id=sid, seq=0, ts_ns=time.time_ns(), format=fmt, protocol="test")
-    await bus.send_and_wait(raw, start.to_message())
+    yield SessionStart(session_id=sid, seq=0, ts_ns=time.time_ns(), format=fmt, protocol="test").to_message()
     position = 0  # on the PCM topic, chunks carry their frame offset as the transcoder's do
     for seq, chunk in enumerate(session.chunks, start=1):
         pos = position if to == Topic.AUDIO_PCM else None
         position += len(chunk) // (2 * session.channels)
         message = AudioChunk(session_id=sid, seq=seq, ts_ns=time.time_ns(), format=fmt, audio=chunk, pos=pos)
-        delivery = await bus.send(raw, message.to_message())
+        yield message.to_message()
+    stop = SessionStop(session_id=sid, seq=len(session.chunks) + 1, ts_ns=time.time_ns(), reason="test")
+    yield stop.to_message()
+
+
+async def produce(
+    bus: Bus, settings: Settings, session: Session, *, pace: float = 0.0, to: Topic = Topic.AUDIO_RAW
+) -> None:
+    """A session's records, durable when this returns; with `pace`, each sent that many seconds
+    after the one before was durable (a client streaming in real time)."""
+    topic = settings.topic(to)
+    for message in session_messages(session, to=to):
+        delivery = await bus.send(topic, message)
         if pace:
             await delivery
-            await asyncio.sleep(pace)
-    stop = SessionStop(session_id=sid, seq=len(session.chunks) + 1, ts_ns=time.time_ns(), reason="test")
-    await bus.send_and_wait(raw, stop.to_message())
+            await asyncio.sleep(pace)  # a client streaming in real time
+    await delivery  # the last: the ones before it on its partition are durable too
+
+
+async def produce_interleaved(
+    bus: Bus, settings: Settings, sessions: Sequence[Session], *, to: Topic = Topic.AUDIO_RAW
+) -> None:
+    """The sessions' records in turns, one of each session at a time, as concurrent clients would
+    send them."""
+    topic = settings.topic(to)
+    for turn in itertools.zip_longest(*(session_messages(s, to=to) for s in sessions)):
+        for message in turn:
+            if message is not None:
+                await bus.send_and_wait(topic, message)
 
 
 @contextlib.asynccontextmanager
@@ -143,4 +164,4 @@ async def _all_assigned(loops: Sequence[ConsumerLoop], tasks: Sequence[asyncio.T
                 task.result()  # a loop that died: raise its error here
         if time.monotonic() > deadline:
             raise AssertionError("consumer groups did not assign partitions within 60 s")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the loops join their groups in their own tasks; nothing announces it

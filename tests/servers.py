@@ -86,7 +86,7 @@ class Process:
                     async with http.get(f"{self.url}/ready") as response:
                         if response.status == 200:
                             return
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.2)  # another process: its HTTP answers are all there is to wait on
         raise AssertionError(f"{self.name} not ready within {timeout} s: {self.log()}")
 
     def log(self) -> str:

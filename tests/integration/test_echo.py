@@ -55,7 +55,7 @@ async def delayed_echo(url: str, chunks: list[bytes], *, interval: float) -> lis
             for chunk in chunks:
                 sent.append(time.monotonic())
                 await ws.send_bytes(chunk)
-                await asyncio.sleep(interval)
+                await asyncio.sleep(interval)  # chunks at real time, as that client sends them
 
         sender = asyncio.create_task(send())
         echoes = []

@@ -130,6 +130,7 @@ async def test_streams_a_wav_in_real_time_through_stop_and_resume_and_saves_the_
     async with embedded(tmp_path, echo_delay_ms=DELAY_MS) as base:
         async with client(echo_url(base), "--file", str(source), "--output", str(output), "-v") as running:
             started = await running.connected()
+            # a user who stops mid-stream and resumes: the pause, in real time, is the scenario
             await asyncio.sleep(1.0)
             await running.command("stop")
             await asyncio.sleep(0.5)

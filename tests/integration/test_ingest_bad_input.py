@@ -264,5 +264,5 @@ async def test_a_client_that_leaves_right_after_close_session_costs_no_error_lin
                     async with http.get(f"{base}/api/audio/sessions/{session_id}") as response:
                         if (await response.json())["status"] == "completed":
                             break
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # a client gone has only the HTTP API to ask
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

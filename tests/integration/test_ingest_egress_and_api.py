@@ -9,6 +9,7 @@ import aiohttp
 from websockets.asyncio.client import connect
 
 from tests.clients import CLOSE
+from tests.helpers import score
 from tests.servers import embedded, embedded_app
 from voxbus.common.constants import Key, SessionField, SessionStatus
 from voxbus.common.records import AudioFormat, BusMessage, EchoSettings, new_session_id
@@ -87,7 +88,7 @@ async def _only_session(app, protocol: str) -> str:  # type: ignore[no-untyped-d
         for session_id, _ in await ctx.store.zrange(Key.SESSIONS_ALL, descending=True):
             if await ctx.store.hget(Key.SESSION + session_id, "protocol") == protocol:
                 return session_id
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # registered as the socket opens; no message tells the client its id
     raise AssertionError(f"no {protocol} session")
 
 
@@ -182,7 +183,7 @@ async def test_dropped_session_is_reaped_after_the_idle_timeout(tmp_path: Path) 
 
         assert await ctx.store.wait_until(Key.SESSION_CHANNEL + session_id, finished, timeout=10)
         assert await ctx.store.hget(Key.SESSION + session_id, "close_reason") == "idle"
-        assert await ctx.store.zscore(Key.SESSION_SLOTS, session_id) is None  # its slot is free
+        assert await score(ctx.store, Key.SESSION_SLOTS, session_id) is None  # its slot is free
 
 
 async def test_a_list_filter_that_matches_few_reads_a_bounded_page_and_goes_on_by_cursor(

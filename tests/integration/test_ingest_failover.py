@@ -100,13 +100,15 @@ async def test_sigkilled_pod_frees_its_slots_and_egress_lease_by_ttl(
                     body = await accepted.receive_json()
                 if body.get("error") != "Too many concurrent sessions" or time.monotonic() > killed_at + 4:
                     break
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # the slot's Redis TTL runs out: real time is the subject
             assert body.get("message") == "Audio session created", (body, successor.log())
             # and its session, resumable until then, is stopped at the idle timeout
-            deadline = time.monotonic() + 20
-            while await store.hget(Key.SESSION + session_id, "finalized") != "1":
-                assert time.monotonic() < deadline, "the dead pod's session was not reaped"
-                await asyncio.sleep(0.2)
+
+            async def finalized() -> bool:
+                return await store.hget(Key.SESSION + session_id, "finalized") == "1"
+
+            reaped = await store.wait_until(Key.SESSION_CHANNEL + session_id, finalized, timeout=20)
+            assert reaped, "the dead pod's session was not reaped"
             assert await store.hget(Key.SESSION + session_id, "close_reason") == "idle"
         finally:
             successor.stop()

@@ -45,7 +45,7 @@ async def healthy(server: str) -> AsyncIterator[None]:
     """A session that streams throughout the test; at the end its recording must be exact."""
     source = tone_and_noise(4.0, 16000)
     chunks = chunked(source.tobytes(), 3200)
-    done = asyncio.Event()
+    done, streaming = asyncio.Event(), asyncio.Event()
 
     async def stream() -> dict[str, Any]:
         async with (
@@ -56,7 +56,8 @@ async def healthy(server: str) -> AsyncIterator[None]:
             for chunk in chunks:
                 await ws.send_bytes(chunk)
                 assert (await ws.receive_json())["message"] == "Chunk processed successfully"
-                await asyncio.sleep(0.02)
+                streaming.set()
+                await asyncio.sleep(0.02)  # a client streaming in real time, alongside every test
             await done.wait()
             await ws.send_str(CLOSE)
             closed = await ws.receive_json(timeout=30)
@@ -65,7 +66,8 @@ async def healthy(server: str) -> AsyncIterator[None]:
         return {"closed": closed, "wav": body}
 
     task = asyncio.create_task(stream(), name="healthy-session")
-    await asyncio.sleep(0.2)
+    async with asyncio.timeout(10):
+        await streaming.wait()
     yield
     done.set()
     result = await task
@@ -158,7 +160,8 @@ async def test_a_resume_racing_its_old_socket_waits_for_it_to_close(server: str,
         await old.send_bytes(b"\x00\x00" * 10)
         assert (await old.receive_json())["chunk_count"] == 1
         resume = asyncio.create_task(http.ws_connect(f"{server}/api/ws/audio/{session_id}"))
-        await asyncio.sleep(0.5)  # the resume is waiting for the slot
+        # the resume is waiting for the slot: nothing a client sees says when it started to
+        await asyncio.sleep(0.5)
         await old.close()
         async with await resume as ws:
             assert await ws.receive_json(timeout=10) == {

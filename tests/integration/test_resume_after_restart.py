@@ -127,7 +127,7 @@ async def _wait_until_resumable(http: aiohttp.ClientSession, base: str, session_
             if hello.get("error") != "Too many connections for session":
                 assert hello["message"] == "Audio session resumed", hello
                 return
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # the dead pod's slot ends by its Redis TTL: real time
 
 
 def _samples(wav: bytes) -> Int16:

@@ -34,7 +34,7 @@ async def _routes_left(store: StateStore, session_ids: list[str], timeout: float
         left = {sid: route for sid in session_ids if (route := await store.get(Key.ROUTE + sid)) is not None}
         if not left or time.monotonic() > deadline:
             return left
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # released by pods and TTLs; no event says a key is gone
 
 
 async def test_routes_of_ended_dropped_and_echo_sockets_are_gone(
@@ -122,7 +122,7 @@ async def test_a_pod_stops_renewing_routes_of_sessions_that_ended_or_moved(
                 line.get("key") == Key.ROUTE + moved or line.get("level") == "ERROR" for line in _log_lines(a)
             ):
                 assert time.monotonic() < deadline, f"A never noticed the route moved: {a.log()}"
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # another process's log: read it again
             await old.close()  # A's stale socket goes away while B streams
             await resumed.send_bytes(PCM)
             assert "chunk_count" in await resumed.receive_json()  # acked on B
@@ -130,7 +130,9 @@ async def test_a_pod_stops_renewing_routes_of_sessions_that_ended_or_moved(
 
         sessions = [ended, dropped, moved]
         assert await _routes_left(store, sessions, timeout=5) == {}
-        await asyncio.sleep(1.5)  # two renewal rounds on each pod: nothing comes back
+        # two renewal rounds on each pod (other processes, renewing every LEASE_SECONDS / 3): a
+        # route that came back would come back within them
+        await asyncio.sleep(1.5)
         assert await _routes_left(store, sessions, timeout=0) == {}
         errors = [line for line in _log_lines(a) + _log_lines(b) if line.get("level") == "ERROR"]
         assert errors == []

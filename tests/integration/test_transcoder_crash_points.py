@@ -1,66 +1,54 @@
-"""The transcoder crashing at any of its store writes, then restarting: files stay exact.
+"""The transcoder dying just before each store write it makes, in turn, then restarting: files stay exact.
 
-Sessions of four codecs are in flight on two partitions; a store write that raises stands for
-the process dying after its output was produced but before its progress was recorded (or
-before its offsets were committed). The writer runs throughout.
+Sessions of four codecs are in flight on two partitions. The scenario makes
+TRANSCODER_STORE_WRITES store writes when nothing fails, and each test case dies before one of
+them: after its output was produced but before its progress was recorded, or with part of a
+batch's progress recorded but its offsets not committed. The writer runs throughout, on the same
+store (its writes are not crash points here). Every case asserts that its crash happened.
 """
 
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from tests.audio import chunked, encode, opus_packets, speech, tone_and_noise, wav_bytes
+from tests.crashing import Crash, CrashingStore
 from tests.pipeline import Session, produce, read_wav, settings_for, wait_finalized
 from voxbus.common.bus.memory import InProcessBus
 from voxbus.common.constants import SessionField, Topic
 from voxbus.common.consumer import ConsumerLoop
-from voxbus.common.store.base import HashValue
 from voxbus.common.store.memory import InProcessStore
 from voxbus.transcoder.service import GROUP_ID as TRANSCODER_GROUP
 from voxbus.transcoder.worker import TranscodeHandler
 from voxbus.writer.service import GROUP_ID as WRITER_GROUP
 from voxbus.writer.worker import WriteHandler
 
-
-class Crash(Exception):
-    pass
-
-
-class TranscoderCrashStore(InProcessStore):
-    """Raises on the `crash_at`-th progress write of the transcoder, once."""
-
-    def __init__(self, crash_at: int) -> None:
-        super().__init__()
-        self.calls = 0
-        self.crash_at = crash_at
-
-    async def hset(self, key: str, mapping: Mapping[str, HashValue]) -> None:
-        if SessionField.TRANSCODED_SEQ in mapping or SessionField.CODEC in mapping:
-            self.calls += 1
-            if self.calls == self.crash_at:
-                raise Crash(f"transcoder dies at store write {self.calls}")
-        await super().hset(key, mapping)
+# What an uninterrupted run of the scenario below writes to the store (each session's format at
+# its start, and the progress of each batch); every one of them is a crash point.
+TRANSCODER_STORE_WRITES = 38
+_ID = {n: str(uuid.UUID(int=n)) for n in range(1, 6)}
 
 
-@pytest.mark.parametrize("crash_at", [1, 3, 5, 9, 14, 22])
-async def test_transcoder_restarts_after_a_crash_at_any_store_write(tmp_path: Path, crash_at: int) -> None:
-    bus, store = InProcessBus(), TranscoderCrashStore(crash_at)
+@pytest.mark.parametrize("crash_at", range(TRANSCODER_STORE_WRITES + 1))
+async def test_transcoder_restarts_after_dying_before_any_store_write(tmp_path: Path, crash_at: int) -> None:
+    """`crash_at` 0: the uninterrupted run, which makes exactly TRANSCODER_STORE_WRITES writes."""
+    bus, store = InProcessBus(), InProcessStore()
+    crashing = CrashingStore(store, crash_at)
     settings = settings_for(tmp_path, "tcrash.", segment_seconds=0.5, partitions=2)
     await bus.create_topics(settings.topic_partitions())
     settings.audio_storage_path.mkdir(parents=True)
     raw, pcm, events = (settings.topic(t) for t in (Topic.AUDIO_RAW, Topic.AUDIO_PCM, Topic.EVENTS))
+    # fixed ids, so the partitions (and with them the batches and the crash points) are the same
+    # every run: the WAV session alone on partition 0, the others one after another on 1
     sessions = [
+        Session(_ID[2], "pcm_s16le", 16000, 1, chunked(tone_and_noise(2.0, 16000).tobytes(), 1001)),
+        Session(_ID[3], "opus", 16000, 1, opus_packets(speech(2.0, 16000), 16000)),
+        Session(_ID[1], "wav", 16000, 1, chunked(wav_bytes(speech(2.0, 44100), 44100), 3000)),
         Session(
-            str(uuid.uuid4()), "pcm_s16le", 16000, 1, chunked(tone_and_noise(2.0, 16000).tobytes(), 1001)
-        ),
-        Session(str(uuid.uuid4()), "opus", 16000, 1, opus_packets(speech(2.0, 16000), 16000)),
-        Session(str(uuid.uuid4()), "wav", 16000, 1, chunked(wav_bytes(speech(2.0, 44100), 44100), 3000)),
-        Session(
-            str(uuid.uuid4()),
+            _ID[5],
             "mp3",
             16000,
             1,
@@ -77,7 +65,7 @@ async def test_transcoder_restarts_after_a_crash_at_any_store_write(tmp_path: Pa
     restarts = 0
     try:
         while True:
-            handler = TranscodeHandler(bus, store, pcm_topic=pcm)
+            handler = TranscodeHandler(bus, crashing.as_store(), pcm_topic=pcm)
             loop = ConsumerLoop(bus, [raw], group_id=TRANSCODER_GROUP, handler=handler, max_records=9)
             try:
                 await loop.run(until_idle=0.3)
@@ -91,7 +79,8 @@ async def test_transcoder_restarts_after_a_crash_at_any_store_write(tmp_path: Pa
             await writing
         await writer.close()
 
-    assert restarts == 1
+    assert (restarts, crashing.crashes) == ((1, 1) if crash_at else (0, 0))
+    assert crash_at or crashing.writes == TRANSCODER_STORE_WRITES, "update TRANSCODER_STORE_WRITES"
     for session in sessions:
         whole, _ = read_wav(settings.audio_storage_path / results[session.session_id][SessionField.FILE_PATH])
         assert whole.tobytes() == session.expected_pcm(), session.codec

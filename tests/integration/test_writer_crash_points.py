@@ -1,53 +1,42 @@
-"""The writer crashing at every store write it makes, then restarting: files stay exact.
+"""The writer dying just before each store write it makes, in turn, then restarting: files stay exact.
 
-A store write that raises stands for the process dying there: the files were flushed but the
-store does not know, or the store knows but the offsets were not committed. Each restart is a
-new handler in the same consumer group, resuming from the last commit.
+The scenario makes WRITER_STORE_WRITES store writes when nothing fails, and each test case dies
+before one of them: the files were flushed but the store does not know, or the store knows part
+of a batch (or all of it, dying before the `finalized` notice) but the offsets were not
+committed. Each restart is a new handler in the same consumer group, resuming from the last
+commit. Every case asserts that its crash happened.
 """
 
 import asyncio
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.audio import chunked, tone_and_noise
+from tests.crashing import Crash, CrashingStore
 from tests.pipeline import Session, produce, read_wav, segment_paths, settings_for, wait_finalized
 from voxbus.common.bus.memory import InProcessBus
 from voxbus.common.constants import SessionField, Topic
 from voxbus.common.consumer import ConsumerLoop
-from voxbus.common.store.base import HashValue
+from voxbus.common.store.base import StateStore
 from voxbus.common.store.memory import InProcessStore
 from voxbus.writer.service import GROUP_ID
 from voxbus.writer.worker import WriteHandler
 
-
-class Crash(Exception):
-    pass
-
-
-class CrashingStore(InProcessStore):
-    """Raises on the `crash_at`-th HSET, once."""
-
-    def __init__(self, crash_at: int) -> None:
-        super().__init__()
-        self.calls = 0
-        self.crash_at = crash_at
-
-    async def hset(self, key: str, mapping: Mapping[str, HashValue]) -> None:
-        self.calls += 1
-        if self.calls == self.crash_at:
-            raise Crash(f"crash at store write {self.calls}")
-        await super().hset(key, mapping)
+# What an uninterrupted run of the scenario below writes to the store (HSETs of progress and of
+# the finished record, and the `finalized` notices); every one of them is a crash point.
+WRITER_STORE_WRITES = 32
 
 
 def pcm_sessions(count: int, seconds: float, chunk_bytes: int) -> list[Session]:
-    """16 kHz mono PCM sessions, as the transcoder would produce them, a different sound each."""
+    """16 kHz mono PCM sessions, as the transcoder would produce them, a different sound each. Their
+    ids are fixed, so their partitions, and with them the batches, are the same every run."""
     return [
         Session(
-            str(uuid.uuid4()),
+            str(uuid.UUID(int=n + 1)),
             "pcm_s16le",
             16000,
             1,
@@ -72,7 +61,7 @@ async def write_until_done(bus: InProcessBus, pcm: str, make_handler: Callable[[
             await handler.close()
 
 
-async def assert_files_exact(store: InProcessStore, storage: Path, sessions: list[Session]) -> None:
+async def assert_files_exact(store: StateStore, storage: Path, sessions: list[Session]) -> None:
     """Each session finalized, its file what an uninterrupted run makes, its segments the file."""
     for session in sessions:
         fields = await asyncio.wait_for(wait_finalized(store, session.session_id), 5)
@@ -82,9 +71,10 @@ async def assert_files_exact(store: InProcessStore, storage: Path, sessions: lis
         np.testing.assert_array_equal(segments, whole)
 
 
-@pytest.mark.parametrize("crash_at", [1, 2, 3, 5, 8, 13, 21])
-async def test_writer_restarts_after_a_crash_at_any_store_write(tmp_path: Path, crash_at: int) -> None:
-    bus, store = InProcessBus(), CrashingStore(crash_at)
+async def write_three_sessions(tmp_path: Path, store: CrashingStore) -> int:
+    """Three PCM sessions on two partitions, written by writers that share `store` until one
+    finishes (a new one after each `Crash`); then the files are checked. The restarts it took."""
+    bus = InProcessBus()
     settings = settings_for(tmp_path, "crash.", segment_seconds=0.5, partitions=2)
     await bus.create_topics(settings.topic_partitions())
     settings.audio_storage_path.mkdir(parents=True)
@@ -97,8 +87,22 @@ async def test_writer_restarts_after_a_crash_at_any_store_write(tmp_path: Path, 
         bus,
         pcm,
         lambda: WriteHandler(
-            bus, store, storage=settings.audio_storage_path, segment_seconds=0.5, events_topic=events, pod="w"
+            bus,
+            store.as_store(),
+            storage=settings.audio_storage_path,
+            segment_seconds=0.5,
+            events_topic=events,
+            pod="w",
         ),
     )
-    assert restarts == (1 if crash_at <= store.calls else 0)
-    await assert_files_exact(store, settings.audio_storage_path, sessions)
+    await assert_files_exact(store.as_store(), settings.audio_storage_path, sessions)
+    return restarts
+
+
+@pytest.mark.parametrize("crash_at", range(WRITER_STORE_WRITES + 1))
+async def test_writer_restarts_after_dying_before_any_store_write(tmp_path: Path, crash_at: int) -> None:
+    """`crash_at` 0: the uninterrupted run, which makes exactly WRITER_STORE_WRITES writes."""
+    store = CrashingStore(InProcessStore(), crash_at)
+    restarts = await write_three_sessions(tmp_path, store)
+    assert (restarts, store.crashes) == ((1, 1) if crash_at else (0, 0))
+    assert crash_at or store.writes == WRITER_STORE_WRITES, "the writes changed: update WRITER_STORE_WRITES"

@@ -21,13 +21,13 @@ class _Transport(asyncio.WriteTransport):
 
 async def _running(writer: AckWriter) -> "asyncio.Task[None]":
     task = asyncio.create_task(writer.run())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn, not a wait: the writer task starts
     return task
 
 
 async def _settle() -> None:
     for _ in range(5):
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # loop turns, not a wait: the callbacks and tasks ready now run
 
 
 async def test_acks_follow_chunk_order_whatever_order_deliveries_settle_in() -> None:

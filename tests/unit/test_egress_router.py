@@ -1,10 +1,10 @@
 """Egress records with a due time (echoes sent ahead) wait in ingest until then, in order."""
 
 import asyncio
-import time
 
 from prometheus_client import REGISTRY
 
+from tests.helpers import ManualClock
 from voxbus.common.bus.base import BusMessage
 from voxbus.common.bus.memory import InProcessBus
 from voxbus.common.constants import Header, Key
@@ -13,47 +13,70 @@ from voxbus.ingest.egress import EgressRouter
 from voxbus.ingest.leases import LeaseKeeper
 
 SID = "6f1c2d1e-8f5a-4d7e-9a0b-3c4d5e6f7a8b"
+OTHER = "0b7e3c52-7d0f-4a5e-9f3e-1c2d3e4f5a6b"
+T0 = 1000.0  # the router's wall clock at the start; it and every offset below are exact in binary
 
 
-def _echo(audio: bytes, seq: int, due: float | None) -> BusMessage:
-    headers = [(Header.TYPE, b"chunk"), (Header.SEQ, str(seq).encode())]
+def _echo(audio: bytes, seq: int | None, due: float | None, session_id: str = SID) -> BusMessage:
+    headers = [(Header.TYPE, b"chunk")]
+    if seq is not None:
+        headers.append((Header.SEQ, str(seq).encode()))
     if due is not None:
         headers.append((Header.DUE, str(int(due * 1e9)).encode()))
-    return BusMessage(key=SID.encode(), value=audio, headers=tuple(headers))
+    return BusMessage(key=session_id.encode(), value=audio, headers=tuple(headers))
+
+
+def _lateness(sample: str) -> float:
+    return REGISTRY.get_sample_value(f"voxbus_ingest_egress_lateness_seconds_{sample}") or 0.0
 
 
 async def test_echoes_are_written_when_due_and_in_the_order_they_came() -> None:
+    clock = ManualClock(T0)
     bus, store = InProcessBus(), InProcessStore()
     await bus.create_topics({"egress": 1})
-    router = EgressRouter(
-        bus, store, LeaseKeeper(store, lease_ms=5000), topic="egress", partitions=1, pod="pod-a"
-    )
+    leases = LeaseKeeper(store, lease_ms=5000)
+    router = EgressRouter(bus, store, leases, topic="egress", partitions=1, pod="pod-a", clock=clock)
     await router.start()
-    written: list[tuple[bytes, float]] = []
-    all_written = asyncio.Event()
+    written: list[tuple[bytes, float]] = []  # what the socket got, and the router's clock then
+    wrote, read_all = asyncio.Event(), asyncio.Event()
 
     async def sink(audio: bytes) -> None:
-        written.append((audio, time.time()))
-        if len(written) == 5:
-            all_written.set()
+        written.append((audio, clock()))
+        wrote.set()
 
-    lateness = "voxbus_ingest_egress_lateness_seconds_count"
-    measured_before = REGISTRY.get_sample_value(lateness) or 0.0
+    async def marker(_: bytes) -> None:
+        read_all.set()
+
+    async def until_written(count: int) -> None:
+        async with asyncio.timeout(3):
+            while len(written) < count:
+                wrote.clear()
+                await wrote.wait()
+
+    measured_before = _lateness("count"), _lateness("sum")
     batch = store.batch()
     router.attach(batch, SID, sink)
+    router.attach(batch, OTHER, marker)
     await batch.execute()
+    for record in [
+        _echo(b"late", 1, T0 - 1.0),  # overdue: at once
+        _echo(b"first", 2, T0 + 0.25),
+        _echo(b"second", 3, T0 + 0.25),
+        _echo(b"overdue-but-behind", 4, T0 - 0.5),
+        _echo(b"first", 2, T0 + 0.375),  # sent again: seq seen
+        _echo(b"prompt", 5, None),
+        _echo(b"marker", None, None, OTHER),  # another session's, read after all of the above
+    ]:
+        await bus.send("egress", record, partition=0)
     tasks = [asyncio.create_task(router.run(0.1)), asyncio.create_task(router.run_held())]
     try:
-        now = time.time()
-        await bus.send("egress", _echo(b"late", 1, now - 1.0), partition=0)  # overdue: at once
-        await bus.send("egress", _echo(b"first", 2, now + 0.3), partition=0)
-        await bus.send("egress", _echo(b"second", 3, now + 0.3), partition=0)
-        await bus.send("egress", _echo(b"overdue-but-behind", 4, now - 0.5), partition=0)
-        await bus.send("egress", _echo(b"first", 2, now + 0.35), partition=0)  # sent again: seq seen
-        await bus.send("egress", _echo(b"prompt", 5, None), partition=0)
         async with asyncio.timeout(3):
-            await all_written.wait()
-        await asyncio.sleep(0.2)  # nothing more: the repeat was dropped
+            await read_all.wait()
+        assert written == [(b"late", T0)]  # the rest is held, though read at T0
+        clock.now = T0 + 0.25
+        await until_written(4)
+        clock.now = T0 + 0.375
+        await until_written(5)
     except TimeoutError:
         raise AssertionError(f"written: {written}") from None
     finally:
@@ -61,11 +84,16 @@ async def test_echoes_are_written_when_due_and_in_the_order_they_came() -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await router.stop()
-    assert [audio for audio, _ in written] == [b"late", b"first", b"second", b"overdue-but-behind", b"prompt"]
-    assert written[0][1] - now < 0.1
-    assert 0.29 < written[1][1] - now < 0.45  # held until due, not sent on arrival
-    # lateness is measured for what had a due time (the prompt had none)
-    assert (REGISTRY.get_sample_value(lateness) or 0.0) - measured_before == 4
+    # held until due, not sent on arrival; the repeat (due before the prompt) was dropped
+    assert written == [
+        (b"late", T0),
+        (b"first", T0 + 0.25),
+        (b"second", T0 + 0.25),
+        (b"overdue-but-behind", T0 + 0.25),
+        (b"prompt", T0 + 0.375),
+    ]
+    # lateness is measured for what had a due time (the prompt had none): 1 + 0 + 0 + 0.75 s
+    assert (_lateness("count"), _lateness("sum")) == (measured_before[0] + 4, measured_before[1] + 1.75)
 
 
 class _Socket:
@@ -85,7 +113,7 @@ async def test_a_released_socket_leaves_no_route_and_a_resumed_one_keeps_its_own
     leases = LeaseKeeper(store, lease_ms=5000)
     router = EgressRouter(bus, store, leases, topic="egress", partitions=2, pod="pod-a")
     await router.start()
-    first, second, other = _Socket(), _Socket(), "0b7e3c52-7d0f-4a5e-9f3e-1c2d3e4f5a6b"
+    first, second, other = _Socket(), _Socket(), OTHER
     route = f"pod-a {router.partition}"
     try:
         batch = store.batch()

@@ -48,7 +48,7 @@ async def test_a_producer_waits_while_the_slowest_running_reader_is_max_unread_b
             blocked = asyncio.create_task(
                 bus.send_and_wait("t", BusMessage(key=b"k", value=b"5", headers=()))
             )
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # one loop turn, not a wait: the producer runs until it must wait
             assert not blocked.done()  # 4 MiB unread: the producer waits
             first = await reader.getmany(timeout_ms=100, max_records=1)
             async with asyncio.timeout(1):

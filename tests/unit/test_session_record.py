@@ -6,8 +6,9 @@ from dataclasses import fields
 
 import pytest
 
+from tests.helpers import score
 from voxbus.common.constants import Key, SessionField, SessionStatus
-from voxbus.common.records import AudioFormat, EchoSettings
+from voxbus.common.records import AudioFormat, EchoSettings, new_session_id
 from voxbus.common.session_state import SessionHashes, SessionState, SessionUpdate
 from voxbus.common.state import StateError
 from voxbus.common.store.memory import InProcessStore
@@ -63,9 +64,11 @@ async def test_the_registry_writes_the_created_hash_and_its_indexes() -> None:
         format=AudioFormat(codec="pcm_s16le", rate=16000, channels=1),
         echo=EchoSettings(),
     )
-    session_id = await registry.create(spec)
+    session_id = new_session_id()
+    returned = await registry.create(session_id, spec)
     stored = await store.hgetall(Key.SESSION + session_id)
     created_at = stored["created_at"]
+    assert returned == float(created_at)
     assert stored == {
         **CREATED,
         "format": "pcm",
@@ -78,8 +81,8 @@ async def test_the_registry_writes_the_created_hash_and_its_indexes() -> None:
         "updated_at": created_at,
     }
     assert repr(float(created_at)) == created_at
-    assert await store.zscore(Key.SESSIONS_ALL, session_id) == float(created_at)
-    assert await store.zscore(Key.SESSIONS_BY_USER + "alice", session_id) == float(created_at)
+    assert await score(store, Key.SESSIONS_ALL, session_id) == float(created_at)
+    assert await score(store, Key.SESSIONS_BY_USER + "alice", session_id) == float(created_at)
 
 
 def test_api_json_of_a_created_session_golden() -> None:

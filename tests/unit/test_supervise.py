@@ -52,7 +52,6 @@ async def test_crashed_work_restarts_after_a_backoff_and_progress_resets_it() ->
     )
     assert health[3] is not None and health[3].startswith("crashed 4 times in a row")
     assert health[4:] == [None, None]  # progress: not stopped for good any more
-    assert work.crashes == 6
 
 
 def _dying_service() -> ServiceSpec:
@@ -115,7 +114,7 @@ async def test_health_follows_background_work_that_restarts(crashes: int, status
             for _ in range(1000):  # a few ms per restart cycle
                 if (await client.get("/health")).status == 503:
                     break
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # /health turns after restart cycles; nothing announces it
         health = await client.get("/health")
         assert health.status == status, await health.text()
         ready = await client.get("/ready")

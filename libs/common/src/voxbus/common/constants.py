@@ -59,8 +59,6 @@ class Key:
     ROUTE: Final = "voxbus:route:"  # + session id: a `state.Route`
     EGRESS_LEASE: Final = "voxbus:egress-lease:"
     POD: Final = "voxbus:pod:"  # + pod name: the live ingest process using that name
-    CONCURRENCY_LEASE: Final = "voxbus:slot:"
-    CALL: Final = "voxbus:call:"
     SESSION_CHANNEL: Final = "voxbus:session-events:"
     SESSION_CONTROL: Final = "voxbus:session-control:"  # close requests to the pod holding the socket
     SESSION_SLOTS: Final = "voxbus:slots:sessions"  # cluster-wide concurrency leases

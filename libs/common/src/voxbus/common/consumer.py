@@ -115,7 +115,8 @@ class ConsumerLoop:
             raise RuntimeError(f"not consuming yet: joining group {self._group_id!r}")
 
     async def run(self, *, until_idle: float | None = None) -> None:
-        """Consume until cancelled, or (tests, benchmarks) until nothing arrives for `until_idle` s."""
+        """Consume until cancelled, or (tests, benchmarks) until nothing arrives for `until_idle` s
+        after the last batch was handled (however long handling it took)."""
         try:
             await self._run(until_idle)
         finally:
@@ -143,14 +144,14 @@ class ConsumerLoop:
         idle_since = time.monotonic()
         while until_idle is None or time.monotonic() - idle_since < until_idle:
             records = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
-            if records:
-                idle_since = time.monotonic()
-            elif not self._commit_when_idle:
+            if not records and not self._commit_when_idle:
                 continue
             offsets = await self._handler.handle(records)
             await self._commit(consumer, offsets)
-            if records and self._on_progress is not None:
-                self._on_progress()
+            if records:
+                idle_since = time.monotonic()
+                if self._on_progress is not None:
+                    self._on_progress()
 
     async def _commit(self, consumer: Consumer, offsets: Mapping[TopicPartition, int]) -> None:
         changed = {tp: offset for tp, offset in offsets.items() if self._committed.get(tp) != offset}

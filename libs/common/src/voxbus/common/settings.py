@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"  # a server in a container listens on all interfaces
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: LogLevel = "INFO"
-    host_name: str = "http://localhost:8000"
     api_key: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Audio and sessions (seed names)
@@ -93,17 +92,7 @@ class Settings(BaseSettings):
     # batches); unset: a quarter of the process's open-file limit (RLIMIT_NOFILE)
     writer_max_open_recordings: int | None = Field(default=None, ge=1)
 
-    # Wyoming over TCP
-    wyoming_port: int = Field(default=10700, ge=0, le=65535)
-
-    # Carrier secrets (webhook verification is on when set)
-    vonage_signature_secret: str | None = None
-    exotel_api_key: str | None = None
-    exotel_api_token: str | None = None
-    exotel_allowed_ips: Annotated[tuple[str, ...], NoDecode] = ()
-    twilio_auth_token: str | None = None
-
-    @field_validator("api_key", "exotel_allowed_ips", mode="before")
+    @field_validator("api_key", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         """`API_KEY=a,b` is a key list; an empty value means none."""

@@ -39,15 +39,24 @@ class NoEgressPartition(RuntimeError):
 
 class EgressRouter:
     def __init__(
-        self, bus: Bus, store: StateStore, leases: LeaseKeeper, *, topic: str, partitions: int, pod: str
+        self,
+        bus: Bus,
+        store: StateStore,
+        leases: LeaseKeeper,
+        *,
+        topic: str,
+        partitions: int,
+        pod: str,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._bus, self._store, self._leases = bus, store, leases
+        """`clock`: wall-clock seconds, what the records' `due` headers are read against."""
+        self._bus, self._store, self._leases, self._clock = bus, store, leases, clock
         self._topic, self._partitions, self._pod = topic, partitions, pod
         self._sinks: dict[str, Sink] = {}
         self._delivered_seq: dict[str, int] = {}  # per session: the highest seq delivered
         self._consumer: Consumer | None = None
         self.partition: int | None = None
-        self._held: DueQueue[EgressAudio] = DueQueue()
+        self._held: DueQueue[EgressAudio] = DueQueue(clock)
         # per session with records held: how many, and the latest due time among them
         self._held_per_session: dict[str, tuple[int, float]] = {}
 
@@ -117,7 +126,7 @@ class EgressRouter:
                 except RecordError as exc:
                     log.warning("not an egress record: %s", exc, extra={"offset": record.offset})
                     continue
-                session_id, due, now = egress.session_id, egress.due, time.time()
+                session_id, due, now = egress.session_id, egress.due, self._clock()
                 held = self._held_per_session.get(session_id)
                 if held is not None:  # behind what the session has held, whatever its own due
                     when = max(now if due is None else due, held[1])
@@ -152,7 +161,7 @@ class EgressRouter:
         with contextlib.suppress(ConnectionError):
             await sink(egress.audio)
         if egress.due is not None:
-            metrics.EGRESS_LATENESS.observe(time.time() - egress.due)
+            metrics.EGRESS_LATENESS.observe(self._clock() - egress.due)
 
     def _seen(self, egress: EgressAudio) -> bool:
         """Whether this record (by its seq, when it has one) was delivered to the session already."""

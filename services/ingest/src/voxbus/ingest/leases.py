@@ -13,6 +13,7 @@ now is no longer renewed: a lease is lost at most once, and said so once.
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from voxbus.common.store.base import StateStore, StoreBatch
@@ -38,10 +39,14 @@ class LeaseKeeper:
     """Writes that need no answer are queued on a `StoreBatch` the caller sends with its own
     (one round trip for everything a socket opening or closing writes)."""
 
-    def __init__(self, store: StateStore, *, lease_ms: int) -> None:
-        self._store, self._lease_ms = store, lease_ms
+    def __init__(self, store: StateStore, *, lease_ms: int, clock: Callable[[], float] = time.time) -> None:
+        """`clock`: wall-clock seconds, what every pod's lease deadlines are compared with."""
+        self._store, self._lease_ms, self._clock = store, lease_ms, clock
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._keys: dict[str, _HeldKey] = {}
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
 
     async def hold_slot(self, key: str, member: str, limit: int) -> bool:
         """Claim one of `limit` slots in `key`; renewed until dropped or let go."""
@@ -53,12 +58,12 @@ class LeaseKeeper:
     def hold_deadline(self, batch: StoreBatch, key: str, member: str, *, extra_ms: int) -> None:
         """Keep `member` due at (now + lease + extra_ms), renewed until dropped or let go."""
         self._entries[(key, member)] = _Entry(None, extra_ms)
-        batch.zadd(key, {member: _now_ms() + self._lease_ms + extra_ms})
+        batch.zadd(key, {member: self._now_ms() + self._lease_ms + extra_ms})
 
     def let_go(self, batch: StoreBatch, key: str, member: str, *, after_ms: int) -> None:
         """Stop renewing an entry but keep it `after_ms` longer (a session waiting to be resumed)."""
         self._entries.pop((key, member), None)
-        batch.zadd(key, {member: _now_ms() + after_ms})
+        batch.zadd(key, {member: self._now_ms() + after_ms})
 
     def drop(self, batch: StoreBatch, key: str, member: str) -> None:
         self._entries.pop((key, member), None)
@@ -92,7 +97,7 @@ class LeaseKeeper:
             await self._renew_keys(keys[start : start + _RENEWALS_PER_TRIP])
 
     async def _renew_entries(self, entries: list[tuple[tuple[str, str], _Entry]]) -> None:
-        batch, now = self._store.batch(), _now_ms()
+        batch, now = self._store.batch(), self._now_ms()
         for (key, member), entry in entries:
             batch.zadd(key, {member: now + self._lease_ms + entry.extra_ms}, xx=True)
         renewed = await batch.execute()
@@ -100,7 +105,7 @@ class LeaseKeeper:
             if ok or (key, member) not in self._entries:
                 continue
             if entry.limit is None:  # a deadline someone removed: still ours, so due again
-                await self._store.zadd(key, {member: _now_ms() + self._lease_ms + entry.extra_ms})
+                await self._store.zadd(key, {member: self._now_ms() + self._lease_ms + entry.extra_ms})
             elif not await self._claim(key, member, entry.limit):
                 if self._entries.get((key, member)) == entry:
                     del self._entries[(key, member)]  # others fill it now: renewing cannot help
@@ -148,8 +153,6 @@ class LeaseKeeper:
         await batch.execute()
 
     async def _claim(self, key: str, member: str, limit: int) -> bool:
-        return await self._store.claim_slot(key, member, limit=limit, now_ms=_now_ms(), ttl_ms=self._lease_ms)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+        return await self._store.claim_slot(
+            key, member, limit=limit, now_ms=self._now_ms(), ttl_ms=self._lease_ms
+        )

@@ -228,7 +228,6 @@ class AvDecoder(Decoder):
         if extradata:
             self._context.extradata = extradata
         self._codec, self._parse = codec, parse
-        self.skipped_packets = 0
         self._bytes_in = 0
         self._frames_out = 0
 
@@ -264,7 +263,6 @@ class AvDecoder(Decoder):
                 raise DecodeError(f"invalid {self._codec} packet") from None
             # A parsed stream (mp3, ADTS) may carry junk between frames (tags, a cut frame): a
             # bad frame is skipped, as players do; a stream with no good frame fails above.
-            self.skipped_packets += 1
             return []
         except av.error.FFmpegError as exc:
             raise DecodeError(f"invalid {self._codec} data: {exc}") from exc

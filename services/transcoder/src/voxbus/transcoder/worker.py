@@ -225,7 +225,9 @@ class TranscodeHandler:
                     await self._chunk(chunk_session, record.offset, item, outputs)
                     touched[item.session_id] = chunk_session
             elif isinstance(item, SessionStop):
-                stopped = partition.sessions.pop(item.session_id, None)
+                stopped = partition.sessions.pop(item.session_id, None) or await self._unseen_stop(
+                    partition, record.offset, item
+                )
                 if stopped is not None:
                     await self._stop(stopped, item, outputs)
                     touched[item.session_id] = stopped
@@ -413,6 +415,17 @@ class TranscodeHandler:
                 return
             if not session.failed:
                 session.emit(stop.seq, stop.to_message(), outputs)
+
+    async def _unseen_stop(self, partition: _Partition, offset: int, stop: SessionStop) -> _Session | None:
+        """The session of a stop this consumer holds nothing of: after a restart or a rebalance the
+        commit may have moved past a stateless session's chunks to its stop. Rebuilt from its
+        resume point in the store, the stop still ends it (else the writer never finalized it).
+        A stop of a session that ended already, or with no resume point, is ignored."""
+        stored = await self._stored(stop.session_id)
+        if stored.ended or stored.resume_offset is None or offset < stored.resume_offset:
+            return None
+        self._rebuilt(partition, offset, stored.audio_format(), stored)
+        return partition.sessions.pop(stop.session_id)
 
     def _fail(self, session: _Session, seq: int, ts_ns: int, reason: str, outputs: _Outputs) -> None:
         session.failed, session.error = True, reason

@@ -99,10 +99,6 @@ class Consumer(ABC):
         """Record for the group that consumption of each partition resumes at the given offset."""
 
     @abstractmethod
-    async def committed(self, tp: TopicPartition) -> int | None:
-        """The group's committed offset for a partition, if any."""
-
-    @abstractmethod
     def assignment(self) -> frozenset[TopicPartition]:
         """Partitions this consumer currently reads."""
 
@@ -172,10 +168,6 @@ class Bus(ABC):
         self, topic: str, message: BusMessage, *, partition: int | None = None
     ) -> Delivered:
         return await (await self.send(topic, message, partition=partition))
-
-    @abstractmethod
-    async def flush(self) -> None:
-        """Wait until every record sent so far is durable."""
 
     @abstractmethod
     def group_consumer(

@@ -212,9 +212,6 @@ class KafkaBus(Bus):
         future.add_done_callback(self._delivered)
         return future
 
-    async def flush(self) -> None:
-        await self._producer.flush()
-
     def group_consumer(
         self,
         topics: Sequence[str],
@@ -342,10 +339,6 @@ class _KafkaGroupConsumer(_KafkaConsumer):
         except (CommitFailedError, IllegalStateError) as exc:  # rebalanced, or never assigned
             raise CommitFailed(str(exc)) from exc
 
-    async def committed(self, tp: TopicPartition) -> int | None:
-        offset = await self._consumer.committed(KafkaTP(tp.topic, tp.partition))
-        return int(offset) if offset is not None and offset >= 0 else None
-
 
 class _KafkaTailConsumer(_KafkaConsumer):
     def __init__(self, bootstrap: str, client_id: str, tp: TopicPartition) -> None:
@@ -372,9 +365,6 @@ class _KafkaTailConsumer(_KafkaConsumer):
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         raise BusError("a partition tail has no group to commit to")
-
-    async def committed(self, tp: TopicPartition) -> int | None:
-        return None
 
     def joined(self) -> bool:
         return self.position(TopicPartition(self._tp.topic, self._tp.partition)) is not None

@@ -182,9 +182,6 @@ class InProcessBus(Bus):
         future.set_result(_Delivered(topic, partition, record.offset))
         return future
 
-    async def flush(self) -> None:
-        return None
-
     def retained_bytes(self) -> int:
         """Bytes of every record the bus holds (keys, values and headers)."""
         return sum(log.retained_bytes for partitions in self._topics.values() for log in partitions)
@@ -370,9 +367,6 @@ class _GroupConsumer(Consumer):
             group.committed[tp] = offset
             self._bus._trim(group, tp)
 
-    async def committed(self, tp: TopicPartition) -> int | None:
-        return self._require_group().committed.get(tp)
-
     def _require_group(self) -> _Group:
         if self._group is None:
             raise BusError("consumer is not started")
@@ -469,6 +463,3 @@ class _TailConsumer(Consumer):
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         raise BusError("a partition tail has no group to commit to")
-
-    async def committed(self, tp: TopicPartition) -> int | None:
-        return None

@@ -44,7 +44,6 @@ class Work:
         self._policy = policy
         self._failures = 0  # crashes in a row without progress
         self._last_error: str | None = None
-        self.crashes = 0  # in all
         self.running = False  # False while waiting to restart
 
     def progressed(self) -> None:
@@ -54,7 +53,6 @@ class Work:
     def crashed(self, reason: str) -> float:
         """Count a crash; the backoff before the restart."""
         self._failures += 1
-        self.crashes += 1
         self._last_error = reason
         return self._policy.backoff(self._failures)
 

@@ -8,7 +8,7 @@ TTLs are in milliseconds. Hash values come back as strings.
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -52,12 +52,6 @@ class Subscription(ABC):
     async def get(self, timeout: float | None = None) -> StoreMessage | None:
         """The next message, or None when `timeout` seconds pass without one."""
 
-    async def __aiter__(self) -> AsyncIterator[StoreMessage]:
-        while True:
-            message = await self.get()
-            if message is not None:
-                yield message
-
 
 @dataclass(frozen=True, slots=True)
 class BatchedCall:
@@ -84,9 +78,6 @@ class StoreBatch:
     def _queue(self, method: str, *args: Any, **kwargs: Any) -> int:
         self.calls.append(BatchedCall(method, args, kwargs))
         return len(self.calls) - 1
-
-    def get(self, key: str) -> int:
-        return self._queue("get", key)
 
     def set(self, key: str, value: str, *, ttl_ms: int | None = None, nx: bool = False) -> int:
         return self._queue("set", key, value, ttl_ms=ttl_ms, nx=nx)
@@ -121,9 +112,6 @@ class StoreBatch:
             raise ValueError("zrem needs at least one member")
         return self._queue("zrem", key, *members)
 
-    def claim_slot(self, key: str, member: str, *, limit: int, now_ms: int, ttl_ms: int) -> int:
-        return self._queue("claim_slot", key, member, limit=limit, now_ms=now_ms, ttl_ms=ttl_ms)
-
     def publish(self, channel: str, message: str) -> int:
         return self._queue("publish", channel, message)
 
@@ -134,7 +122,7 @@ class StoreBatch:
 
 
 class StateStore(ABC):
-    """Key/value state shared by every pod: sessions, routes, leases, call records."""
+    """Key/value state shared by every pod: sessions, routes, leases."""
 
     @abstractmethod
     async def start(self) -> None: ...
@@ -153,17 +141,6 @@ class StateStore(ABC):
     @abstractmethod
     async def set(self, key: str, value: str, *, ttl_ms: int | None = None, nx: bool = False) -> bool:
         """Set a string; with `nx` only if the key does not exist. True if it was set."""
-
-    @abstractmethod
-    async def delete(self, *keys: str) -> int:
-        """Delete keys of any type; the number that existed."""
-
-    @abstractmethod
-    async def exists(self, key: str) -> bool: ...
-
-    @abstractmethod
-    async def expire(self, key: str, ttl_ms: int) -> bool:
-        """Give an existing key a TTL; False if there is no such key."""
 
     @abstractmethod
     async def ttl_ms(self, key: str) -> int | None:
@@ -208,12 +185,6 @@ class StateStore(ABC):
     async def zrem(self, key: str, *members: str) -> int: ...
 
     @abstractmethod
-    async def zscore(self, key: str, member: str) -> float | None: ...
-
-    @abstractmethod
-    async def zcard(self, key: str) -> int: ...
-
-    @abstractmethod
     async def zcount(self, key: str, scores: ScoreRange) -> int: ...
 
     @abstractmethod
@@ -227,9 +198,6 @@ class StateStore(ABC):
         limit: int | None = None,
     ) -> list[tuple[str, float]]:
         """Members with scores in range, ordered by (score, member), reversed if `descending`."""
-
-    @abstractmethod
-    async def zremrangebyscore(self, key: str, scores: ScoreRange) -> int: ...
 
     @abstractmethod
     async def claim_slot(self, key: str, member: str, *, limit: int, now_ms: int, ttl_ms: int) -> bool:

@@ -99,23 +99,6 @@ class InProcessStore(StateStore):
             self._deadlines[key] = _deadline(ttl_ms)
         return True
 
-    async def delete(self, *keys: str) -> int:
-        removed = 0
-        for key in keys:
-            if self._live(key) is not None:
-                removed += 1
-                self._drop(key)
-        return removed
-
-    async def exists(self, key: str) -> bool:
-        return self._live(key) is not None
-
-    async def expire(self, key: str, ttl_ms: int) -> bool:
-        if self._live(key) is None:
-            return False
-        self._deadlines[key] = _deadline(ttl_ms)
-        return True
-
     async def ttl_ms(self, key: str) -> int | None:
         if self._live(key) is None or key not in self._deadlines:
             return None
@@ -182,14 +165,6 @@ class InProcessStore(StateStore):
             self._drop(key)
         return removed
 
-    async def zscore(self, key: str, member: str) -> float | None:
-        zset = self._typed(key, _SortedSet)
-        return None if zset is None else zset.scores.get(member)
-
-    async def zcard(self, key: str) -> int:
-        zset = self._typed(key, _SortedSet)
-        return 0 if zset is None else len(zset.scores)
-
     async def zcount(self, key: str, scores: ScoreRange) -> int:
         zset = self._typed(key, _SortedSet)
         return 0 if zset is None else len(zset.select(scores))
@@ -211,17 +186,6 @@ class InProcessStore(StateStore):
             selected.reverse()
         end = None if limit is None else offset + limit
         return [(member, score) for score, member in selected[offset:end]]
-
-    async def zremrangebyscore(self, key: str, scores: ScoreRange) -> int:
-        zset = self._typed(key, _SortedSet)
-        if zset is None:
-            return 0
-        doomed = zset.select(scores)
-        for _, member in doomed:
-            zset.remove(member)
-        if not zset.scores:
-            self._drop(key)
-        return len(doomed)
 
     async def claim_slot(self, key: str, member: str, *, limit: int, now_ms: int, ttl_ms: int) -> bool:
         zset = self._typed(key, _SortedSet) or self._create(key, _SortedSet())

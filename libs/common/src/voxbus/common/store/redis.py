@@ -147,15 +147,6 @@ class RedisStore(StateStore):
     async def set(self, key: str, value: str, *, ttl_ms: int | None = None, nx: bool = False) -> bool:
         return bool(await self._call(self._redis.set(key, value, px=ttl_ms, nx=nx)))
 
-    async def delete(self, *keys: str) -> int:
-        return int(await self._call(self._redis.delete(*keys))) if keys else 0
-
-    async def exists(self, key: str) -> bool:
-        return bool(await self._call(self._redis.exists(key)))
-
-    async def expire(self, key: str, ttl_ms: int) -> bool:
-        return bool(await self._call(self._redis.pexpire(key, ttl_ms)))
-
     async def ttl_ms(self, key: str) -> int | None:
         remaining = int(await self._call(self._redis.pttl(key)))
         return remaining if remaining >= 0 else None
@@ -192,13 +183,6 @@ class RedisStore(StateStore):
     async def zrem(self, key: str, *members: str) -> int:
         return int(await self._call(self._redis.zrem(key, *members))) if members else 0
 
-    async def zscore(self, key: str, member: str) -> float | None:
-        score = await self._call(self._redis.zscore(key, member))
-        return None if score is None else float(score)
-
-    async def zcard(self, key: str) -> int:
-        return int(await self._call(self._redis.zcard(key)))
-
     async def zcount(self, key: str, scores: ScoreRange) -> int:
         low, high = _bounds(scores)
         return int(await self._call(self._redis.zcount(key, low, high)))
@@ -223,10 +207,6 @@ class RedisStore(StateStore):
                 self._redis.zrangebyscore(key, low, high, start=start, num=num, withscores=True)
             )
         return [(str(member), float(score)) for member, score in rows]
-
-    async def zremrangebyscore(self, key: str, scores: ScoreRange) -> int:
-        low, high = _bounds(scores)
-        return int(await self._call(self._redis.zremrangebyscore(key, low, high)))
 
     async def claim_slot(self, key: str, member: str, *, limit: int, now_ms: int, ttl_ms: int) -> bool:
         claimed = await self._call(self._claim_slot(keys=[key], args=[member, now_ms, limit, ttl_ms]))
@@ -263,10 +243,6 @@ class RedisStore(StateStore):
             raise StoreError(f"Redis at {self._url} failed: {exc!r}") from exc
 
 
-def _same(value: Any) -> Any:
-    return value
-
-
 def _none(_: Any) -> None:
     return None
 
@@ -275,7 +251,6 @@ def _none(_: Any) -> None:
 # of the store method of the same name. Scripts go as EVAL, not EVALSHA: a pipeline of EVALSHA
 # asks SCRIPT EXISTS first (one more round trip), and Redis finds the compiled script by hash anyway.
 _PIPELINED: Final[dict[str, tuple[Callable[..., Any], Callable[[Any], Any]]]] = {
-    "get": (lambda pipe, key: pipe.get(key), _same),
     "set": (lambda pipe, key, value, *, ttl_ms, nx: pipe.set(key, value, px=ttl_ms, nx=nx), bool),
     "expire_if_equal": (
         lambda pipe, key, expected, ttl_ms: pipe.eval(_EXPIRE_IF_EQUAL, 1, key, expected, ttl_ms),
@@ -293,12 +268,6 @@ _PIPELINED: Final[dict[str, tuple[Callable[..., Any], Callable[[Any], Any]]]] = 
     "hincrby": (lambda pipe, key, field, amount: pipe.hincrby(key, field, amount), int),
     "zadd": (lambda pipe, key, members, *, xx: pipe.zadd(key, dict(members), xx=xx, ch=xx), int),
     "zrem": (lambda pipe, key, *members: pipe.zrem(key, *members), int),
-    "claim_slot": (
-        lambda pipe, key, member, *, limit, now_ms, ttl_ms: pipe.eval(
-            _CLAIM_SLOT, 1, key, member, now_ms, limit, ttl_ms
-        ),
-        bool,
-    ),
     "publish": (lambda pipe, channel, message: pipe.publish(channel, message), int),
 }
 

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from .errors import ContainerError
 
 MAX_ID_LENGTH = 4
-MAX_SIZE_LENGTH = 8
 
 
 def vint_length(first: int) -> int:

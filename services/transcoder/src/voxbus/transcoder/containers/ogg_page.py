@@ -8,7 +8,6 @@ from .errors import ContainerError
 
 CAPTURE = b"OggS"
 HEADER_SIZE = 27
-MAX_PAGE_SIZE = HEADER_SIZE + 255 + 255 * 255
 FLAG_CONTINUED = 0x01
 FLAG_BOS = 0x02
 FLAG_EOS = 0x04
