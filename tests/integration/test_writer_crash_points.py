@@ -19,8 +19,9 @@ from tests.audio import chunked, tone_and_noise
 from tests.crashing import Crash, CrashingStore
 from tests.pipeline import Session, produce, read_wav, segment_paths, settings_for, wait_finalized
 from voxbus.common.bus.memory import InProcessBus
-from voxbus.common.constants import SessionField, Topic
+from voxbus.common.constants import Key, SessionField, Topic
 from voxbus.common.consumer import ConsumerLoop
+from voxbus.common.state import SessionNotice
 from voxbus.common.store.base import StateStore
 from voxbus.common.store.memory import InProcessStore
 from voxbus.writer.service import GROUP_ID
@@ -83,19 +84,28 @@ async def write_three_sessions(tmp_path: Path, store: CrashingStore) -> int:
     for session in sessions:  # PCM sessions are what the transcoder would produce: write them directly
         await produce(bus, settings, session, to=Topic.AUDIO_PCM)
 
-    restarts = await write_until_done(
-        bus,
-        pcm,
-        lambda: WriteHandler(
+    channels = [Key.SESSION_CHANNEL + session.session_id for session in sessions]
+    async with store.as_store().subscribe(*channels) as notices:
+        restarts = await write_until_done(
             bus,
-            store.as_store(),
-            storage=settings.audio_storage_path,
-            segment_seconds=0.5,
-            events_topic=events,
-            pod="w",
-        ),
-    )
-    await assert_files_exact(store.as_store(), settings.audio_storage_path, sessions)
+            pcm,
+            lambda: WriteHandler(
+                bus,
+                store.as_store(),
+                storage=settings.audio_storage_path,
+                segment_seconds=0.5,
+                events_topic=events,
+                pod="w",
+            ),
+        )
+        await assert_files_exact(store.as_store(), settings.audio_storage_path, sessions)
+        # a client waiting on `close_session` hears of every session, whenever the writer died
+        # (dying between the `finalized` write and its notice left that client waiting for good)
+        told = set()
+        while len(told) < len(channels) and (notice := await notices.get(timeout=5)) is not None:
+            if notice.data == SessionNotice.FINALIZED:
+                told.add(notice.channel)
+        assert told == set(channels)
     return restarts
 
 

@@ -20,7 +20,7 @@ import logging
 import resource
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,13 +240,31 @@ class WriteHandler:
             state.dirty = False
             await self._hashes.update(session_id, _written(state.recording))
 
+    async def _announce(
+        self, final: _Final, file_path: str, duration_seconds: float, segments: Sequence[str]
+    ) -> None:
+        """The `finalized` event, then the notice a client's close waits for: at least once (again
+        for a replayed stop), so a waiter re-reads the session rather than trusting one message."""
+        event = SessionFinalized(
+            session_id=final.session_id,
+            seq=final.seq,
+            ts_ns=final.ts_ns,
+            file_path=file_path,
+            duration_seconds=duration_seconds,
+            segments=tuple(segments),
+        )
+        await self._bus.send_and_wait(self._events_topic, event.to_message())
+        await self._store.publish(Key.SESSION_CHANNEL + final.session_id, SessionNotice.FINALIZED)
+
     async def _finalize(self, final: _Final) -> None:
         state = self._open.pop(final.session_id, None)
         if state is None:
-            if final.session_id in self._finished:
-                return
+            # the store, not `_finished`: once per session, and a replayed stop must be announced
             stored = await self._hashes.read(final.session_id) or SessionState(session_id=final.session_id)
             if stored.finalized:
+                # a replayed stop: the writer that finalized it may have died before announcing it
+                # (its offsets were not committed), and a client's close waits for the notice
+                await self._announce(final, stored.file_path or "", stored.duration_seconds, stored.segments)
                 self._remember_finished(final.session_id)
                 return
             # A replayed stop after a restart: its chunks were committed, its files are durable.
@@ -274,16 +292,7 @@ class WriteHandler:
             error=final.reason if final.status == SessionStatus.ERROR else None,
         )
         await self._hashes.update(final.session_id, finalized)
-        event = SessionFinalized(
-            session_id=final.session_id,
-            seq=final.seq,
-            ts_ns=final.ts_ns,
-            file_path=recording.file_path,
-            duration_seconds=recording.duration_seconds,
-            segments=tuple(recording.segments),
-        )
-        await self._bus.send_and_wait(self._events_topic, event.to_message())
-        await self._store.publish(Key.SESSION_CHANNEL + final.session_id, SessionNotice.FINALIZED)
+        await self._announce(final, recording.file_path, recording.duration_seconds, recording.segments)
         self._remember_finished(final.session_id)
         metrics.FINALIZED.labels(final.status.value).inc()
         log.info(
