@@ -1,4 +1,4 @@
-"""Input API.md does not foresee: text that is not quite JSON, chunks over MAX_CHUNK_SIZE_MB,
+"""Input docs/api.md does not foresee: text that is not quite JSON, chunks over MAX_CHUNK_SIZE_MB,
 odd Range headers, cursors and session id spellings. Each gets a clear answer, and what the
 server sends is strict JSON."""
 

@@ -1,4 +1,4 @@
-"""Every bad input API.md lists gets its exact message and close code, and nothing else breaks:
+"""Every bad input docs/api.md lists gets its exact message and close code, and nothing else breaks:
 a healthy session streams alongside the whole time and its recording comes out exact."""
 
 import asyncio

@@ -1,4 +1,5 @@
-"""Choose the backends from settings: Kafka/Redis when configured, in-process otherwise (DESIGN §2)."""
+"""Choose the backends from settings: Kafka/Redis when configured, in-process otherwise
+(docs/architecture.md, what runs where)."""
 
 from voxbus.common.bus.base import Bus
 from voxbus.common.bus.kafka import KafkaBus

@@ -3,7 +3,7 @@
 What travels under them is typed elsewhere: bus records in `records`, store values and pub/sub
 messages in `state`, the session hash in `session_state`.
 
-Changing a value here changes the wire and storage contract (DESIGN §3, §5).
+Changing a value here changes the wire and storage contract (docs/architecture.md: the bus, the state store).
 """
 
 from enum import StrEnum
@@ -11,7 +11,7 @@ from typing import Final
 
 SERVICE_NAMES: Final = ("ingest", "transcoder", "writer", "echo", "telephony")
 
-# Sample rates a client may ask for (API.md, session protocol).
+# Sample rates a client may ask for (docs/api.md, session protocol).
 SAMPLE_RATES: Final = (8000, 16000, 22050, 44100, 48000, 96000)
 
 
@@ -68,7 +68,7 @@ class Key:
 
 
 class SessionField:
-    """Fields of the session hash (`Key.SESSION` + id), DESIGN §5."""
+    """Fields of the session hash (`Key.SESSION` + id), docs/architecture.md (the session record)."""
 
     STATUS: Final = "status"
     USER_ID: Final = "user_id"

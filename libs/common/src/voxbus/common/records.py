@@ -1,5 +1,6 @@
 """Every record on the bus: the session records on the audio topics (`start` → `chunk`… → `stop`,
-or `error`) and the events topic (`finalized`), DESIGN §3, and the egress record (`EgressAudio`).
+or `error`) and the events topic (`finalized`), and the egress record (`EgressAudio`); see
+docs/architecture.md, the bus.
 
 One record = one small frozen class with `to_message()` / `from_message()`. Every record is keyed
 by session id; chunk audio is the raw record value; metadata travels in short ASCII headers;
@@ -292,10 +293,10 @@ class SessionFinalized:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EgressAudio:
-    """Audio for a client's socket, on the egress topic (DESIGN §4): produced to the egress
-    partition of the ingest pod that holds the session's socket (its `state.Route`), keyed by
-    session id; the value is the audio, untouched, which the session's protocol adapter wraps
-    for the wire.
+    """Audio for a client's socket, on the egress topic (docs/architecture.md, the egress topic):
+    produced to the egress partition of the ingest pod that holds the session's socket (its
+    `state.Route`), keyed by session id; the value is the audio, untouched, which the session's
+    protocol adapter wraps for the wire.
 
     Headers, all but `t` optional: `ts`, the ingest time of the chunk it echoes; `seq`, that
     chunk's session seq (ingest delivers each seq of a session at most once, so an echo producer

@@ -1,4 +1,5 @@
-"""The session hash (`Key.SESSION` + id, DESIGN §5): one typed view of it, one typed way to write it.
+"""The session hash (`Key.SESSION` + id, docs/architecture.md): one typed view of it, one typed
+way to write it.
 
 Every service reads a session as a `SessionState` (the defaults for fields not there, and the
 parsing of numbers, flags and JSON, are here alone), and writes it with `SessionUpdate`s and the

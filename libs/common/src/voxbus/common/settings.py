@@ -1,4 +1,5 @@
-"""The one typed settings object, read from the environment and `.env` (DESIGN §7).
+"""The one typed settings object, read from the environment and `.env` (docs/architecture.md,
+settings by part).
 
 Names the seed servers used (`HOST`, `PORT`, `API_KEY`, …) keep their meaning. An invalid value
 stops the program with a message naming the variable (`load_settings` → `SettingsError`).

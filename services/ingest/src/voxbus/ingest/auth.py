@@ -1,4 +1,5 @@
-"""API keys (API.md, Authentication): Bearer, X-API-Key, ?api_key= or ?token=, compared in constant time."""
+"""API keys (docs/api.md, Authentication): Bearer, X-API-Key, ?api_key= or ?token=, compared in
+constant time."""
 
 import hmac
 

@@ -170,7 +170,7 @@ async def serve_socket(
     adapter = make_adapter(request)
     settings = ctx.settings
     # aiohttp refuses messages over max_msg_size with a bare 1009; up to twice the limit we read
-    # them, so the client gets API.md's JSON error first. No permessage-deflate (which the
+    # them, so the client gets docs/api.md's JSON error first. No permessage-deflate (which the
     # `websockets` library offers by default): audio hardly compresses, and inflating every frame
     # cost ingest 5-15% more CPU per frame
     ws = web.WebSocketResponse(max_msg_size=2 * settings.max_message_size_bytes, heartbeat=30, compress=False)
@@ -195,7 +195,7 @@ async def serve_socket(
     except ConnectionError as exc:  # the client left while we wrote to it: nothing to tell it
         with session_context(conn.session_id or "-"):
             log.info("client gone while being answered", extra={"reason": repr(exc)})
-    except Exception:  # API.md: 1011 internal error, after a JSON error message
+    except Exception:  # docs/api.md: 1011 internal error, after a JSON error message
         with session_context(conn.session_id or "-"):
             log.exception("connection failed")
         metrics.REFUSED.labels(adapter.protocol, 1011).inc()

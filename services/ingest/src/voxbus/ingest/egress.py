@@ -1,4 +1,5 @@
-"""Return routes (DESIGN §4): this pod's egress partition, the routes of its sessions, delivery.
+"""Return routes (docs/architecture.md, the egress topic): this pod's egress partition, the routes
+of its sessions, delivery.
 
 The pod claims one `voxbus.egress` partition with a lease, consumes it from its end, and hands
 each record (`records.EgressAudio`) to the socket of the session it is keyed by. A socket's route

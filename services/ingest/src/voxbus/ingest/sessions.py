@@ -1,6 +1,6 @@
-"""Sessions as ingest keeps them (DESIGN §5): the hash (`SessionHashes`), with ingest's part of
-it (creating, attaching, counting, closing), the indexes it lists them by, and the cluster-wide
-slots; and a session as the API shows it."""
+"""Sessions as ingest keeps them (docs/architecture.md, the state store): the hash
+(`SessionHashes`), with ingest's part of it (creating, attaching, counting, closing), the indexes
+it lists them by, and the cluster-wide slots; and a session as the API shows it."""
 
 import time
 import uuid
@@ -14,7 +14,7 @@ from voxbus.common.store.base import ScoreRange, StateStore, StoreBatch
 
 MAX_EXAMINED = 1000  # sessions one list request looks at, at most
 
-# API.md's `format` names → the codec names records carry
+# docs/api.md's `format` names → the codec names records carry
 CODEC_OF_FORMAT = {"pcm": "pcm_s16le"}
 FORMAT_OF_CODEC = {"pcm_s16le": "pcm"}
 
@@ -101,7 +101,7 @@ class SessionRegistry(SessionHashes):
 
 
 def public_info(state: SessionState) -> dict[str, Any]:
-    """A session as API.md shows it (0 for a rate or channel count not recorded)."""
+    """A session as docs/api.md shows it (0 for a rate or channel count not recorded)."""
     return {
         "session_id": state.session_id,
         "user_id": state.user_id,

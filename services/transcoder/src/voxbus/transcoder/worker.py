@@ -1,9 +1,10 @@
 """The transcoder's batch handler: `voxbus.audio.raw` records in, `voxbus.audio.pcm` records out.
 
-Replay safety (DESIGN §3): every output record carries its source record's session seq, and the
-session's highest produced seq is stored after the output is durable (`transcoded_seq`), so
-records replayed after a crash or a rebalance are decoded again (to rebuild decoder state) but
-not produced twice; the writer deduplicates by seq as well.
+Replay safety (docs/architecture.md, delivery and replay guarantees): every output record
+carries its source record's session seq, and the session's highest produced seq is stored after
+the output is durable (`transcoded_seq`), so records replayed after a crash or a rebalance are
+decoded again (to rebuild decoder state) but not produced twice; the writer deduplicates what
+comes again by its frame position (`pos`).
 
 Committed offsets: a compressed codec's decoder state cannot be rebuilt mid-stream, so a
 partition's commit stays at the start record of its oldest open session: whoever consumes the

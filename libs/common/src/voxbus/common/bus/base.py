@@ -1,4 +1,4 @@
-"""The bus contract (DESIGN §3): keyed, partitioned, ordered topics with consumer groups.
+"""The bus contract (docs/architecture.md, the bus): keyed, partitioned, ordered topics with consumer groups.
 
 Two implementations pass one contract suite: `memory.InProcessBus` (one process, nothing to
 install) and `kafka.KafkaBus` (Apache Kafka via aiokafka). Services only see these types.

@@ -1,4 +1,5 @@
-"""The state-store contract (DESIGN §5): strings with TTL, hashes, sorted sets, pub/sub.
+"""The state-store contract (docs/architecture.md, the state store): strings with TTL, hashes,
+sorted sets, pub/sub.
 
 Two implementations pass one contract suite: `memory.InProcessStore` and `redis.RedisStore`.
 The operations are Redis's, named after it, with Redis's atomicity: each call is atomic.

@@ -1,4 +1,4 @@
-"""The session protocol (`/api/ws/audio`, `/api/ws/audio/{session_id}`), exactly as API.md says."""
+"""The session protocol (`/api/ws/audio`, `/api/ws/audio/{session_id}`), exactly as docs/api.md says."""
 
 import asyncio
 import contextlib
