@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.helpers import consume, consume_quiet, eventually
+from tests.helpers import ManualClock, consume, consume_quiet, eventually
 from voxbus.common.bus.base import ConsumedRecord, Consumer, TopicPartition
 from voxbus.common.bus.memory import InProcessBus
 from voxbus.common.constants import Key
@@ -23,11 +23,16 @@ PCM8K = AudioFormat(codec="pcm_s16le", rate=8000, channels=1)
 SID = "6f1c2d1e-8f5a-4d7e-9a0b-3c4d5e6f7a8b"
 
 
+T0 = 1000.0  # the handler's wall clock at the start; it and the offsets below are exact in binary
+T0_NS = 1_000_000_000_000
+
+
 @dataclass
 class Echo:
     handler: EchoHandler
     store: InProcessStore
     egress: Consumer
+    clock: ManualClock
     offset: int = 0
 
     async def feed(self, *records: AudioChunk | SessionStart | SessionStop) -> dict[TopicPartition, int]:
@@ -54,12 +59,15 @@ async def echo() -> AsyncIterator[Echo]:
     bus, store = InProcessBus(), InProcessStore()
     await bus.create_topics({"raw": 1, "egress": 2})
     await store.set(Key.ROUTE + SID, "ingest-a 1")
-    handler = EchoHandler(bus, store, egress_topic="egress", max_pending_bytes=1 << 20, route_ttl=0.0)
+    clock = ManualClock(T0)
+    handler = EchoHandler(
+        bus, store, egress_topic="egress", max_pending_bytes=1 << 20, route_ttl=0.0, clock=clock
+    )
     egress = bus.partition_tail("egress", 1)
     await egress.start()
     sender = asyncio.create_task(handler.run_sender())
     try:
-        yield Echo(handler, store, egress)
+        yield Echo(handler, store, egress, clock)
     finally:
         sender.cancel()
         await egress.stop()
@@ -67,12 +75,12 @@ async def echo() -> AsyncIterator[Echo]:
 
 def start(delay_ms: int, *, enabled: bool = True) -> SessionStart:
     echo = EchoSettings(enabled=enabled, delay_ms=delay_ms)
-    return SessionStart(session_id=SID, seq=1, ts_ns=time.time_ns(), format=PCM8K, protocol="t", echo=echo)
+    return SessionStart(session_id=SID, seq=1, ts_ns=T0_NS, format=PCM8K, protocol="t", echo=echo)
 
 
-def chunk(n: int, audio: bytes, ts_ns: int | None = None) -> AudioChunk:
-    ts = time.time_ns() if ts_ns is None else ts_ns
-    return AudioChunk(session_id=SID, seq=1 + n, ts_ns=ts, format=PCM8K, audio=audio)
+def chunk(n: int, audio: bytes, ts_ns: int = T0_NS) -> AudioChunk:
+    """Ingested at `ts_ns` (by default T0, the handler clock's start)."""
+    return AudioChunk(session_id=SID, seq=1 + n, ts_ns=ts_ns, format=PCM8K, audio=audio)
 
 
 def dropped(reason: str) -> float:
@@ -80,18 +88,21 @@ def dropped(reason: str) -> float:
 
 
 async def test_due_at_ingest_time_plus_delay_not_at_consume_time(echo: Echo) -> None:
-    ingested = time.time_ns() - 150_000_000  # the record spent 150 ms on its way here
+    ingested = T0_NS - 150_000_000  # the record spent 150 ms on its way here
     await echo.feed(start(400), chunk(1, b"\x01\x00" * 80, ingested))
+    # due at ingest + 400 ms = T0 + 0.25 s, not consume (T0) + 400 ms: held while the clock is short
+    echo.clock.now = T0 + 0.125
+    assert await consume_quiet(echo.egress, quiet=0.3) == []
+    echo.clock.now = T0 + 0.25
     record = (await consume(echo.egress, 1))[0]
-    lag = time.time() - ingested / 1e9
     assert record.value == b"\x01\x00" * 80
-    assert 0.399 <= lag < 0.5
     assert dict(record.headers)["seq"] == b"2"
+    assert dict(record.headers)["due"] == b"%d" % (T0_NS + 250_000_000)
 
 
 async def test_order_holds_when_a_resumed_pods_clock_is_behind(echo: Echo) -> None:
-    now = time.time_ns()
-    await echo.feed(start(100), chunk(1, b"a" * 160, now), chunk(2, b"b" * 160, now - 50_000_000))
+    await echo.feed(start(100), chunk(1, b"a" * 160), chunk(2, b"b" * 160, T0_NS - 50_000_000))
+    echo.clock.now = T0 + 0.125
     assert [r.value for r in await consume(echo.egress, 2)] == [b"a" * 160, b"b" * 160]
 
 
@@ -101,6 +112,7 @@ async def test_a_backlog_over_its_cap_drops_the_oldest_and_counts_them(echo: Ech
     chunks = [chunk(n, bytes([n]) * 1600) for n in range(30)]
     await echo.feed(start(1000), *chunks)
     assert dropped("overflow") - before == 10
+    echo.clock.now = T0 + 1.0
     echoed = await consume(echo.egress, 20)
     assert [r.value for r in echoed] == [c.audio for c in chunks[10:]]
 
@@ -108,11 +120,13 @@ async def test_a_backlog_over_its_cap_drops_the_oldest_and_counts_them(echo: Ech
 async def test_a_session_met_mid_stream_takes_its_settings_from_the_store(echo: Echo) -> None:
     fields = {"status": "active", "echo": 1, "delay_ms": 200, "sample_rate": 8000, "channels": 1}
     await echo.store.hset(Key.SESSION + SID, fields)
-    sent = time.time()
     await echo.feed(chunk(7, b"\x07" * 320))
+    echo.clock.now = T0 + 0.125
+    assert await consume_quiet(echo.egress, quiet=0.3) == []  # 200 ms after ingest, from the store
+    echo.clock.now = T0 + 0.25
     record = (await consume(echo.egress, 1))[0]
     assert record.value == b"\x07" * 320
-    assert time.time() - sent >= 0.199
+    assert dict(record.headers)["due"] == b"%d" % (T0_NS + 200_000_000)
 
 
 async def test_chunks_of_a_gone_session_are_dropped_and_counted(echo: Echo) -> None:
@@ -144,6 +158,7 @@ async def test_without_a_socket_the_echo_is_dropped_and_counted(echo: Echo) -> N
 async def test_the_commit_waits_for_the_oldest_unsent_echo(echo: Echo) -> None:
     offsets = await echo.feed(start(300), chunk(1, b"x" * 10))
     assert offsets == {RAW: 1}  # the start is done, the chunk (offset 1) is not sent yet
+    echo.clock.now = T0 + 0.375
     await consume(echo.egress, 1)
 
     async def committable() -> bool:  # the send's delivery callback moves the commit point

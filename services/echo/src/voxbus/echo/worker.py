@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -109,12 +109,15 @@ class EchoHandler:
         max_pending_bytes: int,
         route_ttl: float,
         send_ahead: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`clock`: wall-clock seconds, what the records' ingest times (`ts`) are read against."""
         self._bus, self._hashes, self._egress_topic = bus, SessionHashes(store), egress_topic
+        self._clock = clock
         self._max_pending_bytes = max_pending_bytes
         self._send_ahead = send_ahead
         self._routes = RouteCache(store, ttl=route_ttl)
-        self._queue: DueQueue[_Frame] = DueQueue()
+        self._queue: DueQueue[_Frame] = DueQueue(clock)
         self._sessions: dict[str, _Session] = {}
         self._skipped: dict[str, str | None] = {}  # not echoed: None (no echo asked) or "gone"
         self._progress: dict[TopicPartition, _Progress] = {}
@@ -182,7 +185,7 @@ class EchoHandler:
         while session.pending_bytes > session.cap_bytes and len(session.pending) > 1:
             self._overflow(session)
         # produced send-ahead before due, or at once when that time is past (short delays)
-        self._queue.push(max(due - self._send_ahead, time.time()), frame)
+        self._queue.push(max(due - self._send_ahead, self._clock()), frame)
 
     async def _load(self, session_id: str, tp: TopicPartition) -> None:
         """A session met mid-stream (a takeover, a restart): its echo settings from the store."""
@@ -274,7 +277,7 @@ class EchoHandler:
             metrics.DROPPED.labels("failed").inc()
             frame.progress.release(frame.offset)
             return
-        metrics.DELAY_ERROR.observe(time.time() - when)
+        metrics.DELAY_ERROR.observe(self._clock() - when)
         metrics.FRAMES.inc()
         delivery.add_done_callback(partial(_delivered, frame))
 
