@@ -106,6 +106,10 @@ async def test_malformed_json_unknown_messages_and_empty_chunks_keep_the_socket(
         }
         await ws.send_str("[1, 2]")
         assert await ws.receive_json() == {"error": "Unknown message type", "received": [1, 2]}
+        # an object that does not say it is a close request is not one (and does not end the session)
+        for lacking in ({}, {"note": "hi"}, {"type": "control"}, {"action": "close_session"}):
+            await ws.send_json(lacking)
+            assert await ws.receive_json() == {"error": "Unknown message type", "received": lacking}
         await ws.send_bytes(b"")
         assert await ws.receive_json() == {
             "message": "Failed to process chunk",

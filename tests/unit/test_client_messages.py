@@ -6,7 +6,6 @@ separators and the keys in the order written here.
 
 import json
 
-import pydantic
 import pytest
 
 from voxbus.common import client_messages
@@ -33,6 +32,7 @@ from voxbus.common.client_messages import (
     InvalidJsonFormat,
     InvalidParameter,
     InvalidSampleRate,
+    MessageError,
     MessageTooLarge,
     SessionClosed,
     SessionCreated,
@@ -220,11 +220,29 @@ def test_nan_is_never_sent() -> None:
 
 
 def test_unknown_fields_are_refused_but_a_close_request_ignores_them() -> None:
-    with pytest.raises(pydantic.ValidationError):
+    with pytest.raises(MessageError, match="extra"):
         InvalidApiKey.from_wire('{"error": "Invalid API key", "extra": 1}')
     assert CloseSession.from_wire('{"type": "control", "action": "close_session", "x": 1}') == CloseSession()
-    with pytest.raises(pydantic.ValidationError):
+    with pytest.raises(MessageError, match="action"):
         CloseSession.from_wire('{"type": "control", "action": "explode"}')
+
+
+@pytest.mark.parametrize("lacking", [{}, {"note": "hi"}, {"type": "control"}, {"action": "close_session"}])
+def test_a_message_read_must_carry_every_field_its_defaults_would_fill(lacking: dict[str, str]) -> None:
+    """Defaults are for the server building a message; read, an object lacking a literal field is
+    another message (a `{}` taken as a close request ended the session)."""
+    with pytest.raises(MessageError, match="Field required"):
+        CloseSession.parse(lacking)
+
+
+def test_a_config_without_its_type_is_not_a_config() -> None:
+    data = '{"sample_rate": 16000, "chunk_size": 4096, "channels": 1, "sample_width": 2}'
+    with pytest.raises(MessageError, match="type: Field required"):
+        EchoConfig.from_wire(f'{{"data": {data}}}', extra="ignore")
+    config = EchoConfig.from_wire(f'{{"type": "config", "data": {data}, "new": 1}}', extra="ignore")
+    assert config.data.sample_rate == 16000
+    with pytest.raises(MessageError, match="not JSON"):
+        EchoConfig.from_wire("{")
 
 
 def test_echo_stream_format_takes_positive_integers_only() -> None:
@@ -232,7 +250,7 @@ def test_echo_stream_format_takes_positive_integers_only() -> None:
         fields = {"sample_rate": 16000, "chunk_size": 4096, "channels": 1, "sample_width": 2} | json.loads(
             bad
         )
-        with pytest.raises(pydantic.ValidationError):
+        with pytest.raises(MessageError):
             EchoStreamFormat.from_wire(json.dumps(fields))
 
 

@@ -1,17 +1,15 @@
 """The `/ws/echo` protocol as the client speaks it: connect, the config message, what comes back."""
 
-import json
 import logging
 import time
 from typing import Final
 
 import aiohttp
-from pydantic import ValidationError
 
 from voxbus.cli.echo_client.errors import ClientError
 from voxbus.cli.echo_client.tally import Tally
 from voxbus.cli.echo_client.wav import SAMPLE_WIDTH, WavOutput
-from voxbus.common.client_messages import EchoConfig, EchoPing, EchoStreamFormat
+from voxbus.common.client_messages import EchoConfig, EchoPing, EchoPong, EchoStreamFormat, MessageError
 
 log = logging.getLogger("voxbus.echo_client")
 
@@ -24,12 +22,9 @@ def parse_config(text: str) -> EchoStreamFormat:
     """The server's first message (`EchoConfig`): the PCM it takes, which must be 16-bit mono.
     Fields a newer server may add are ignored."""
     try:
-        config = EchoConfig.model_validate_json(text, extra="ignore").data
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        reason = f"{where}: {error['msg']}" if where else error["msg"]
-        raise ClientError(f"expected a config message first, got {text[:200]!r} ({reason})") from exc
+        config = EchoConfig.from_wire(text, extra="ignore").data
+    except MessageError as exc:
+        raise ClientError(f"expected a config message first, got {text[:200]!r} ({exc})") from exc
     if (config.channels, config.sample_width) != (1, SAMPLE_WIDTH):
         raise ClientError(
             f"the server streams {config.channels} channel(s) of {config.sample_width}-byte samples; "
@@ -87,14 +82,11 @@ async def receive(ws: aiohttp.ClientWebSocketResponse, tally: Tally, output: Wav
 
 def on_text(text: str, tally: Tally) -> None:
     try:
-        message = json.loads(text)
-    except json.JSONDecodeError:
-        log.warning("server sent text that is not JSON: %.200s", text)
-        return
-    if isinstance(message, dict) and message.get("type") == "pong":
-        tally.pong(time.monotonic())
-    else:
+        EchoPong.from_wire(text, extra="ignore")
+    except MessageError:
         log.warning("server: %.200s", text)
+        return
+    tally.pong(time.monotonic())
 
 
 async def send_message(ws: aiohttp.ClientWebSocketResponse, data: bytes | str) -> None:

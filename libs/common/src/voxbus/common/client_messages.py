@@ -13,7 +13,7 @@ with json's default separators (`", "`, `": "`), the bytes clients have always r
 import json
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voxbus.common.constants import SAMPLE_RATES
 
@@ -48,8 +48,40 @@ class ClientMessage(BaseModel):
         return json.dumps(self.body(), allow_nan=False)
 
     @classmethod
-    def from_wire(cls, text: str | bytes) -> Self:
-        return cls.model_validate_json(text)
+    def parse(cls, data: Any, *, extra: Literal["ignore", "forbid"] | None = None) -> Self:
+        """The message in `data` (decoded JSON), or `MessageError` saying why it is not one.
+
+        Every field must be there: the literal fields (`type`, `action`, `error`) are what tell
+        a message from another, so an object lacking one is not this message, whatever defaults
+        the server's own construction of it uses. `extra="ignore"` takes fields a newer peer
+        adds; otherwise the model's own rule holds (unknown fields refused, unless it says)."""
+        try:
+            message = cls.model_validate(data, extra=extra)
+        except ValidationError as exc:
+            raise MessageError(_reason(exc)) from None
+        missing = [name for name in cls.model_fields if name not in message.model_fields_set]
+        if missing:
+            raise MessageError(f"{', '.join(missing)}: Field required")
+        return message
+
+    @classmethod
+    def from_wire(cls, text: str | bytes, *, extra: Literal["ignore", "forbid"] | None = None) -> Self:
+        """The message in a text message; `MessageError` if it is not JSON or not this message."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise MessageError(f"not JSON: {exc}") from None
+        return cls.parse(data, extra=extra)
+
+
+class MessageError(ValueError):
+    """A client's (or the server's) JSON that is not the message expected; says why."""
+
+
+def _reason(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else error["msg"]
 
 
 def _plain(value: Any) -> Any:

@@ -5,9 +5,11 @@ from voxbus.common.client_messages import (
     ClientMessage,
     EchoConfig,
     EchoInvalidJson,
+    EchoPing,
     EchoPong,
     EchoStreamFormat,
     EchoUnknownMessage,
+    MessageError,
 )
 from voxbus.common.records import AudioFormat, EchoSettings
 from voxbus.ingest.protocols.base import Connection
@@ -45,7 +47,9 @@ class DelayedEchoAdapter(EchoAdapter):
         except InvalidJson:
             await conn.send(EchoInvalidJson())
             return
-        if isinstance(message, dict) and message.get("type") == "ping":
-            await conn.send(EchoPong())
-        else:
+        try:
+            EchoPing.parse(message, extra="ignore")
+        except MessageError:
             await conn.send(EchoUnknownMessage(received=message))
+            return
+        await conn.send(EchoPong())

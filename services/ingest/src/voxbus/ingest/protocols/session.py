@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from voxbus.common.client_messages import (
     MAX_DELAY_MS,
@@ -23,6 +22,7 @@ from voxbus.common.client_messages import (
     InvalidFormat,
     InvalidJsonFormat,
     InvalidSampleRate,
+    MessageError,
     SessionClosed,
     SessionCreated,
     SessionFailed,
@@ -201,8 +201,8 @@ class SessionAdapter(Adapter):
 
 def _is_close_session(message: Any) -> bool:
     try:
-        CloseSession.model_validate(message)
-    except ValidationError:
+        CloseSession.parse(message)
+    except MessageError:
         return False
     return True
 
