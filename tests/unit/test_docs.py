@@ -118,8 +118,13 @@ def test_the_readme_leads_to_every_page_under_docs() -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_every_python_example_parses(page: Path) -> None:
+    broken = []
     for number, code in enumerate(_PYTHON_BLOCK.findall(page.read_text(encoding="utf-8")), start=1):
-        compile(code, f"{page.relative_to(ROOT)}, python example {number}", "exec")
+        try:
+            compile(code, f"{page.relative_to(ROOT)}, python example {number}", "exec")
+        except SyntaxError as exc:
+            broken.append(f"example {number}: {exc}")
+    assert not broken, f"Python examples a user cannot run: {broken}"
 
 
 @pytest.mark.parametrize(

@@ -153,6 +153,7 @@ async def test_without_a_socket_the_echo_is_dropped_and_counted(echo: Echo) -> N
         return dropped("no_route") - before == 1
 
     await eventually(dropped_one, what="the echo without a route dropped and counted")
+    assert await consume_quiet(echo.egress, quiet=0.1) == []  # nor to the partition it used to have
 
 
 async def test_the_commit_waits_for_the_oldest_unsent_echo(echo: Echo) -> None:
