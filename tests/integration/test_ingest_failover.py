@@ -123,10 +123,11 @@ async def test_sigterm_closes_sockets_1012_and_the_client_resumes_elsewhere(
         session_id = (await ws.receive_json())["session_id"]
         await ws.send_bytes(b"\x00\x01" * 1600)
         await ws.receive_json()
-        first.signal(signal.SIGTERM)
+        assert first.process is not None
+        first.process.send_signal(signal.SIGTERM)  # not first.signal: the client must read the close
         message = await ws.receive(timeout=30)
         assert (message.type, ws.close_code) == (aiohttp.WSMsgType.CLOSE, 1012)
-        assert first.process is not None
+        await asyncio.to_thread(first.process.wait, 30)
         assert first.process.returncode == 0
         async with http.ws_connect(f"{second.url}/api/ws/audio/{session_id}") as resumed:
             assert await resumed.receive_json() == {

@@ -107,7 +107,10 @@ class SocketConnection:
             self._reader.cancel()
 
     async def restart(self) -> None:
-        """Server shutdown: stop reading, answer every chunk read, close with 1012 (bounded)."""
+        """Server shutdown: stop reading, answer every chunk read, close with 1012 (bounded).
+        A socket asked again (the runtime's shutdown asks twice) was waited for already."""
+        if self.stop_reason == RESTART:
+            return
         self.stop_reading(RESTART)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2 * self.claim.settle_seconds):

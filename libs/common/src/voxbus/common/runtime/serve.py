@@ -1,15 +1,23 @@
 """Run an app until SIGTERM/SIGINT, then shut down gracefully within the configured budget.
 
-aiohttp's runner does the ordering: stop accepting, `on_shutdown` (services close live sockets,
-up to half of `SHUTDOWN_TIMEOUT_SECONDS`), wait up to the other half for handlers, then the
-cleanup contexts in reverse
-(consumers, producers flushed, leases released). Keep the budget below Kubernetes'
-`terminationGracePeriodSeconds`.
+The order: stop accepting, `on_shutdown` (services close live sockets, up to half of
+`SHUTDOWN_TIMEOUT_SECONDS`), then aiohttp's runner waits up to the other half for handlers and
+runs the cleanup contexts in reverse (consumers, producers flushed, leases released). Keep the
+budget below Kubernetes' `terminationGracePeriodSeconds`.
+
+`on_shutdown` runs before the runner's cleanup, which first stops reading every connection: a
+socket closed after that never reads its client's close reply, and aiohttp ends the connection
+only when its 10 s close timeout runs out, so a client that reports the close once the
+connection ended (the `websockets` library does) would learn of it 10 s late. The cleanup runs
+`on_shutdown` again, for a socket opened meanwhile, so a handler must not wait twice for the
+same thing (ingest's `SocketConnection.restart` returns at once for a socket it is closing).
 """
 
+import asyncio
 import gc
 import logging
 import resource
+import signal
 
 from aiohttp import web
 
@@ -17,6 +25,8 @@ from voxbus.common.runtime.app import SERVICES
 from voxbus.common.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 # A server's long-lived objects are mostly made at startup (modules, routes, clients); each audio
 # frame makes short-lived ones. Frozen out of the collector's scans, and with the young generation
@@ -57,15 +67,30 @@ def serve(app: web.Application, settings: Settings) -> None:
 
     app.on_startup.append(announce)
     _raise_open_file_limit()
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        # on_shutdown (ingest: every socket answers what it read, then 1012) takes up to half
-        # the budget; aiohttp then waits for handlers only with the other half
-        shutdown_timeout=settings.shutdown_timeout_seconds / 2,
-        access_log=None,
-        print=None,
-        handle_signals=True,
-    )
+    asyncio.run(_run(app, settings))
     log.info("stopped")
+
+
+async def _run(app: web.Application, settings: Settings) -> None:
+    # on_shutdown (ingest: every socket answers what it read, then 1012) takes up to half the
+    # budget; aiohttp then waits for handlers only with the other half
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout_seconds / 2)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    # a signal during startup stops the server once it has started, so what started is cleaned
+    # up; another signal while it stops changes nothing
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, settings.host, settings.port)
+            await site.start()
+            await stop.wait()
+            await site.stop()
+            await app.shutdown()  # while aiohttp still reads the clients' close replies
+        finally:
+            await runner.cleanup()
+    finally:
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
