@@ -1,9 +1,10 @@
 """The WebSocket driver: everything a socket does whatever its protocol.
 
 It authenticates, enforces the message-size limit, the idle timeout and the maximum session
-duration, reads messages for its adapter, delivers egress audio, and ends the socket as the way
-out requires. What the socket holds of its session (slots, stream, acks, counters) is its
-`SessionClaim`, released on every way out.
+duration, reads messages for its adapter, delivers egress audio, hands the adapter a close
+request from outside (`close_requests`), and ends the socket as the way out requires. What the
+socket holds of its session (slots, stream, acks, counters) is its `SessionClaim`, released on
+every way out.
 
 Every chunk counted in the session record is in the recording, and every chunk in the recording
 is counted: when the server ends a socket (restart, timeout) it first stops reading, so a message
@@ -24,11 +25,11 @@ from aiohttp import WSMsgType, web
 from voxbus.common.client_messages import ChunkTooLarge, ClientMessage, InternalError, MessageTooLarge
 from voxbus.common.runtime import session_context
 from voxbus.common.settings import Settings
-from voxbus.common.store.base import Subscription
 from voxbus.ingest import metrics
 from voxbus.ingest.acks import OnDurable
 from voxbus.ingest.auth import authorized
 from voxbus.ingest.claim import SessionClaim
+from voxbus.ingest.close_requests import next_close_request
 from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.protocols.base import Adapter, SessionRefused
 from voxbus.ingest.sessions import SessionSpec
@@ -59,6 +60,8 @@ class SocketConnection:
         self._receiving = False  # the reader waits for a message: stopping may cancel that wait
         self._reader_stopped = False
         self.released = asyncio.Event()
+        self._close_requests: asyncio.Task[None] | None = None  # from `hear_close_requests` on
+        self._ending_from_outside = False  # that task answers one: it ends the socket, uncut
         self._egress_metric = metrics.EGRESS_BYTES.labels(adapter.protocol)
 
     # -- the session, as the adapter asks for it (protocols.base.Connection) -----------------
@@ -91,8 +94,56 @@ class SocketConnection:
     async def finish(self, reason: str, *, wait: bool) -> dict[str, Any] | None:
         return await self.claim.finish(reason, wait=wait)
 
-    def subscribe(self, *channels: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
-        return self.ctx.store.subscribe(*channels)
+    async def ignore_close_requests(self) -> None:
+        task = self._close_requests
+        if task is None or task.done() or self._ending_from_outside:
+            return
+        task.cancel()
+        # a cancel of this task meanwhile is not passed on: aiohttp's handler_cancellation cancels
+        # the handler when its client's connection is lost, and what follows must still finish
+        # or release the session (the client's close, `serve_socket`'s way out)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    # -- close requests from outside the socket ----------------------------------------------
+
+    def hear_close_requests(self) -> None:
+        """From now on the first close request from outside (`POST …/close`, the pipeline's end)
+        goes to the adapter's `on_close_request`, in a task of this socket's, while it reads on."""
+        if self.session_id is not None:
+            self._close_requests = asyncio.create_task(
+                self._answer_close_request(self.session_id), name=f"control-{self.session_id}"
+            )
+
+    @property
+    def ending_from_outside(self) -> bool:
+        """A close request from outside is being answered: it finishes the session."""
+        return self._ending_from_outside
+
+    async def close_requests_done(self) -> None:
+        """The socket ended: stop listening, and wait for an answer under way. A cancel of this
+        task (shutdown) is passed on, but not to the answer: cut short, it could leave its
+        session closing with no stop record sent (its waits are bounded by the close timeouts,
+        and a server that exits cancels what is left)."""
+        await self.ignore_close_requests()
+        task = self._close_requests
+        if task is not None and not task.cancelled():
+            await asyncio.shield(task)  # its result, or its error
+
+    async def _answer_close_request(self, session_id: str) -> None:
+        try:
+            reason = await next_close_request(self.ctx, session_id, finished=lambda: self.finished)
+            if reason is None:
+                return
+            self._ending_from_outside = True
+            await self.adapter.on_close_request(self, reason)
+        except ConnectionError as exc:  # the client left while we wrote to it
+            log.info("client gone while being answered", extra={"reason": repr(exc)})
+        except Exception:  # as serve_socket's: 1011 internal error, after a JSON error message
+            self._ending_from_outside = True
+            log.exception("answering a close request failed")
+            metrics.REFUSED.labels(self.adapter.protocol, 1011).inc()
+            await self.refuse(SessionRefused(InternalError(), 1011))
 
     # -- ending the socket -------------------------------------------------------------------
 
@@ -148,7 +199,8 @@ class SocketConnection:
             await self.ws.send_str(text)
 
     async def close(self, code: int, message: str = "") -> None:
-        await self.ws.close(code=code, message=message.encode()[:120])
+        # a close frame's reason takes 123 bytes: cut on a character boundary, it stays UTF-8
+        await self.ws.close(code=code, message=message.encode()[:120].decode(errors="ignore").encode())
 
     async def refuse(self, refused: SessionRefused) -> None:
         with contextlib.suppress(ConnectionError):  # a client that left needs no reason
@@ -191,6 +243,7 @@ async def serve_socket(
     try:
         if await adapter.on_open(conn):
             with session_context(conn.session_id or "-"):
+                conn.hear_close_requests()
                 await _read_loop(conn, adapter, settings.connection_timeout_seconds)
     except SessionRefused as refused:
         metrics.REFUSED.labels(adapter.protocol, refused.code).inc()
@@ -207,11 +260,13 @@ async def serve_socket(
         ctx.connections.discard(conn)
         metrics.SOCKETS.labels(adapter.protocol).dec()
         try:
-            if conn.session_id is not None and not conn.finished:
+            await conn.ignore_close_requests()
+            if conn.session_id is not None and not conn.finished and not conn.ending_from_outside:
                 await adapter.on_disconnect(conn)
             await conn.claim.release()
         finally:
             conn.released.set()
+            await conn.close_requests_done()
     return ws
 
 

@@ -8,6 +8,8 @@ from voxbus.ingest.context import IngestContext
 from voxbus.ingest.sessions import public_info
 from voxbus.ingest.stream import RawStream
 
+CLOSED_OVER_HTTP = "closed over HTTP"  # the close reason of `POST …/close`
+
 
 class FinishTimeout(TimeoutError):
     """The recording was not finalized within CLOSE_TIMEOUT_SECONDS."""

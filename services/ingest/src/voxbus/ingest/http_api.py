@@ -10,7 +10,7 @@ from voxbus.common.session_state import SessionState
 from voxbus.common.state import SessionControl
 from voxbus.ingest.auth import authorized
 from voxbus.ingest.context import INGEST, IngestContext
-from voxbus.ingest.finishing import FinishTimeout, stop_detached, wait_finished
+from voxbus.ingest.finishing import CLOSED_OVER_HTTP, FinishTimeout, stop_detached, wait_finished
 from voxbus.ingest.sessions import canonical_session_id, public_info
 
 MAX_PAGE = 100
@@ -93,7 +93,7 @@ async def close_session(request: web.Request) -> web.Response:
     session_id, active = state.session_id, state.status == SessionStatus.ACTIVE
     # the pod holding a socket for it closes it; with no socket anywhere, we stop it here
     if active and not await ctx.store.publish(Key.SESSION_CONTROL + session_id, SessionControl.CLOSE):
-        await stop_detached(ctx, session_id, "closed over HTTP")
+        await stop_detached(ctx, session_id, CLOSED_OVER_HTTP)
     try:
         info = await wait_finished(ctx, session_id)
     except FinishTimeout as exc:

@@ -3,18 +3,18 @@
 An adapter translates its wire format to and from voxbus's: it reads the connect request,
 answers the client's messages, and wraps egress audio for the wire. It asks its connection only
 what `Connection` names; the driver (`voxbus.ingest.connection`) does everything
-protocol-independent, and adapters never import it.
+protocol-independent, and adapters never import it. The driver also hears a session being
+closed from outside its socket (`POST …/close`, the pipeline ending it) and hands that to
+`Adapter.on_close_request`, whose default suits any protocol without a close reply of its own.
 """
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
 
 from voxbus.common.client_messages import ClientMessage, ErrorReply, InvalidApiKey
 from voxbus.common.settings import Settings
-from voxbus.common.store.base import Subscription
 from voxbus.ingest.acks import OnDurable
 from voxbus.ingest.sessions import SessionSpec
 
@@ -58,8 +58,9 @@ class Connection(Protocol):
     async def finish(self, reason: str, *, wait: bool) -> dict[str, Any] | None:
         """Stop the session after its last chunk; with `wait`, its info once the file is complete."""
 
-    def subscribe(self, *channels: str) -> AbstractAsyncContextManager[Subscription]:
-        """Listen on state-store channels (a session's control and events)."""
+    async def ignore_close_requests(self) -> None:
+        """This socket ends its session itself (its client asked to): from now on a close request
+        from outside goes unheard here. One whose answer is under way goes on."""
 
     async def send(self, message: ClientMessage) -> None:
         """A JSON message to the client (nothing once the socket is closed)."""
@@ -92,6 +93,16 @@ class Adapter(ABC):
 
     async def on_timeout(self, conn: Connection, reason: str) -> None:
         """Idle timeout or maximum duration: finish the session and close with 1000."""
+        await conn.finish(reason, wait=False)
+        await conn.close(1000, reason)
+
+    async def on_close_request(self, conn: Connection, reason: str) -> None:
+        """The session is closed from outside this socket: `POST …/close` (`reason` "closed over
+        HTTP"), or the pipeline ended it (`reason`: its close reason, e.g. the recording's error).
+        Called once, in a task of its own, while the socket's messages are read on. Default:
+        finish the session as the client's close would, then close with 1000 and `reason`."""
+        if conn.finished:
+            return
         await conn.finish(reason, wait=False)
         await conn.close(1000, reason)
 

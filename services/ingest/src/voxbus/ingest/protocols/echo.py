@@ -1,7 +1,8 @@
 """`/ws/audio`: raw binary in, the same bytes back through the echo path (`?delay_ms=`, default 0).
 
 The seed servers' clients send 16 kHz PCM and expect their bytes back; text gets a text error.
-Each connection is a session of its own (recorded like any other), finished when it closes.
+Each connection is a session of its own (recorded like any other), finished when it closes, or
+when it is closed from outside (the base adapter's `on_close_request`: close 1000 with the reason).
 """
 
 from voxbus.common.client_messages import AUDIO_TEXT_ERROR, MAX_DELAY_MS, InvalidParameter
@@ -37,7 +38,7 @@ class EchoAdapter(Adapter):
         await conn.send_text(AUDIO_TEXT_ERROR)
 
     async def on_binary(self, conn: Connection, data: bytes) -> None:
-        if data:
+        if data and not conn.finished:  # finished: closed from outside, the socket closes
             await conn.audio(data, _no_ack)
 
     async def on_disconnect(self, conn: Connection) -> None:

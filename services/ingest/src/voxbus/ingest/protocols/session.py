@@ -1,7 +1,5 @@
 """The session protocol (`/api/ws/audio`, `/api/ws/audio/{session_id}`), exactly as docs/api.md says."""
 
-import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -30,9 +28,8 @@ from voxbus.common.client_messages import (
     SessionResumed,
     UnknownMessageType,
 )
-from voxbus.common.constants import SAMPLE_RATES, Key, SessionStatus
+from voxbus.common.constants import SAMPLE_RATES, SessionStatus
 from voxbus.common.records import AudioFormat, EchoSettings
-from voxbus.common.state import SessionControl, SessionNotice
 from voxbus.ingest import metrics
 from voxbus.ingest.finishing import FinishTimeout
 from voxbus.ingest.protocols.base import Adapter, Connection, SessionRefused
@@ -47,7 +44,6 @@ class SessionAdapter(Adapter):
 
     def __init__(self, request: web.Request) -> None:
         super().__init__(request)
-        self._control: asyncio.Task[None] | None = None
         self._session_id = ""  # once it is open or resumed
 
     async def on_open(self, conn: Connection) -> bool:
@@ -65,9 +61,6 @@ class SessionAdapter(Adapter):
             greeting = SessionResumed(session_id=session_id, chunk_count=conn.chunk_count)
         self._session_id = session_id
         await conn.send(greeting)
-        self._control = asyncio.create_task(
-            self._close_requests(conn, session_id), name=f"control-{session_id}"
-        )
         return True
 
     def _spec(self, conn: Connection) -> SessionSpec:
@@ -125,8 +118,11 @@ class SessionAdapter(Adapter):
             return
         await conn.send(UnknownMessageType(received=message))
 
-    async def on_disconnect(self, conn: Connection) -> None:
-        await self._stop_control()
+    async def on_close_request(self, conn: Connection, reason: str) -> None:
+        """`POST …/close` on any pod, or the pipeline ended the session (undecodable audio, the
+        maximum duration): the client gets the close reply at once, as for its own close, not
+        acks for audio that is dropped."""
+        await self._close(conn, reason)
 
     def egress(self, audio: bytes) -> list[str | bytes]:
         return [audio]
@@ -138,7 +134,7 @@ class SessionAdapter(Adapter):
         if conn.finished:  # closing already (the client's close and the pipeline's end crossed)
             return
         session_id = self._session_id
-        await self._stop_control()
+        await conn.ignore_close_requests()
         try:
             info = await conn.finish(reason, wait=True)
         except FinishTimeout as exc:
@@ -168,35 +164,6 @@ class SessionAdapter(Adapter):
             )
         await conn.send(reply)
         await conn.close(1000, "session closed")
-
-    async def _close_requests(self, conn: Connection, session_id: str) -> None:
-        """A `POST …/close` on any pod reaches the pod holding the socket through the store; so
-        does the writer's word that the pipeline ended the session (undecodable audio, the
-        maximum duration): the client is told at once, not acked on for audio that is dropped."""
-        control, events = Key.SESSION_CONTROL + session_id, Key.SESSION_CHANNEL + session_id
-        async with conn.subscribe(control, events) as subscription:
-            while True:
-                message = await subscription.get()
-                if message is None:
-                    continue
-                if message.channel == control and message.data == SessionControl.CLOSE:
-                    reason = "closed over HTTP"
-                elif message.channel == events and message.data == SessionNotice.FINALIZED:
-                    if conn.finished:  # this socket ended it (a timeout): it answers itself
-                        return
-                    reason = "failed"  # finalized while the socket streams: the pipeline ended it
-                else:
-                    continue
-                self._control = None  # finishing now; _close must not cancel this task
-                await self._close(conn, reason)
-                return
-
-    async def _stop_control(self) -> None:
-        task, self._control = self._control, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def _is_close_session(message: Any) -> bool:
