@@ -150,32 +150,6 @@ def test_unreachable_kafka_fails_fast_with_the_address(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port}" in result.stderr
 
 
-async def test_sigterm_while_a_backend_never_answers_stops_at_once(tmp_path: Path) -> None:
-    """Ctrl-C on a server stuck starting (its Redis takes the connection and never answers) ends
-    it at once, not when the client gives up minutes later."""
-    connected = asyncio.Event()
-    held: list[asyncio.StreamWriter] = []
-
-    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-        connected.set()
-
-    mute = await asyncio.start_server(silent, "127.0.0.1", 0)
-    redis_port = mute.sockets[0].getsockname()[1]
-    env = {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "PORT": str(free_port()), "HOST": "127.0.0.1"}
-    try:
-        with running(["up"], env, tmp_path) as process:
-            await asyncio.wait_for(connected.wait(), 30)  # the server is starting: it reached Redis
-            process.send_signal(signal.SIGTERM)
-            returncode = await asyncio.to_thread(process.wait, 10)
-        assert returncode == 0
-    finally:
-        for writer in held:
-            writer.close()
-        mute.close()
-        await mute.wait_closed()
-
-
 @pytest.mark.parametrize("argv", [["--help"], ["up", "--help"], ["serve", "--help"]])
 def test_help_explains_up_and_serve(argv: list[str]) -> None:
     result = subprocess.run([*VOXBUS, *argv], check=False, capture_output=True, text=True, timeout=30)

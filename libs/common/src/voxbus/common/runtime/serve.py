@@ -77,25 +77,12 @@ async def _run(app: web.Application, settings: Settings) -> None:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout_seconds / 2)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    startup = asyncio.create_task(runner.setup(), name="startup")
-
-    def on_signal() -> None:
-        stop.set()
-        # a startup still waiting (on a backend that does not answer) is abandoned, and what it
-        # started let go; once started, the server stops; another signal changes nothing
-        startup.cancel()
-
+    # a signal during startup stops the server once it has started, so what started is cleaned
+    # up; another signal while it stops changes nothing
     for signum in _STOP_SIGNALS:
-        loop.add_signal_handler(signum, on_signal)
+        loop.add_signal_handler(signum, stop.set)
     try:
-        try:
-            await startup
-        except asyncio.CancelledError:
-            if not stop.is_set():
-                raise  # cancelled from outside, not by a signal
-            log.info("stopping before the server started")
-            await runner.cleanup()
-            return
+        await runner.setup()
         try:
             site = web.TCPSite(runner, settings.host, settings.port)
             await site.start()
