@@ -31,11 +31,14 @@ from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
 async def embedded_app(tmp_path: Path, **overrides: Any) -> AsyncIterator[tuple[str, web.Application]]:
     """`voxbus up` in this process on a free loopback port: (base URL, app)."""
     settings = Settings(
-        audio_storage_path=tmp_path / "audio",
-        audio_partitions=2,
-        egress_partitions=4,
-        events_partitions=2,
-        **overrides,
+        **{
+            "audio_storage_path": tmp_path / "audio",
+            "audio_partitions": 2,
+            "egress_partitions": 4,
+            "events_partitions": 2,
+            "wyoming_port": 0,  # tests that speak Wyoming over TCP give a free port
+            **overrides,
+        }
     )
     app = create_app(settings, [load_service(name) for name in SERVICE_NAMES])
     server = TestServer(app, host="127.0.0.1", port=free_port())
@@ -147,6 +150,7 @@ def distributed_env(kafka: str, redis_url: str, storage: Path, prefix: str, **ex
         "EVENTS_PARTITIONS": "2",
         "AUDIO_STORAGE_PATH": str(storage),
         "HOST": "127.0.0.1",
+        "WYOMING_PORT": "0",  # processes on one host would share 10700; tests that use it give one
         **extra,
     }
 

@@ -66,7 +66,8 @@ def stop(process: subprocess.Popen[str]) -> tuple[int, list[dict[str, object]]]:
 async def test_up_serves_admin_routes_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with running(["up"], {"PORT": str(port), "HOST": "127.0.0.1"}, tmp_path) as process:
+    env = {"PORT": str(port), "HOST": "127.0.0.1", "WYOMING_PORT": str(free_port())}
+    with running(["up"], env, tmp_path) as process:
         await wait_healthy(base, process)
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{base}/") as response:
@@ -87,6 +88,7 @@ async def test_up_serves_admin_routes_and_stops_cleanly_on_sigterm(tmp_path: Pat
     assert returncode == 0
     messages = [line["msg"] for line in logs]
     assert "listening" in messages
+    assert "wyoming tcp listening" in messages
     assert messages[-1] == "stopped"
     assert next(line for line in logs if line["msg"] == "backends ready")["bus"] == "InProcessBus"
 
@@ -125,7 +127,7 @@ def test_invalid_configuration_exits_2_naming_the_variable(tmp_path: Path) -> No
     result = subprocess.run(
         [*VOXBUS, "up"],
         check=False,
-        env={**os.environ, "MAX_MESSAGE_SIZE_BYTES": "tiny"},
+        env={**os.environ, "MAX_MESSAGE_SIZE_BYTES": "tiny", "WYOMING_PORT": "0"},
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -140,7 +142,7 @@ def test_unreachable_kafka_fails_fast_with_the_address(tmp_path: Path) -> None:
     result = subprocess.run(
         [*VOXBUS, "up", "--port", str(free_port())],
         check=False,
-        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"},
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "WYOMING_PORT": "0"},
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -193,6 +193,7 @@ async def test_many_dropped_sessions_do_not_exhaust_the_writers_file_handles(tmp
         **os.environ,
         "PORT": str(port),
         "HOST": "127.0.0.1",
+        "WYOMING_PORT": "0",
         "AUDIO_STORAGE_PATH": str(tmp_path / "audio"),
         "AUDIO_PARTITIONS": "2",
         "CLOSE_TIMEOUT_SECONDS": "10",

@@ -32,6 +32,7 @@ from voxbus.common.client_messages import (
     InvalidJsonFormat,
     InvalidParameter,
     InvalidSampleRate,
+    InvalidWearableParameter,
     MessageError,
     MessageTooLarge,
     SessionClosed,
@@ -142,6 +143,10 @@ GOLDEN: list[tuple[ClientMessage, str]] = [
     (
         InvalidParameter(),
         '{"error": "Invalid parameter", "valid": "delay_ms 0-60000, sample_rate"}',
+    ),
+    (
+        InvalidWearableParameter(),
+        '{"error": "Invalid parameter", "valid": "codec opus|pcm, strip_header true|false, sample_rate"}',
     ),
     # /ws/echo
     (

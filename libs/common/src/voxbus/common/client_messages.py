@@ -1,9 +1,10 @@
 """Every JSON message a WebSocket client and ingest exchange, one typed model each.
 
 The session protocol (`/api/ws/audio`, `/api/ws/audio/{session_id}`), the delayed-echo protocol
-(`/ws/echo`) and the raw echo (`/ws/audio`) speak only these. The models are also the API's
-reference: their docstrings, field descriptions and examples are what the OpenAPI and AsyncAPI
-documents are generated from (`model_json_schema(mode="serialization")`).
+(`/ws/echo`) and the raw echo (`/ws/audio`) speak only these; the wearables' `/ws` speaks
+Wyoming's events (`voxbus.common.wyoming_events`), with these refusals as Wyoming error events.
+The models are also the API's reference: their docstrings, field descriptions and examples are
+what the OpenAPI and AsyncAPI documents are generated from (`model_json_schema(mode="serialization")`).
 
 On the wire a message is `to_wire()`: `json.dumps` of its fields in the order they are declared,
 with json's default separators (`", "`, `": "`), the bytes clients have always received. pydantic's
@@ -330,6 +331,15 @@ class InvalidParameter(ErrorReply):
 
     error: Literal["Invalid parameter"] = "Invalid parameter"
     valid: Literal["delay_ms 0-60000, sample_rate"] = "delay_ms 0-60000, sample_rate"
+
+
+class InvalidWearableParameter(ErrorReply):
+    """`/ws`: `codec`, `strip_header` or `sample_rate` is invalid; close 1008."""
+
+    error: Literal["Invalid parameter"] = "Invalid parameter"
+    valid: Literal["codec opus|pcm, strip_header true|false, sample_rate"] = (
+        "codec opus|pcm, strip_header true|false, sample_rate"
+    )
 
 
 # -- /ws/echo ---------------------------------------------------------------------------------------

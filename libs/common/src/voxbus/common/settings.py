@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     # Serving (seed names)
     host: str = "0.0.0.0"  # a server in a container listens on all interfaces
     port: int = Field(default=8000, ge=0, le=65535)
+    wyoming_port: int = Field(default=10700, ge=0, le=65535)  # Wyoming over TCP (ingest); 0: off
     log_level: LogLevel = "INFO"
     api_key: Annotated[tuple[str, ...], NoDecode] = ()
 

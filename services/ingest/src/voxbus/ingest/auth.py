@@ -17,9 +17,14 @@ def presented_key(request: web.Request) -> str | None:
 
 def authorized(settings: Settings, request: web.Request) -> bool:
     """True when no key is configured, or the request presents one of the configured keys."""
+    return key_matches(settings, presented_key(request))
+
+
+def key_matches(settings: Settings, key: str | None) -> bool:
+    """True when no key is configured, or `key` is one of the configured keys."""
     if not settings.api_key:
         return True
-    presented = (presented_key(request) or "").encode()
+    presented = (key or "").encode()
     # compare against every key, so the time taken does not tell which one (or whether any) matched
     matches = [hmac.compare_digest(presented, key.encode()) for key in settings.api_key]
     return any(matches)

@@ -1,8 +1,10 @@
-"""The WebSocket driver: everything a socket does whatever its protocol.
+"""The connection driver: everything a socket does whatever its protocol.
 
-It authenticates, enforces the message-size limit, the idle timeout and the maximum session
-duration, reads messages for its adapter, delivers egress audio, hands the adapter a close
-request from outside (`close_requests`), and ends the socket as the way out requires. What the
+`serve_socket` takes a WebSocket upgrade and authenticates it; `drive` serves any `Wire` (the
+WebSocket itself, or a Wyoming TCP connection) for its adapter. The driver enforces the
+message-size limit, the idle timeout and the maximum session duration, reads messages for its
+adapter, delivers egress audio, hands the adapter a close request from outside
+(`close_requests`), and ends the socket as the way out requires. What the
 socket holds of its session (slots, stream, acks, counters) is its `SessionClaim`, released on
 every way out.
 
@@ -18,12 +20,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from voxbus.common.client_messages import ChunkTooLarge, ClientMessage, InternalError, MessageTooLarge
-from voxbus.common.runtime import session_context
+from voxbus.common.records import AudioFormat
+from voxbus.common.runtime import session_context, tag_session
 from voxbus.common.settings import Settings
 from voxbus.ingest import metrics
 from voxbus.ingest.acks import OnDurable
@@ -31,7 +34,7 @@ from voxbus.ingest.auth import authorized
 from voxbus.ingest.claim import SessionClaim
 from voxbus.ingest.close_requests import next_close_request
 from voxbus.ingest.context import INGEST, IngestContext
-from voxbus.ingest.protocols.base import Adapter, SessionRefused
+from voxbus.ingest.protocols.base import Adapter, Opening, SessionRefused
 from voxbus.ingest.sessions import SessionSpec
 
 log = logging.getLogger(__name__)
@@ -43,18 +46,29 @@ _STOP_CLOSE_CODES = {RESTART: 1012, NOT_STORED: 1011}
 MIB = 1024 * 1024  # MAX_CHUNK_SIZE_MB counts these
 
 
+class Wire(Protocol):
+    """A client connection as the driver reads and writes it: what it uses of aiohttp's
+    `WebSocketResponse` (which is one), so a WebSocket costs no wrapper per message."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def receive(self) -> WSMessage:
+        """The next TEXT or BINARY message; CLOSED (or CLOSE, CLOSING, ERROR) at the end."""
+
+    async def send_str(self, data: str) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def close(self, *, code: int, message: bytes) -> bool: ...
+
+
 class SocketConnection:
     """One socket: its adapter's `Connection`, its reader's state, and its session claim."""
 
-    def __init__(self, ctx: IngestContext, ws: web.WebSocketResponse, adapter: Adapter) -> None:
-        self.ctx, self.ws, self.adapter = ctx, ws, adapter
-        self.claim = SessionClaim(
-            ctx,
-            protocol=adapter.protocol,
-            transport=adapter.request.transport,
-            deliver=self._deliver,
-            on_broken=lambda: self.stop_reading(NOT_STORED),
-        )
+    def __init__(self, ctx: IngestContext, wire: Wire, adapter: Adapter) -> None:
+        self.ctx, self.ws, self.adapter = ctx, wire, adapter
+        self.claim = self._new_claim()
         self.stop_reason: str | None = None  # set when the server stops reading: RESTART, idle, …
         self._reader: asyncio.Task[Any] | None = None
         self._receiving = False  # the reader waits for a message: stopping may cancel that wait
@@ -82,11 +96,47 @@ class SocketConnection:
     def finished(self) -> bool:
         return self.claim.finished
 
+    @property
+    def session_format(self) -> AudioFormat | None:
+        stream = self.claim.stream
+        return None if stream is None else stream.format
+
+    @property
+    def chunk_limit(self) -> int:
+        return self.ctx.max_chunk_bytes
+
+    def _new_claim(self) -> SessionClaim:
+        return SessionClaim(
+            self.ctx,
+            protocol=self.adapter.protocol,
+            transport=self.adapter.opening.transport,
+            deliver=self._deliver,
+            on_broken=lambda: self.stop_reading(NOT_STORED),
+        )
+
     async def open(self, spec: SessionSpec) -> str:
-        return await self.claim.open(spec)
+        session_id = await self.claim.open(spec)
+        self._claimed(session_id)
+        return session_id
 
     async def resume(self, session_id: str) -> None:
         await self.claim.resume(session_id)
+        self._claimed(session_id)
+
+    def _claimed(self, session_id: str) -> None:
+        """The session is this socket's: every log line of its reader names it, and a close
+        request from outside reaches the adapter."""
+        tag_session(session_id)
+        self.hear_close_requests()
+
+    async def end_session(self) -> None:
+        if self._ending_from_outside:
+            return
+        await self.ignore_close_requests()
+        self._close_requests = None
+        await self.claim.release()
+        self.claim = self._new_claim()
+        tag_session("-")
 
     async def audio(self, data: bytes, on_durable: OnDurable) -> None:
         await self.claim.audio(data, on_durable)
@@ -94,16 +144,19 @@ class SocketConnection:
     async def finish(self, reason: str, *, wait: bool) -> dict[str, Any] | None:
         return await self.claim.finish(reason, wait=wait)
 
-    async def ignore_close_requests(self) -> None:
+    async def ignore_close_requests(self) -> bool:
         task = self._close_requests
-        if task is None or task.done() or self._ending_from_outside:
-            return
+        if self._ending_from_outside:
+            return False
+        if task is None or task.done():
+            return True
         task.cancel()
         # a cancel of this task meanwhile is not passed on: aiohttp's handler_cancellation cancels
         # the handler when its client's connection is lost, and what follows must still finish
         # or release the session (the client's close, `serve_socket`'s way out)
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        return not self._ending_from_outside
 
     # -- close requests from outside the socket ----------------------------------------------
 
@@ -192,20 +245,27 @@ class SocketConnection:
 
     async def send(self, message: ClientMessage) -> None:
         if not self.ws.closed:
-            await self.ws.send_str(message.to_wire())
+            await self.ws.send_str(self.adapter.render(message))
 
     async def send_text(self, text: str) -> None:
         if not self.ws.closed:
             await self.ws.send_str(text)
 
     async def close(self, code: int, message: str = "") -> None:
+        closing = self.adapter.closing_message(code, message)
+        if closing is not None:
+            with contextlib.suppress(ConnectionError):
+                await self.send(closing)
+        await self._close_wire(code, message)
+
+    async def _close_wire(self, code: int, message: str) -> None:
         # a close frame's reason takes 123 bytes: cut on a character boundary, it stays UTF-8
         await self.ws.close(code=code, message=message.encode()[:120].decode(errors="ignore").encode())
 
     async def refuse(self, refused: SessionRefused) -> None:
         with contextlib.suppress(ConnectionError):  # a client that left needs no reason
             await self.send(refused.reply)
-            await self.close(refused.code, refused.reply.error)
+            await self._close_wire(refused.code, refused.reply.error)
 
     async def _deliver(self, audio: bytes) -> None:
         for message in self.adapter.egress(audio):
@@ -219,32 +279,44 @@ class SocketConnection:
 
 
 async def serve_socket(
-    request: web.Request, make_adapter: Callable[[web.Request], Adapter]
+    request: web.Request, make_adapter: Callable[[Opening], Adapter]
 ) -> web.StreamResponse:
     ctx = request.app[INGEST]
-    adapter = make_adapter(request)
     settings = ctx.settings
+    opening = Opening(
+        query=request.query,
+        match_info=request.match_info,
+        transport=request.transport,
+        authenticated=authorized(settings, request),
+    )
+    adapter = make_adapter(opening)
     # aiohttp refuses messages over max_msg_size with a bare 1009; up to twice the limit we read
     # them, so the client gets docs/api.md's JSON error first. No permessage-deflate (which the
     # `websockets` library offers by default): audio hardly compresses, and inflating every frame
     # cost ingest 5-15% more CPU per frame
     ws = web.WebSocketResponse(max_msg_size=2 * settings.max_message_size_bytes, heartbeat=30, compress=False)
     await ws.prepare(request)
-    if not authorized(settings, request):
+    if not opening.authenticated:
         metrics.REFUSED.labels(adapter.protocol, "auth").inc()
         reply = adapter.auth_error()
         if reply is not None:
-            await ws.send_str(reply.to_wire())
+            await ws.send_str(adapter.render(reply))
         await ws.close(code=adapter.auth_close_code, message=b"Invalid API key")
         return ws
-    conn = SocketConnection(ctx, ws, adapter)
+    await drive(ctx, ws, adapter)
+    return ws
+
+
+async def drive(ctx: IngestContext, wire: Wire, adapter: Adapter) -> None:
+    """Serve one client connection, authenticated, until it ends; its session released."""
+    conn = SocketConnection(ctx, wire, adapter)
     ctx.connections.add(conn)
     metrics.SOCKETS.labels(adapter.protocol).inc()
     try:
-        if await adapter.on_open(conn):
-            with session_context(conn.session_id or "-"):
-                conn.hear_close_requests()
-                await _read_loop(conn, adapter, settings.connection_timeout_seconds)
+        # the session's id (once there is one) on every log line, its close requests heard
+        with session_context("-"):
+            if await adapter.on_open(conn):
+                await _read_loop(conn, adapter, ctx.settings.connection_timeout_seconds)
     except SessionRefused as refused:
         metrics.REFUSED.labels(adapter.protocol, refused.code).inc()
         await conn.refuse(refused)
@@ -267,7 +339,6 @@ async def serve_socket(
         finally:
             conn.released.set()
             await conn.close_requests_done()
-    return ws
 
 
 async def _read_loop(conn: SocketConnection, adapter: Adapter, idle_seconds: float) -> None:
@@ -309,13 +380,14 @@ async def _read_loop(conn: SocketConnection, adapter: Adapter, idle_seconds: flo
             last_message[0] = time.monotonic()
             if message.type == WSMsgType.BINARY:
                 if len(message.data) > chunk_limit:
-                    await _too_big(conn, len(message.data), chunk_limit, chunk=chunk_limit < limit)
-                    return
+                    reply = _too_big(len(message.data), chunk_limit, chunk=chunk_limit < limit)
+                    await adapter.on_too_large(conn, reply)
+                    continue
                 await adapter.on_binary(conn, message.data)
             elif message.type == WSMsgType.TEXT:
                 if len(message.data) > limit:
-                    await _too_big(conn, len(message.data), limit, chunk=False)
-                    return
+                    await adapter.on_too_large(conn, _too_big(len(message.data), limit, chunk=False))
+                    continue
                 await adapter.on_text(conn, message.data)
             elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return
@@ -327,9 +399,5 @@ async def _read_loop(conn: SocketConnection, adapter: Adapter, idle_seconds: flo
         await conn.end_stopped()
 
 
-async def _too_big(conn: SocketConnection, size: int, limit: int, *, chunk: bool) -> None:
-    """1009 after the JSON error, whichever limit it was: a chunk left out would be a gap in the
-    recording, and the session stays resumable for smaller chunks."""
-    reply = (ChunkTooLarge if chunk else MessageTooLarge)(size=size, max_size=limit)
-    await conn.send(reply)
-    await conn.close(1009, reply.error)
+def _too_big(size: int, limit: int, *, chunk: bool) -> ChunkTooLarge | MessageTooLarge:
+    return (ChunkTooLarge if chunk else MessageTooLarge)(size=size, max_size=limit)

@@ -6,6 +6,11 @@ SOCKETS = Gauge("voxbus_ingest_connections", "Open WebSocket connections", ["pro
 CHUNKS = Counter("voxbus_ingest_chunks_total", "Audio chunks received", ["protocol"])
 BYTES = Counter("voxbus_ingest_bytes_total", "Audio bytes received", ["protocol"])
 EGRESS_BYTES = Counter("voxbus_ingest_egress_bytes_total", "Egress audio bytes sent to clients", ["protocol"])
+REJECTED = Counter(
+    "voxbus_ingest_rejected_messages_total",
+    "Client messages refused while the connection went on (or, where the framing was lost, ended)",
+    ["protocol", "reason"],
+)
 REFUSED = Counter("voxbus_ingest_refused_total", "Connections refused", ["protocol", "reason"])
 ACK_SECONDS = Histogram(
     "voxbus_ingest_ack_seconds",

@@ -20,8 +20,11 @@ from voxbus.ingest.leases import LeaseKeeper
 from voxbus.ingest.pods import claim_pod_name
 from voxbus.ingest.protocols import ROUTES
 from voxbus.ingest.sessions import SessionRegistry
+from voxbus.ingest.wyoming_tcp import WyomingTcpServer
 
 log = logging.getLogger(__name__)
+
+WYOMING_TCP = web.AppKey("wyoming-tcp", WyomingTcpServer)
 
 
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
@@ -52,6 +55,10 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
             connections=set(),
         )
         app[INGEST] = ctx
+        if settings.wyoming_port:
+            wyoming = WyomingTcpServer(ctx)
+            await wyoming.start(settings.host, settings.wyoming_port)
+            app[WYOMING_TCP] = wyoming
         app[READINESS].add("egress-lease", router.ready)
         tasks += [
             supervised(app, "ingest-egress", router.run(settings.lease_seconds / 3)),
@@ -61,6 +68,8 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
         ]
         yield
     finally:
+        if WYOMING_TCP in app:
+            await app[WYOMING_TCP].stop(settings.shutdown_timeout_seconds / 4)
         await stop_tasks(tasks)
         await router.stop()
         await leases.release_all()
@@ -88,6 +97,8 @@ async def _close_sockets(app: web.Application) -> None:
     ctx = app.get(INGEST)
     if ctx is None:
         return
+    if WYOMING_TCP in app:
+        app[WYOMING_TCP].stop_accepting()
     restarts = (conn.restart() for conn in list(ctx.connections))
     results = await asyncio.gather(*restarts, return_exceptions=True)
     for result in results:

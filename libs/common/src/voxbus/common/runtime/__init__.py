@@ -13,7 +13,7 @@ from voxbus.common.runtime.app import (
     stop_tasks,
     supervised,
 )
-from voxbus.common.runtime.logs import configure_logging, session_context
+from voxbus.common.runtime.logs import configure_logging, session_context, tag_session
 from voxbus.common.runtime.readiness import Readiness
 from voxbus.common.runtime.serve import serve
 from voxbus.common.runtime.supervise import Work
@@ -35,4 +35,5 @@ __all__ = [
     "session_context",
     "stop_tasks",
     "supervised",
+    "tag_session",
 ]

@@ -88,6 +88,12 @@ def configure_logging(level: str) -> None:
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
 
 
+def tag_session(session_id: str) -> None:
+    """From now on, every log line this task writes (inside the `session_context` block it is in)
+    names `session_id`: a connection that opens one session after another says which is on."""
+    _session_id.set(session_id)
+
+
 @contextmanager
 def session_context(session_id: str) -> Iterator[None]:
     """Tag every log line written inside the block (in this task) with `session_id`."""

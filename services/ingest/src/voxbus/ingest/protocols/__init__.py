@@ -1,18 +1,21 @@
 """WebSocket protocol adapters, one file each, and the paths they serve.
 
-Telephony (Vonage, Exotel, Twilio) and Wyoming add their adapters here with their issues.
+Telephony (Vonage, Exotel, Twilio) adds its adapters here with its issues. Wyoming's adapter also
+serves the TCP port (`voxbus.ingest.wyoming_tcp`).
 """
 
 from voxbus.ingest.protocols.base import Adapter
 from voxbus.ingest.protocols.delayed_echo import DelayedEchoAdapter
 from voxbus.ingest.protocols.echo import EchoAdapter
 from voxbus.ingest.protocols.session import SessionAdapter
+from voxbus.ingest.protocols.wyoming import WyomingAdapter
 
 ROUTES: dict[str, type[Adapter]] = {
     "/ws/audio": EchoAdapter,
     "/api/ws/audio": SessionAdapter,
     "/api/ws/audio/{session_id}": SessionAdapter,
     "/ws/echo": DelayedEchoAdapter,
+    "/ws": WyomingAdapter,
 }
 
 __all__ = ["ROUTES", "Adapter"]

@@ -6,14 +6,20 @@ what `Connection` names; the driver (`voxbus.ingest.connection`) does everything
 protocol-independent, and adapters never import it. The driver also hears a session being
 closed from outside its socket (`POST …/close`, the pipeline ending it) and hands that to
 `Adapter.on_close_request`, whose default suits any protocol without a close reply of its own.
+
+An adapter serves a WebSocket or, for Wyoming, a plain TCP connection whose framing
+(`voxbus.ingest.wyoming_tcp`) hands it the same text and binary messages: it sees only the
+`Opening` and its `Connection`.
 """
 
+import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from aiohttp import web
-
 from voxbus.common.client_messages import ClientMessage, ErrorReply, InvalidApiKey
+from voxbus.common.records import AudioFormat
 from voxbus.common.settings import Settings
 from voxbus.ingest.acks import OnDurable
 from voxbus.ingest.sessions import SessionSpec
@@ -25,6 +31,18 @@ class SessionRefused(Exception):
     def __init__(self, reply: ErrorReply, code: int) -> None:
         super().__init__(reply.error)
         self.reply, self.code = reply, code
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Opening:
+    """What the client's connect request says: a WebSocket upgrade's query and path parameters
+    (a TCP connection has neither), its transport, and whether it presented a valid API key (or
+    none is configured)."""
+
+    query: Mapping[str, str] = field(default_factory=dict)
+    match_info: Mapping[str, str] = field(default_factory=dict)
+    transport: asyncio.BaseTransport | None = None
+    authenticated: bool = True
 
 
 class Connection(Protocol):
@@ -45,6 +63,14 @@ class Connection(Protocol):
     def finished(self) -> bool:
         """This socket stopped the session (it takes no more audio)."""
 
+    @property
+    def session_format(self) -> AudioFormat | None:
+        """The session's audio format as its record has it, once it was opened or resumed."""
+
+    @property
+    def chunk_limit(self) -> int:
+        """The largest binary message (audio chunk) taken, in bytes."""
+
     async def open(self, spec: SessionSpec) -> str:
         """Create a session, claim it for this socket and start its stream; its id."""
 
@@ -58,9 +84,14 @@ class Connection(Protocol):
     async def finish(self, reason: str, *, wait: bool) -> dict[str, Any] | None:
         """Stop the session after its last chunk; with `wait`, its info once the file is complete."""
 
-    async def ignore_close_requests(self) -> None:
+    async def end_session(self) -> None:
+        """Let go of the finished session (its slots, route and close requests): the socket may
+        open or resume another. Nothing, when a close request from outside ends the socket."""
+
+    async def ignore_close_requests(self) -> bool:
         """This socket ends its session itself (its client asked to): from now on a close request
-        from outside goes unheard here. One whose answer is under way goes on."""
+        from outside goes unheard here. One whose answer is under way goes on: False then (that
+        answer ends the session, and the socket)."""
 
     async def send(self, message: ClientMessage) -> None:
         """A JSON message to the client (nothing once the socket is closed)."""
@@ -78,8 +109,8 @@ class Adapter(ABC):
     protocol: ClassVar[str]
     auth_close_code: ClassVar[int] = 1008  # 4001 for /ws/echo, whose clients expect it
 
-    def __init__(self, request: web.Request) -> None:
-        self.request = request
+    def __init__(self, opening: Opening) -> None:
+        self.opening = opening
 
     @abstractmethod
     async def on_open(self, conn: Connection) -> bool:
@@ -109,9 +140,24 @@ class Adapter(ABC):
     async def on_disconnect(self, conn: Connection) -> None:  # noqa: B027 - optional hook
         """The client went away without closing the session (default: it stays resumable)."""
 
+    async def on_too_large(self, conn: Connection, reply: ErrorReply) -> None:
+        """A message over the size limit (`reply` says which): default, the reply, then 1009.
+        A chunk left out would be a gap in the recording; the session stays resumable."""
+        await conn.send(reply)
+        await conn.close(1009, reply.error)
+
     def auth_error(self) -> ClientMessage | None:
         """The message sent before closing on a bad key (None: close without a message)."""
         return InvalidApiKey()
+
+    def render(self, message: ClientMessage) -> str:
+        """A message as this protocol writes it (default: the JSON `to_wire()`)."""
+        return message.to_wire()
+
+    def closing_message(self, code: int, reason: str) -> ClientMessage | None:
+        """Sent just before the server closes with `code` (default: nothing; a WebSocket's close
+        frame carries the code and reason)."""
+        return None
 
     @abstractmethod
     def egress(self, audio: bytes) -> list[str | bytes]:

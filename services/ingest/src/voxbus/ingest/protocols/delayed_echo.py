@@ -32,7 +32,7 @@ class DelayedEchoAdapter(EchoAdapter):
     async def on_open(self, conn: Connection) -> bool:
         await conn.open(
             SessionSpec(
-                user_id=self.request.query.get("user_id", "anonymous"),
+                user_id=self.opening.query.get("user_id", "anonymous"),
                 protocol=self.protocol,
                 format=AudioFormat(codec="pcm_s16le", rate=16000, channels=1),
                 echo=EchoSettings(enabled=True, delay_ms=conn.settings.echo_delay_ms),

@@ -16,7 +16,7 @@ class EchoAdapter(Adapter):
     protocol = "echo"
 
     async def on_open(self, conn: Connection) -> bool:
-        query = self.request.query
+        query = self.opening.query
         try:
             delay_ms = int(query.get("delay_ms", "0"))
             rate = int(query.get("sample_rate", "16000"))

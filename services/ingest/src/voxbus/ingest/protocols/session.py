@@ -4,8 +4,6 @@ import logging
 import time
 from typing import Any
 
-from aiohttp import web
-
 from voxbus.common.client_messages import (
     MAX_DELAY_MS,
     SESSION_CHANNELS,
@@ -32,7 +30,7 @@ from voxbus.common.constants import SAMPLE_RATES, SessionStatus
 from voxbus.common.records import AudioFormat, EchoSettings
 from voxbus.ingest import metrics
 from voxbus.ingest.finishing import FinishTimeout
-from voxbus.ingest.protocols.base import Adapter, Connection, SessionRefused
+from voxbus.ingest.protocols.base import Adapter, Connection, Opening, SessionRefused
 from voxbus.ingest.protocols.text import InvalidJson, parse_json
 from voxbus.ingest.sessions import CODEC_OF_FORMAT, SessionSpec, canonical_session_id
 
@@ -42,12 +40,12 @@ log = logging.getLogger(__name__)
 class SessionAdapter(Adapter):
     protocol = "session"
 
-    def __init__(self, request: web.Request) -> None:
-        super().__init__(request)
+    def __init__(self, opening: Opening) -> None:
+        super().__init__(opening)
         self._session_id = ""  # once it is open or resumed
 
     async def on_open(self, conn: Connection) -> bool:
-        given = self.request.match_info.get("session_id")
+        given = self.opening.match_info.get("session_id")
         greeting: SessionCreated | SessionResumed
         if given is None:
             session_id = await conn.open(self._spec(conn))
@@ -64,7 +62,7 @@ class SessionAdapter(Adapter):
         return True
 
     def _spec(self, conn: Connection) -> SessionSpec:
-        settings, query = conn.settings, self.request.query
+        settings, query = conn.settings, self.opening.query
         rate = _int(query.get("sample_rate"), settings.default_sample_rate)
         if rate not in SAMPLE_RATES:
             raise SessionRefused(InvalidSampleRate(), 1008)

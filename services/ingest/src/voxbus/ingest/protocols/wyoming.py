@@ -1,0 +1,393 @@
+"""`/ws` and the Wyoming TCP port: audio from wearables (Omi-style devices and their phone apps).
+
+Wyoming's audio events (voxbus.common.wyoming_events) bracket each session: `audio-start` opens
+one (its format from the event's data, else the connect query), `audio-chunk` events carry its
+audio, `audio-stop` finalizes it, and the next `audio-start` on the same connection opens the
+next. A binary message with no header before it is a raw packet of the query's codec (Opus by
+default): devices that never send an event stream just those, and the first one opens a session.
+A dropped connection leaves its session resumable (`audio-start` with its `session_id`), and the
+idle reaper finalizes it when nobody resumes.
+
+Bad input is refused message by message, with a Wyoming `error` event and a count in
+`voxbus_ingest_rejected_messages_total`; the session, and the audio it accepted, go on.
+Over TCP (`WyomingTcpAdapter`) the key, when one is configured, comes in `audio-start` data.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+from voxbus.common.client_messages import (
+    ClientMessage,
+    ErrorReply,
+    InvalidApiKey,
+    InvalidWearableParameter,
+    MessageError,
+    SessionNotFound,
+)
+from voxbus.common.constants import SAMPLE_RATES
+from voxbus.common.records import AudioFormat, EchoSettings
+from voxbus.common.wyoming_events import (
+    PCM_WIDTH,
+    WYOMING_CODECS,
+    AudioChunkData,
+    AudioChunkHeader,
+    AudioData,
+    AudioStartData,
+    EventHeader,
+    EventType,
+    Pong,
+    PongData,
+    Rejection,
+    SessionStarted,
+    SessionStartedData,
+    SessionStopped,
+    SessionStoppedData,
+    WyomingError,
+)
+from voxbus.ingest import metrics
+from voxbus.ingest.auth import key_matches
+from voxbus.ingest.opus_packets import OpusPacketCheck
+from voxbus.ingest.protocols.base import Adapter, Connection, Opening, SessionRefused
+from voxbus.ingest.protocols.text import InvalidJson, parse_json
+from voxbus.ingest.sessions import CODEC_OF_FORMAT, FORMAT_OF_CODEC, SessionSpec, canonical_session_id
+
+log = logging.getLogger(__name__)
+
+BLE_HEADER_BYTES: Final = 3  # packet id (lo, hi) and sub-index, before some SDKs' Opus packets
+_LOGGED_REJECTIONS: Final = 10  # per connection; then one line per 1000, with the count
+_CHANNELS: Final = (1, 2)
+_STOPPED_BY_CLIENT: Final = "audio-stop"
+_NEXT_START: Final = "audio-start"  # a new audio-start while a session was open
+
+
+@dataclass(frozen=True, slots=True)
+class WearableFormat:
+    """A session's audio as the client sends it: `codec` "opus" or "pcm" (16-bit)."""
+
+    codec: str
+    rate: int
+    channels: int
+
+    def record_format(self) -> AudioFormat:
+        return AudioFormat(
+            codec=CODEC_OF_FORMAT.get(self.codec, self.codec), rate=self.rate, channels=self.channels
+        )
+
+    @classmethod
+    def of_record(cls, fmt: AudioFormat) -> "WearableFormat":
+        return cls(codec=FORMAT_OF_CODEC.get(fmt.codec, fmt.codec), rate=fmt.rate, channels=fmt.channels)
+
+    def mismatch(self, data: AudioData) -> str | None:
+        """What in a chunk's data differs from this format (a field it leaves out is this one's)."""
+        given = {"format": data.format, "rate": data.rate, "channels": data.channels}
+        ours = {"format": self.codec, "rate": self.rate, "channels": self.channels}
+        for name, value in given.items():
+            if value is not None and value != ours[name]:
+                return f"{name} {value} is not the session's {ours[name]}"
+        if self.codec == "pcm" and data.width is not None and data.width != PCM_WIDTH:
+            return f"width {data.width} is not the session's {PCM_WIDTH}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The connect query's options (`/ws?codec=&strip_header=&sample_rate=&user_id=`); a TCP
+    connection has the defaults."""
+
+    codec: str = "opus"
+    strip_header: bool = False
+    rate: int = 16000
+    user_id: str = "anonymous"
+
+    @classmethod
+    def of(cls, opening: Opening, default_codec: str) -> "Options":
+        query = opening.query
+        codec = query.get("codec", default_codec).lower()
+        strip = query.get("strip_header", "false").lower()
+        try:
+            rate = int(query.get("sample_rate", "16000"))
+        except ValueError:
+            rate = 0
+        if (
+            codec not in WYOMING_CODECS
+            or strip not in ("true", "false", "1", "0")
+            or rate not in SAMPLE_RATES
+        ):
+            raise SessionRefused(InvalidWearableParameter(), 1008)
+        return cls(
+            codec=codec,
+            strip_header=strip in ("true", "1"),
+            rate=rate,
+            user_id=query.get("user_id", "anonymous"),
+        )
+
+
+class WyomingAdapter(Adapter):
+    protocol = "wyoming"
+    default_codec: ClassVar[str] = "opus"  # what the wearables' bare packets are
+
+    def __init__(self, opening: Opening) -> None:
+        super().__init__(opening)
+        self._options = Options()
+        self._authenticated = opening.authenticated
+        self._format: WearableFormat | None = None  # the open session's
+        self._pending: EventHeader | None = None  # an audio-chunk header waiting for its payload
+        self._discard_payload = False  # the next binary message is a refused event's payload
+        self._start_refused = False  # audio waits for the next audio-start
+        self._opus = OpusPacketCheck()
+        self._rejections = 0
+
+    async def on_open(self, conn: Connection) -> bool:
+        self._options = Options.of(self.opening, self.default_codec)
+        return True  # a session opens at audio-start, or at the first packet
+
+    # -- events --------------------------------------------------------------------------------
+
+    async def on_text(self, conn: Connection, text: str) -> None:
+        self._discard_payload = False  # a payload refused by its header did not come
+        if self._pending is not None:
+            self._pending = None
+            await self._reject(conn, Rejection.PAYLOAD_MISSING, "an audio-chunk's payload did not follow it")
+        try:
+            header = EventHeader.parse(parse_json(text))
+        except InvalidJson as exc:
+            await self._reject(conn, Rejection.INVALID_JSON, f"not JSON: {exc}")
+            return
+        except MessageError as exc:
+            await self._reject(conn, Rejection.INVALID_EVENT, f"not a Wyoming event: {exc}")
+            return
+        if header.type == EventType.AUDIO_CHUNK:
+            await self._chunk_header(conn, header)
+            return
+        self._discard_payload = header.payload_size > 0  # not audio: its payload is not ours
+        if header.type == EventType.AUDIO_START:
+            await self._start(conn, header)
+        elif header.type == EventType.AUDIO_STOP:
+            await self._stop(conn, _STOPPED_BY_CLIENT)
+        elif header.type == EventType.PING:
+            text_field = header.fields.get("text")
+            await conn.send(Pong(data=PongData(text=text_field if isinstance(text_field, str) else None)))
+        else:
+            await self._reject(conn, Rejection.UNKNOWN_EVENT, f"unknown event type {header.type!r}")
+
+    async def on_binary(self, conn: Connection, data: bytes) -> None:
+        if self._discard_payload:
+            self._discard_payload = False
+            return
+        header, self._pending = self._pending, None
+        try:
+            chunk = AudioData() if header is None else AudioData.parse(header.fields)
+        except MessageError as exc:
+            await self._reject(conn, Rejection.INVALID_EVENT, f"audio-chunk data: {exc}")
+            return
+        await self._audio(conn, chunk, data)
+
+    async def _chunk_header(self, conn: Connection, header: EventHeader) -> None:
+        size, limit = header.payload_size, conn.chunk_limit
+        if size == 0:
+            await self._reject(conn, Rejection.EMPTY_PAYLOAD, "an audio-chunk without a payload")
+        elif size > limit:
+            self._discard_payload = True
+            await self._reject(
+                conn, Rejection.PAYLOAD_TOO_LARGE, f"payload_length {size} is over the limit of {limit} bytes"
+            )
+        else:
+            self._pending = header
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    async def _start(self, conn: Connection, header: EventHeader) -> None:
+        if self._format is not None:  # the next session begins: this one ends as audio-stop would
+            await self._stop(conn, _NEXT_START)
+            if conn.finished:
+                return
+        self._start_refused = True  # until this one succeeds
+        try:
+            start = AudioStartData.parse(header.fields)
+        except MessageError as exc:
+            await self._reject(conn, Rejection.INVALID_EVENT, f"audio-start data: {exc}")
+            return
+        if not self._authenticated:
+            if not key_matches(conn.settings, start.token):
+                raise SessionRefused(InvalidApiKey(), 1008)
+            self._authenticated = True
+        fmt, problem = self._format_of(start)
+        if fmt is None:
+            await self._reject(conn, Rejection.INVALID_FORMAT, problem)
+            return
+        try:
+            if start.session_id is None:
+                await self._open(conn, fmt, start.user_id)
+                resumed = False
+            else:
+                await self._resume(conn, fmt, start.session_id)
+                resumed = True
+        except SessionRefused as refused:
+            await self._reject(conn, Rejection.SESSION_REFUSED, refused.reply.error, reply=refused.reply)
+            return
+        if self._format is None:
+            return  # refused (said above)
+        self._start_refused = False
+        await self._started(conn, resumed=resumed)
+
+    def _format_of(self, data: AudioData) -> tuple[WearableFormat | None, str]:
+        codec = data.format or self._options.codec
+        rate = data.rate or self._options.rate
+        channels = data.channels or 1
+        if rate not in SAMPLE_RATES:
+            return None, f"rate {rate} is not one of {list(SAMPLE_RATES)}"
+        if channels not in _CHANNELS:
+            return None, f"channels {channels} is not 1 or 2"
+        if codec == "pcm" and data.width not in (None, PCM_WIDTH):
+            return None, f"width {data.width}: PCM is taken as 16-bit (width {PCM_WIDTH})"
+        return WearableFormat(codec=codec, rate=rate, channels=channels), ""
+
+    async def _open(self, conn: Connection, fmt: WearableFormat, user_id: str | None) -> None:
+        spec = SessionSpec(
+            user_id=user_id or self._options.user_id,
+            protocol=self.protocol,
+            format=fmt.record_format(),
+            echo=EchoSettings(enabled=False, delay_ms=0),
+        )
+        await conn.open(spec)
+        self._format = fmt
+
+    async def _resume(self, conn: Connection, fmt: WearableFormat, given: str) -> None:
+        session_id = canonical_session_id(given)
+        if session_id is None:
+            raise SessionRefused(SessionNotFound(session_id=given), 1008)
+        await conn.resume(session_id)
+        stored = conn.session_format
+        ours = WearableFormat.of_record(stored) if stored is not None else None
+        if ours != fmt:
+            await conn.end_session()  # still resumable, in its own format
+            await self._reject(
+                conn,
+                Rejection.FORMAT_MISMATCH,
+                f"the session was started as {ours}; this audio-start says {fmt}",
+            )
+            return
+        self._format = fmt
+
+    async def _started(self, conn: Connection, *, resumed: bool) -> None:
+        session_id = conn.session_id or ""
+        log.info("wearable session started", extra={"resumed": resumed, "chunk_count": conn.chunk_count})
+        data = SessionStartedData(session_id=session_id, chunk_count=conn.chunk_count, resumed=resumed)
+        await conn.send(SessionStarted(data=data))
+
+    async def _stop(self, conn: Connection, reason: str) -> None:
+        if self._format is None:
+            await self._reject(conn, Rejection.NO_SESSION, f"{reason} with no session open")
+            return
+        self._format = None
+        if conn.finished or not await conn.ignore_close_requests():
+            return  # closed from outside: that answer ends the session and the socket
+        await self._finish(conn, reason)
+        await conn.end_session()
+
+    async def _finish(self, conn: Connection, reason: str) -> None:
+        session_id = conn.session_id or ""
+        await conn.finish(reason, wait=False)  # every chunk durable first: chunk_count is final
+        data = SessionStoppedData(session_id=session_id, chunk_count=conn.chunk_count, reason=reason)
+        await conn.send(SessionStopped(data=data))
+
+    # -- audio ---------------------------------------------------------------------------------
+
+    async def _audio(self, conn: Connection, chunk: AudioData, data: bytes) -> None:
+        if conn.finished:
+            return  # closed from outside: the socket closes
+        fmt = self._format or await self._implicit_format(conn, chunk)
+        if fmt is None:
+            return
+        mismatch = fmt.mismatch(chunk)
+        if mismatch is not None:
+            await self._reject(conn, Rejection.FORMAT_MISMATCH, mismatch)
+            return
+        if fmt.codec == "opus" and self._options.strip_header and len(data) > BLE_HEADER_BYTES:
+            data = data[BLE_HEADER_BYTES:]
+        if not data:
+            await self._reject(conn, Rejection.EMPTY_PAYLOAD, "an empty audio message")
+            return
+        if fmt.codec == "opus":
+            problem = self._opus.problem(data)
+            if problem is not None:
+                await self._reject(conn, Rejection.INVALID_OPUS, f"libopus refuses the packet: {problem}")
+                return
+        if self._format is None:  # the first packet of a stream with no audio-start
+            await self._open(conn, fmt, None)
+            await self._started(conn, resumed=False)
+        await conn.audio(data, _no_ack)
+
+    async def _implicit_format(self, conn: Connection, chunk: AudioData) -> WearableFormat | None:
+        """The format of the session a packet with no session open opens (None: refused)."""
+        if self._start_refused:
+            await self._reject(conn, Rejection.NO_SESSION, "audio after a refused audio-start")
+            return None
+        if not self._authenticated:
+            await self._reject(conn, Rejection.UNAUTHORIZED, "send audio-start with the key in `token`")
+            return None
+        fmt, problem = self._format_of(chunk)
+        if fmt is None:
+            await self._reject(conn, Rejection.INVALID_FORMAT, problem)
+        return fmt
+
+    # -- the driver's hooks --------------------------------------------------------------------
+
+    async def on_timeout(self, conn: Connection, reason: str) -> None:
+        if self._format is not None:
+            await self._stop(conn, reason)
+        await conn.close(1000, reason)
+
+    async def on_close_request(self, conn: Connection, reason: str) -> None:
+        if conn.finished:
+            return
+        self._format = None
+        await self._finish(conn, reason)
+        await conn.close(1000, reason)
+
+    async def on_too_large(self, conn: Connection, reply: ErrorReply) -> None:
+        if self._discard_payload:  # the payload its header announced, refused already
+            self._discard_payload = False
+            return
+        self._pending = None
+        await self._reject(conn, Rejection.MESSAGE_TOO_LARGE, reply.error, reply=reply)
+
+    def render(self, message: ClientMessage) -> str:
+        if isinstance(message, ErrorReply):
+            return WyomingError.from_reply(message).to_wire()
+        return message.to_wire()
+
+    def egress(self, audio: bytes) -> list[str | bytes]:
+        fmt = self._format
+        if fmt is None:
+            return []
+        data = AudioChunkData(rate=fmt.rate, width=PCM_WIDTH, channels=fmt.channels)
+        return [AudioChunkHeader(data=data, payload_length=len(audio)).to_wire(), audio]
+
+    async def _reject(
+        self, conn: Connection, code: Rejection, text: str, *, reply: ErrorReply | None = None
+    ) -> None:
+        """Count, log (the first few, then every thousandth) and answer a refused message."""
+        metrics.REJECTED.labels(self.protocol, code.value).inc()
+        self._rejections += 1
+        if self._rejections <= _LOGGED_REJECTIONS or self._rejections % 1000 == 0:
+            log.info(
+                "message rejected", extra={"code": code.value, "reason": text, "count": self._rejections}
+            )
+        await conn.send(WyomingError.from_reply(reply) if reply is not None else WyomingError.of(code, text))
+
+
+class WyomingTcpAdapter(WyomingAdapter):
+    """Wyoming over the TCP port: the same events, framed by `voxbus.ingest.wyoming_tcp`."""
+
+    protocol = "wyoming-tcp"
+    default_codec = "pcm"  # Wyoming's own audio-chunk: PCM unless `data.format` says opus
+
+    def closing_message(self, code: int, reason: str) -> ClientMessage | None:
+        # no close frame: an error event says why, unless a session-stopped said it (1000)
+        return None if code == 1000 else WyomingError.closing(code, reason)
+
+
+async def _no_ack(ok: bool) -> None:
+    return None  # Wyoming has no acks: the resume's chunk_count says what the recording holds
