@@ -13,7 +13,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends libopus0 && rm 
 COPY --from=build /app/.venv /app/.venv
 ENV PATH="/app/.venv/bin:$PATH" AUDIO_STORAGE_PATH=/data/audio
 WORKDIR /app
-EXPOSE 8000
+EXPOSE 8000 10700
 USER 65534
 ENTRYPOINT ["voxbus"]
 CMD ["up"]

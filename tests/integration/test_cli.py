@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -135,6 +136,29 @@ def test_invalid_configuration_exits_2_naming_the_variable(tmp_path: Path) -> No
     )
     assert result.returncode == 2
     assert "MAX_MESSAGE_SIZE_BYTES" in result.stderr
+
+
+@pytest.mark.parametrize("variable", ["PORT", "WYOMING_PORT"])
+def test_a_port_in_use_exits_2_naming_the_address_and_the_setting(tmp_path: Path, variable: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"PORT": str(free_port()), "WYOMING_PORT": str(free_port()), variable: str(port)}
+        result = subprocess.run(
+            [*VOXBUS, "up"],
+            check=False,
+            env={**os.environ, "HOST": "127.0.0.1", **ports},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    error = next(json.loads(line) for line in result.stderr.splitlines() if '"ERROR"' in line)
+    assert f"127.0.0.1:{port}" in error["msg"]
+    assert variable in error["msg"]
+    assert "Traceback" not in result.stderr
 
 
 def test_unreachable_kafka_fails_fast_with_the_address(tmp_path: Path) -> None:

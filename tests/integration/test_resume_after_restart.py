@@ -269,6 +269,7 @@ async def _two_apps(tmp_path: Path) -> AsyncIterator[tuple[TestServer, TestServe
             egress_partitions=4,
             events_partitions=2,
             pod_name=pod,
+            wyoming_port=0,
         )
 
     async with InProcessBus() as bus, InProcessStore() as store:

@@ -4,8 +4,10 @@ speech. Recordings are compared sample for sample with what was sent (PCM) or wi
 decode of the same packets (Opus)."""
 
 import asyncio
+import io
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from tests.wearable import (
     start,
 )
 from voxbus.common.runtime import STORE
+from voxbus.common.runtime.logs import json_handler
 from voxbus.common.store.base import StateStore
 
 
@@ -352,3 +355,45 @@ async def test_ping_is_answered_and_a_bad_query_is_refused(server: Server) -> No
             assert refused["data"]["code"] == "invalid-wearable-parameter"
             assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE
             assert ws.close_code == 1008
+
+
+@pytest.fixture
+def ingest_log() -> Iterator[io.StringIO]:
+    """ingest's log lines as JSON, as a server writes them."""
+    stream = io.StringIO()
+    handler, logger = json_handler(stream), logging.getLogger("voxbus.ingest")
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+async def test_each_log_line_names_the_session_on_at_the_time(
+    server: Server, ingest_log: io.StringIO
+) -> None:
+    packet = omi_packets(0.1)[0]
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{server.base}/ws") as ws:
+        await ws.send_str("{oops")  # before any session
+        await event(ws)
+        sessions = []
+        for _ in range(2):  # two sessions, one after the other on one socket
+            await ws.send_str(start(format="opus"))
+            sessions.append((await event(ws))["data"]["session_id"])
+            await ws.send_bytes(b"\xff\xff\xff\xff")
+            await event(ws)
+            await ws.send_bytes(packet)
+            await ws.send_str(STOP)
+            await event(ws)
+    lines = [json.loads(line) for line in ingest_log.getvalue().splitlines()]
+    named = [(line["msg"], line.get("session_id")) for line in lines if line["logger"].endswith("wyoming")]
+    assert named == [
+        ("message rejected", "-"),
+        ("wearable session started", sessions[0]),
+        ("message rejected", sessions[0]),
+        ("wearable session started", sessions[1]),
+        ("message rejected", sessions[1]),
+    ]

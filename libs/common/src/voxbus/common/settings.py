@@ -144,3 +144,14 @@ def load_settings(**overrides: object) -> Settings:
             variable = "_".join(str(part) for part in error["loc"][:1]).upper() or "?"
             lines.append(f"{variable}: {error['msg']} (got {error.get('input')!r})")
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
+
+
+class ListenError(SettingsError):
+    """A port to serve on cannot be listened on (another process has it): the message names the
+    address and the setting that chooses another."""
+
+    @classmethod
+    def on(cls, host: str, port: int, exc: OSError, what: str, setting: str) -> "ListenError":
+        # asyncio's message repeats the address: the errno's own text is the reason
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        return cls(f"cannot listen on {host}:{port} for {what} ({reason}): set {setting} to a free port")

@@ -17,6 +17,7 @@ from typing import Any, Final
 from aiohttp import WSMessage, WSMsgType
 
 from voxbus.common.client_messages import MessageError
+from voxbus.common.settings import ListenError
 from voxbus.common.wyoming_events import BrokenFraming, EventHeader, Rejection
 from voxbus.ingest import metrics
 from voxbus.ingest.connection import drive
@@ -152,7 +153,11 @@ class WyomingTcpServer:
 
     async def start(self, host: str, port: int) -> None:
         limit = self._ctx.settings.max_message_size_bytes
-        self._server = await asyncio.start_server(self._serve, host, port, limit=limit)
+        try:
+            self._server = await asyncio.start_server(self._serve, host, port, limit=limit)
+        except OSError as exc:
+            what, setting = "Wyoming over TCP", "WYOMING_PORT (0 turns it off)"
+            raise ListenError.on(host, port, exc, what, setting) from exc
         log.info("wyoming tcp listening", extra={"host": host, "port": port})
 
     def stop_accepting(self) -> None:

@@ -22,7 +22,7 @@ import signal
 from aiohttp import web
 
 from voxbus.common.runtime.app import SERVICES
-from voxbus.common.settings import Settings
+from voxbus.common.settings import ListenError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,10 @@ async def _run(app: web.Application, settings: Settings) -> None:
         await runner.setup()
         try:
             site = web.TCPSite(runner, settings.host, settings.port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ListenError.on(settings.host, settings.port, exc, "HTTP", "PORT (or --port)") from exc
             await stop.wait()
             await site.stop()
             await app.shutdown()  # while aiohttp still reads the clients' close replies
