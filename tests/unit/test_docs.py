@@ -20,6 +20,7 @@ REQUIRED = [
     "docs/protocols/session.md",
     "docs/protocols/echo.md",
     "docs/protocols/delayed-echo.md",
+    "docs/protocols/wyoming.md",
 ]
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)

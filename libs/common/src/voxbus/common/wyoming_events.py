@@ -152,7 +152,7 @@ class SessionStoppedData(ClientMessage):
 
 class SessionStopped(ClientMessage):
     """The session is stopped: every chunk it took is durable, and the recording is being
-    finalized (`GET /api/sessions/{session_id}` shows its files)."""
+    finalized (`GET /api/audio/sessions/{session_id}` shows its files)."""
 
     type: Literal["session-stopped"] = "session-stopped"
     data: SessionStoppedData
