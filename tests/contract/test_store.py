@@ -247,3 +247,30 @@ async def test_a_batch_reports_a_failed_command_as_a_store_error(store: StateSto
         await batch.execute()
     with pytest.raises(ValueError, match="at least one"):
         store.batch().hset(f"h:{unique}", {})
+
+
+async def test_a_subscription_cancelled_while_it_is_set_up_ends_at_once(
+    store: StateStore, unique: str
+) -> None:
+    """A socket's close-request listener is cancelled the moment its client stops, which can be
+    while the listener's subscription is still being made (redis-py's connect swallowed that
+    cancel: the listener then waited for ever, and the client's stop with it)."""
+    channel = f"c:{unique}"
+
+    async def listen() -> None:
+        async with store.subscribe(channel) as subscription:
+            while True:
+                await subscription.get()
+
+    for _ in range(3):  # the store's first subscription (its connection is made), then later ones
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(0)  # it starts subscribing
+        listener.cancel()
+        done, _ = await asyncio.wait([listener], timeout=5)
+        assert done, "a cancelled subscription still waits"
+        assert listener.cancelled()
+    async with store.subscribe(channel) as subscription:  # and the store still delivers
+        await store.publish(channel, "after")
+        message = await subscription.get()
+        assert message is not None
+        assert message.data == "after"

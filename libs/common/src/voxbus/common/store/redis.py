@@ -235,12 +235,19 @@ class RedisStore(StateStore):
             await self._call(self._hub.remove(channels, queue))
 
     async def _call(self, awaitable: Any) -> Any:
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
-            return await awaitable
+            result = await awaitable
         except ResponseError as exc:
             raise StoreError(str(exc)) from exc
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis at {self._url} failed: {exc!r}") from exc
+        if task is not None and task.cancelling() > cancels:
+            # redis-py swallowed a cancel of this task (its connect does, while it connects): the
+            # task must still end, or a listener cancelled as it subscribes waits for ever
+            raise asyncio.CancelledError
+        return result
 
 
 def _none(_: Any) -> None:
