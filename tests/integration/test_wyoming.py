@@ -261,7 +261,10 @@ async def test_a_resume_in_another_format_is_refused_and_the_session_stays_resum
             assert (await event(ws))["data"]["resumed"] is True
             await ws.send_str(start(format="opus", session_id="not-a-session"))
             assert (await event(ws))["data"]["reason"] == "audio-start"
-            assert (await event(ws))["data"] == {"text": "Session not found", "code": "session-not-found"}
+            assert (await event(ws))["data"] == {
+                "text": "Session not found (session_id: not-a-session)",
+                "code": "session-not-found",
+            }
 
 
 async def test_the_idle_reaper_finalizes_a_wearable_that_never_came_back(tmp_path: Path) -> None:

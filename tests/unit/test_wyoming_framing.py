@@ -10,6 +10,7 @@ from aiohttp import WSMsgType
 from wyoming.audio import AudioChunk, AudioStart
 from wyoming.event import Event, async_read_event, async_write_event
 
+from voxbus.common.client_messages import ChunkTooLarge, ErrorReply, InvalidApiKey, TooManySessions
 from voxbus.common.wyoming_events import (
     AudioChunkData,
     AudioChunkHeader,
@@ -198,3 +199,23 @@ async def test_server_events_golden_and_read_by_the_wyoming_package(event: objec
     read = await async_read_event(reader)
     decoded = json.loads(text)
     assert read == Event(type=decoded["type"], data=decoded["data"], payload=payload or None)
+
+
+@pytest.mark.parametrize(
+    ("reply", "data"),
+    [
+        (InvalidApiKey(), {"text": "Invalid API key", "code": "invalid-api-key"}),
+        (
+            TooManySessions(max=3),
+            {"text": "Too many concurrent sessions (max: 3)", "code": "too-many-sessions"},
+        ),
+        (
+            ChunkTooLarge(size=5000, max_size=4096),
+            {"text": "Chunk too large (size: 5000, max_size: 4096)", "code": "chunk-too-large"},
+        ),
+    ],
+)
+def test_refusals_every_protocol_shares_are_error_events_with_their_details(
+    reply: ErrorReply, data: dict[str, str]
+) -> None:
+    assert json.loads(WyomingError.from_reply(reply).to_wire()) == {"type": "error", "data": data}

@@ -32,21 +32,21 @@ class EventType(StrEnum):
 
 class Rejection(StrEnum):
     """Why an event or payload was refused: the `code` of the error event, and the `reason`
-    label of `voxbus_ingest_rejected_messages_total`."""
+    label of `voxbus_ingest_rejected_messages_total`. Refusals every protocol shares (a message
+    over the size limit, a session not found, too many sessions) have the code `from_reply`
+    names them by."""
 
     INVALID_JSON = "invalid-json"  # a header that is not JSON
     INVALID_EVENT = "invalid-event"  # JSON, but no event (no type, a length that is no count, …)
     UNKNOWN_EVENT = "unknown-event"
     PAYLOAD_MISSING = "payload-missing"  # a header promised a payload; a text message came
-    PAYLOAD_TOO_LARGE = "payload-too-large"
-    MESSAGE_TOO_LARGE = "message-too-large"
+    PAYLOAD_TOO_LARGE = "payload-too-large"  # an audio-chunk header announces more than the limit
     EMPTY_PAYLOAD = "empty-payload"
     INVALID_OPUS = "invalid-opus"  # an Opus packet libopus refuses
     FORMAT_MISMATCH = "format-mismatch"  # a chunk's rate, width, channels or format is not its session's
     INVALID_FORMAT = "invalid-format"  # an audio-start voxbus cannot record
     NO_SESSION = "no-session"  # audio, or audio-stop, with no session open
     UNAUTHORIZED = "unauthorized"
-    SESSION_REFUSED = "session-refused"  # resume or open refused (not found, slots)
     HEADER_TOO_LONG = "header-too-long"  # TCP: no newline within MAX_MESSAGE_SIZE_BYTES
 
 
@@ -185,7 +185,9 @@ class WyomingError(ClientMessage):
         if isinstance(reply, BrokenFraming):
             return cls.of(reply.code, reply.error)
         code = re.sub(r"(?<!^)(?=[A-Z])", "-", type(reply).__name__).lower()
-        return cls(data=ErrorData(text=reply.error, code=code))
+        details = ", ".join(f"{name}: {value}" for name, value in reply.body().items() if name != "error")
+        text = f"{reply.error} ({details})" if details else reply.error
+        return cls(data=ErrorData(text=text, code=code))
 
 
 # what the WebSocket close codes the driver uses mean, as an error event's code

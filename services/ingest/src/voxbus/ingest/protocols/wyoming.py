@@ -78,6 +78,9 @@ class WearableFormat:
     def of_record(cls, fmt: AudioFormat) -> "WearableFormat":
         return cls(codec=FORMAT_OF_CODEC.get(fmt.codec, fmt.codec), rate=fmt.rate, channels=fmt.channels)
 
+    def __str__(self) -> str:
+        return f"{self.codec} at {self.rate} Hz, {self.channels} channel(s)"
+
     def mismatch(self, data: AudioData) -> str | None:
         """What in a chunk's data differs from this format (a field it leaves out is this one's)."""
         given = {"format": data.format, "rate": data.rate, "channels": data.channels}
@@ -224,7 +227,7 @@ class WyomingAdapter(Adapter):
                 await self._resume(conn, fmt, start.session_id)
                 resumed = True
         except SessionRefused as refused:
-            await self._reject(conn, Rejection.SESSION_REFUSED, refused.reply.error, reply=refused.reply)
+            await self._refuse(conn, WyomingError.from_reply(refused.reply))
             return
         if self._format is None:
             return  # refused (said above)
@@ -351,7 +354,7 @@ class WyomingAdapter(Adapter):
             self._discard_payload = False
             return
         self._pending = None
-        await self._reject(conn, Rejection.MESSAGE_TOO_LARGE, reply.error, reply=reply)
+        await self._refuse(conn, WyomingError.from_reply(reply))
 
     def render(self, message: ClientMessage) -> str:
         if isinstance(message, ErrorReply):
@@ -365,17 +368,18 @@ class WyomingAdapter(Adapter):
         data = AudioChunkData(rate=fmt.rate, width=PCM_WIDTH, channels=fmt.channels)
         return [AudioChunkHeader(data=data, payload_length=len(audio)).to_wire(), audio]
 
-    async def _reject(
-        self, conn: Connection, code: Rejection, text: str, *, reply: ErrorReply | None = None
-    ) -> None:
+    async def _reject(self, conn: Connection, code: Rejection, text: str) -> None:
+        await self._refuse(conn, WyomingError.of(code, text))
+
+    async def _refuse(self, conn: Connection, error: WyomingError) -> None:
         """Count, log (the first few, then every thousandth) and answer a refused message."""
-        metrics.REJECTED.labels(self.protocol, code.value).inc()
+        code = error.data.code
+        metrics.REJECTED.labels(self.protocol, code).inc()
         self._rejections += 1
-        if self._rejections <= _LOGGED_REJECTIONS or self._rejections % 1000 == 0:
-            log.info(
-                "message rejected", extra={"code": code.value, "reason": text, "count": self._rejections}
-            )
-        await conn.send(WyomingError.from_reply(reply) if reply is not None else WyomingError.of(code, text))
+        count = self._rejections
+        if count <= _LOGGED_REJECTIONS or count % 1000 == 0:
+            log.info("message rejected", extra={"code": code, "reason": error.data.text, "count": count})
+        await conn.send(error)
 
 
 class WyomingTcpAdapter(WyomingAdapter):
