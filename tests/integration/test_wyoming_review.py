@@ -1,0 +1,95 @@
+"""Review of issue 12's Wyoming adapter: defects found, each a failing test (embedded server,
+in-process backends). Where a race needs one interleaving, the test holds the close-request
+answer at a known point with an event instead of hoping for the timing."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.helpers import free_port
+from tests.servers import embedded_app
+from tests.wearable import event, omi_packets, send_chunks, start
+from voxbus.ingest.claim import SessionClaim
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[tuple[str, web.Application, int]]:
+    port = free_port()
+    async with embedded_app(
+        tmp_path, wyoming_port=port, max_message_size_bytes=4096, close_timeout_seconds=5
+    ) as (base, app):
+        yield base, app, port
+
+
+class HeldCloseAnswer:
+    """Holds the socket's answer to a close request from outside (its task is `control-…`) just
+    before it finishes the session, until `release()`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered, self._go = asyncio.Event(), asyncio.Event()
+        real = SessionClaim.finish
+
+        async def finish(claim: SessionClaim, reason: str, *, wait: bool) -> dict[str, Any] | None:
+            task = asyncio.current_task()
+            if task is not None and task.get_name().startswith("control-"):
+                self.entered.set()
+                await self._go.wait()
+            return await real(claim, reason, wait=wait)
+
+        monkeypatch.setattr(SessionClaim, "finish", finish)
+
+    def release(self) -> None:
+        self._go.set()
+
+
+async def events_until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
+    out = []
+    while (message := await ws.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:
+        out.append(json.loads(message.data))
+    return out
+
+
+@pytest.mark.parametrize("next_audio", ["audio-start", "bare-packet"])
+async def test_audio_while_a_close_request_is_answered_opens_no_session_over_the_closing_one(
+    server: tuple[str, web.Application, int], monkeypatch: pytest.MonkeyPatch, next_audio: str
+) -> None:
+    """POST …/close while the wearable streams on: the adapter's `on_close_request` forgets the
+    session's format before it finishes, so the reader, meanwhile, takes the next audio-start (or
+    bare packet) as opening a new session, on the claim that still holds the closing one. That
+    overwrites the claim: the close finishes the new session, the closed one is never stopped
+    (its slots and reap deadline renewed for as long as the pod lives), and POST …/close times out."""
+    base, _, _ = server
+    held = HeldCloseAnswer(monkeypatch)
+    packets = omi_packets(0.5)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{base}/ws") as ws:
+        await ws.send_str(start(format="opus"))
+        first = (await event(ws))["data"]["session_id"]
+        await send_chunks(ws, packets[:10])
+        close = asyncio.create_task(http.post(f"{base}/api/audio/sessions/{first}/close"))
+        await asyncio.wait_for(held.entered.wait(), 10)
+        if next_audio == "audio-start":
+            await ws.send_str(start(format="opus"))
+        else:
+            await ws.send_bytes(packets[10])
+        await ws.send_str('{"type": "ping"}')
+        before_pong = []
+        while (answer := await event(ws))["type"] != "pong":
+            before_pong.append(answer)
+        held.release()
+        after = await events_until_closed(ws)
+        response = await asyncio.wait_for(close, 30)
+        closed = await response.json()
+        async with http.get(f"{base}/api/audio/sessions?status=active") as listing:
+            active = [s["session_id"] for s in (await listing.json())["sessions"]]
+    assert [e["type"] for e in before_pong if e["type"] == "session-started"] == [], before_pong
+    assert response.status == 200, closed
+    assert closed["final_info"]["status"] == "completed"
+    stopped = [e["data"] for e in after if e["type"] == "session-stopped"]
+    assert [s["session_id"] for s in stopped] == [first]
+    assert active == []
