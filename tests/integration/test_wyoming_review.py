@@ -93,3 +93,35 @@ async def test_audio_while_a_close_request_is_answered_opens_no_session_over_the
     stopped = [e["data"] for e in after if e["type"] == "session-stopped"]
     assert [s["session_id"] for s in stopped] == [first]
     assert active == []
+
+
+async def test_a_tcp_header_line_one_byte_over_the_limit_does_not_make_its_payload_audio(
+    server: tuple[str, web.Application, int],
+) -> None:
+    """The TCP wire takes a header line up to MAX_MESSAGE_SIZE_BYTES plus its newline (asyncio's
+    `readuntil` limit counts the bytes before the separator), but the driver refuses a text
+    message over MAX_MESSAGE_SIZE_BYTES counting the newline. So a line of exactly the limit and a
+    newline is refused as too large by the adapter while the wire still hands over its payload,
+    which then reads as a bare packet: a ping's payload is recorded in the session."""
+    _, _, port = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b'{"type": "audio-start", "data": {"rate": 16000, "width": 2, "channels": 1}}\n')
+        started = json.loads(await reader.readline())
+        assert started["type"] == "session-started"
+        payload = b"\x01\x00" * 320
+        header = {"type": "ping", "payload_length": len(payload), "data": {"pad": ""}}
+        pad = 4096 - len(json.dumps(header).encode())
+        header["data"] = {"pad": "x" * pad}
+        line = json.dumps(header).encode() + b"\n"
+        assert len(line) == 4096 + 1
+        writer.write(line + payload)
+        answer = json.loads(await reader.readline())  # refused as too large
+        writer.write(b'{"type": "audio-stop"}\n')
+        lines = [json.loads(await reader.readline())]
+        while lines[-1]["type"] != "session-stopped":
+            lines.append(json.loads(await reader.readline()))
+    finally:
+        writer.close()
+    assert answer["type"] == "error"
+    assert lines[-1]["data"]["chunk_count"] == 0, (answer, lines)  # a ping's payload is no audio
