@@ -12,10 +12,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.helpers import free_port
+from tests.helpers import eventually, free_port
 from tests.servers import embedded_app
 from tests.wearable import event, omi_packets, send_chunks, start
 from voxbus.ingest.claim import SessionClaim
+from voxbus.ingest.context import INGEST
 
 
 @pytest.fixture
@@ -125,3 +126,38 @@ async def test_a_tcp_header_line_one_byte_over_the_limit_does_not_make_its_paylo
         writer.close()
     assert answer["type"] == "error"
     assert lines[-1]["data"]["chunk_count"] == 0, (answer, lines)  # a ping's payload is no audio
+
+
+async def test_a_tcp_client_that_stops_reading_does_not_hold_shutdown_past_its_budget(tmp_path: Path) -> None:
+    """A Wyoming TCP client that keeps sending but never reads (a stalled phone app) fills the
+    server's send buffer. The reader then waits in `drain()` for ever; at shutdown
+    `SocketConnection.restart` waits its bounded time, then `close(1012)` sends the closing error
+    event, whose `drain()` waits for ever too: SIGTERM never completes, and every other session's
+    cleanup (leases, producer flush) waits with it. (A stalled `/ws` client does the same to
+    aiohttp's close: the fix, a bound on the close and `transport.abort()` past it, serves both.)"""
+    port = free_port()
+    budget = 2.0
+    async with embedded_app(
+        tmp_path, wyoming_port=port, max_message_size_bytes=65536, shutdown_timeout_seconds=budget
+    ) as (_, app):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b'{"type": "audio-start", "data": {"rate": 16000, "width": 2, "channels": 1}}\n')
+            assert json.loads(await reader.readline())["type"] == "session-started"
+            ping = json.dumps({"type": "ping", "data": {"text": "x" * 60000}}).encode() + b"\n"
+            for _ in range(600):  # 36 MB of pongs: far more than the socket buffers hold
+                writer.write(ping)
+            [conn] = app[INGEST].connections
+            transport = conn.adapter.opening.transport
+            assert isinstance(transport, asyncio.WriteTransport)
+
+            async def stalled() -> bool:  # the kernel's buffers are full: nothing announces it
+                return transport.get_write_buffer_size() > 64 * 1024
+
+            await eventually(stalled, what="the server's writes to the client back up", timeout=30)
+            shutdown = asyncio.create_task(app.shutdown())
+            done, _ = await asyncio.wait({shutdown}, timeout=2 * budget)
+        finally:
+            writer.transport.abort()
+        await asyncio.wait_for(shutdown, 30)
+    assert done, f"on_shutdown still waits for the stalled client after {2 * budget:g} s"
