@@ -161,3 +161,21 @@ async def test_a_tcp_client_that_stops_reading_does_not_hold_shutdown_past_its_b
             writer.transport.abort()
         await asyncio.wait_for(shutdown, 30)
     assert done, f"on_shutdown still waits for the stalled client after {2 * budget:g} s"
+
+
+async def test_a_text_message_over_the_limit_after_a_refused_payload_header_is_answered(
+    server: tuple[str, web.Application, int],
+) -> None:
+    """`WyomingAdapter.on_too_large` drops any message over the limit while a refused header's
+    payload is awaited, taking it for that payload; a text message is never a payload, yet it is
+    dropped unanswered and uncounted (the issue: bad input is logged, counted and answered)."""
+    base, _, _ = server
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{base}/ws") as ws:
+        await ws.send_str('{"type": "audio-chunk", "payload_length": 6000}')
+        assert (await event(ws))["data"]["code"] == "payload-too-large"
+        await ws.send_str(json.dumps({"type": "ping", "data": {"text": "x" * 5000}}))  # over 4096
+        await ws.send_str('{"type": "ping", "data": {"text": "after"}}')
+        answers = [await event(ws)]
+        while answers[-1]["type"] != "pong":
+            answers.append(await event(ws))
+    assert [a["data"].get("code") for a in answers[:-1]] == ["message-too-large"], answers
