@@ -103,7 +103,8 @@ async def test_a_tcp_header_line_one_byte_over_the_limit_does_not_make_its_paylo
     `readuntil` limit counts the bytes before the separator), but the driver refuses a text
     message over MAX_MESSAGE_SIZE_BYTES counting the newline. So a line of exactly the limit and a
     newline is refused as too large by the adapter while the wire still hands over its payload,
-    which then reads as a bare packet: a ping's payload is recorded in the session."""
+    which then read as a bare packet: a ping's payload was recorded in the session. A line over
+    the limit counting its newline is now a framing error, as the docs say."""
     _, _, port = server
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -117,15 +118,19 @@ async def test_a_tcp_header_line_one_byte_over_the_limit_does_not_make_its_paylo
         line = json.dumps(header).encode() + b"\n"
         assert len(line) == 4096 + 1
         writer.write(line + payload)
-        answer = json.loads(await reader.readline())  # refused as too large
-        writer.write(b'{"type": "audio-stop"}\n')
-        lines = [json.loads(await reader.readline())]
-        while lines[-1]["type"] != "session-stopped":
-            lines.append(json.loads(await reader.readline()))
+        answer = json.loads(await reader.readline())  # refused as too long: the framing is lost
+        assert await reader.read() == b""  # so the connection is closed
     finally:
         writer.close()
-    assert answer["type"] == "error"
-    assert lines[-1]["data"]["chunk_count"] == 0, (answer, lines)  # a ping's payload is no audio
+    assert answer["data"]["code"] == "header-too-long"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:  # the session took nothing of it: a resume says 0 chunks
+        resume = {"rate": 16000, "width": 2, "channels": 1, "session_id": started["data"]["session_id"]}
+        writer.write(json.dumps({"type": "audio-start", "data": resume}).encode() + b"\n")
+        resumed = json.loads(await reader.readline())
+    finally:
+        writer.close()
+    assert resumed["data"]["chunk_count"] == 0, resumed
 
 
 async def test_a_tcp_client_that_stops_reading_does_not_hold_shutdown_past_its_budget(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from voxbus.common.wyoming_events import (
     SessionStoppedData,
     WyomingError,
 )
-from voxbus.ingest.wyoming_tcp import FramingError, WyomingTcpWire
+from voxbus.ingest.wyoming_framing import FramingError, WyomingTcpWire
 
 SID = "5b0b8d52-3a43-4d1e-8f0e-7d3c2b1a0f9e"
 LIMIT = 1024
@@ -67,6 +67,7 @@ def wire_for(*pieces: bytes, header_limit: int = LIMIT, payload_limit: int = LIM
         Collect(),  # type: ignore[arg-type]
         header_limit=header_limit,
         payload_limit=payload_limit,
+        write_seconds=5,
     )
 
 
@@ -189,6 +190,7 @@ async def test_server_events_golden_and_read_by_the_wyoming_package(event: objec
         sink,  # type: ignore[arg-type]
         header_limit=LIMIT,
         payload_limit=LIMIT,
+        write_seconds=5,
     )
     await wire.send_str(text)
     payload = b"\x00" * 640 if isinstance(event, AudioChunkHeader) else b""

@@ -5,6 +5,7 @@ Names the seed servers used (`HOST`, `PORT`, `API_KEY`, …) keep their meaning.
 stops the program with a message naming the variable (`load_settings` → `SettingsError`).
 """
 
+import errno
 import os
 import socket
 from pathlib import Path
@@ -152,6 +153,9 @@ class ListenError(SettingsError):
 
     @classmethod
     def on(cls, host: str, port: int, exc: OSError, what: str, setting: str) -> "ListenError":
-        # asyncio's message repeats the address: the errno's own text is the reason
-        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
-        return cls(f"cannot listen on {host}:{port} for {what} ({reason}): set {setting} to a free port")
+        where = f"cannot listen on {host}:{port} for {what}"
+        if exc.errno == errno.EADDRINUSE:  # asyncio's message repeats the address: the errno says it
+            return cls(f"{where} (address already in use): set {setting} to a free port")
+        if isinstance(exc, socket.gaierror):  # its errno is the resolver's (negative), its text says
+            return cls(f"{where} ({exc.strerror}): set HOST to an address of this machine")
+        return cls(f"{where} ({exc}): check HOST, or set {setting}")

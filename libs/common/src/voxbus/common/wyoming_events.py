@@ -11,13 +11,25 @@ The client's events are read leniently (unknown fields ignored, the format field
 devices and apps differ; the server's are the typed `ClientMessage`s below, sent with `to_wire()`.
 """
 
-import re
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from voxbus.common.client_messages import ClientMessage, ErrorReply, MessageError, SessionId
+from voxbus.common.client_messages import (
+    ChunkTooLarge,
+    ClientMessage,
+    ErrorReply,
+    InternalError,
+    InvalidApiKey,
+    InvalidWearableParameter,
+    MessageError,
+    MessageTooLarge,
+    SessionId,
+    SessionNotFound,
+    TooManyConnections,
+    TooManySessions,
+)
 
 WYOMING_CODECS: Final = ("opus", "pcm")  # `data.format` and `?codec=`
 PCM_WIDTH: Final = 2  # bytes per sample: voxbus takes 16-bit PCM
@@ -46,7 +58,6 @@ class Rejection(StrEnum):
     FORMAT_MISMATCH = "format-mismatch"  # a chunk's rate, width, channels or format is not its session's
     INVALID_FORMAT = "invalid-format"  # an audio-start voxbus cannot record
     NO_SESSION = "no-session"  # audio, or audio-stop, with no session open
-    UNAUTHORIZED = "unauthorized"
     HEADER_TOO_LONG = "header-too-long"  # TCP: no newline within MAX_MESSAGE_SIZE_BYTES
 
 
@@ -112,6 +123,20 @@ def _reason(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"])
     return f"{where}: {error['msg']}" if where else error["msg"]
+
+
+# refusals every protocol shares, as the error events' codes (the metric's reasons too): a renamed
+# class must not rename a code clients and dashboards know
+REPLY_CODES: Final[dict[type[ErrorReply], str]] = {
+    InvalidApiKey: "invalid-api-key",
+    InvalidWearableParameter: "invalid-wearable-parameter",
+    SessionNotFound: "session-not-found",
+    TooManyConnections: "too-many-connections",
+    TooManySessions: "too-many-sessions",
+    MessageTooLarge: "message-too-large",
+    ChunkTooLarge: "chunk-too-large",
+    InternalError: "internal-error",
+}
 
 
 class BrokenFraming(ErrorReply):
@@ -184,20 +209,15 @@ class WyomingError(ClientMessage):
         """A refusal every protocol shares (`InvalidApiKey`, `TooManySessions`, …) as an error event."""
         if isinstance(reply, BrokenFraming):
             return cls.of(reply.code, reply.error)
-        code = re.sub(r"(?<!^)(?=[A-Z])", "-", type(reply).__name__).lower()
+        code = REPLY_CODES.get(type(reply), "refused")
         details = ", ".join(f"{name}: {value}" for name, value in reply.body().items() if name != "error")
         text = f"{reply.error} ({details})" if details else reply.error
         return cls(data=ErrorData(text=text, code=code))
 
 
-# what the WebSocket close codes the driver uses mean, as an error event's code
-_CLOSE_CODES: Final = {
-    1008: "policy-violation",
-    1009: "too-large",
-    1011: "server-error",
-    1012: "server-restarting",
-    1013: "try-again-later",
-}
+# the close codes a connection is closed with, without an error reply of its own, as an error
+# event's code (refusals send their reply, as an error event, before they close)
+_CLOSE_CODES: Final = {1011: "server-error", 1012: "server-restarting"}
 
 
 class PongData(ClientMessage):

@@ -95,6 +95,8 @@ class SessionClaim:
     async def _hold_slots(self, session_id: str) -> None:
         """The session's connection slot, then a cluster-wide session slot; `SessionRefused`
         (holding neither) when one is not to be had."""
+        if self.session_id is not None:  # a socket's next session takes a new claim
+            raise RuntimeError("this claim holds a session already")
         settings, leases = self.ctx.settings, self.ctx.leases
         # the connection slot first: its member is ours alone, so a refusal below can give it back
         connections = Key.CONNECTION_SLOTS + session_id

@@ -67,7 +67,7 @@ class SocketConnection:
     """One socket: its adapter's `Connection`, its reader's state, and its session claim."""
 
     def __init__(self, ctx: IngestContext, wire: Wire, adapter: Adapter) -> None:
-        self.ctx, self.ws, self.adapter = ctx, wire, adapter
+        self.ctx, self.wire, self.adapter = ctx, wire, adapter
         self.claim = self._new_claim()
         self.stop_reason: str | None = None  # set when the server stops reading: RESTART, idle, …
         self._reader: asyncio.Task[Any] | None = None
@@ -163,6 +163,8 @@ class SocketConnection:
     def hear_close_requests(self) -> None:
         """From now on the first close request from outside (`POST …/close`, the pipeline's end)
         goes to the adapter's `on_close_request`, in a task of this socket's, while it reads on."""
+        if self._close_requests is not None and not self._close_requests.done():
+            raise RuntimeError("a close request of the socket's session is still heard or answered")
         if self.session_id is not None:
             self._close_requests = asyncio.create_task(
                 self._answer_close_request(self.session_id), name=f"control-{self.session_id}"
@@ -219,14 +221,24 @@ class SocketConnection:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2 * self.claim.settle_seconds):
                 await self.released.wait()
-        if not self.ws.closed:  # its reader is busy elsewhere (a close waiting for the file)
-            await self.close(1012, "server restarting")
+        if not self.wire.closed:  # its reader is busy elsewhere (a close waiting for the file)
+            try:
+                async with asyncio.timeout(self.claim.settle_seconds):
+                    await self.close(1012, "server restarting")
+            except (TimeoutError, ConnectionError):  # a client that reads nothing holds no shutdown
+                self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection without a goodbye (a client that stopped reading)."""
+        transport = self.adapter.opening.transport
+        if isinstance(transport, asyncio.Transport):
+            transport.abort()
 
     async def end_stopped(self) -> None:
         """The reader stopped for `stop_reason`. A restart (1012) or a chunk not stored (1011)
         answers every chunk read, then closes: the session stays resumable, and the client
         resends what follows `chunk_count`. A timeout finishes the session."""
-        if self.ws.closed:
+        if self.wire.closed:
             return
         reason = self.stop_reason or ""
         code = _STOP_CLOSE_CODES.get(reason)
@@ -244,12 +256,12 @@ class SocketConnection:
     # -- wire ------------------------------------------------------------------------------
 
     async def send(self, message: ClientMessage) -> None:
-        if not self.ws.closed:
-            await self.ws.send_str(self.adapter.render(message))
+        if not self.wire.closed:
+            await self.wire.send_str(self.adapter.render(message))
 
     async def send_text(self, text: str) -> None:
-        if not self.ws.closed:
-            await self.ws.send_str(text)
+        if not self.wire.closed:
+            await self.wire.send_str(text)
 
     async def close(self, code: int, message: str = "") -> None:
         closing = self.adapter.closing_message(code, message)
@@ -260,7 +272,7 @@ class SocketConnection:
 
     async def _close_wire(self, code: int, message: str) -> None:
         # a close frame's reason takes 123 bytes: cut on a character boundary, it stays UTF-8
-        await self.ws.close(code=code, message=message.encode()[:120].decode(errors="ignore").encode())
+        await self.wire.close(code=code, message=message.encode()[:120].decode(errors="ignore").encode())
 
     async def refuse(self, refused: SessionRefused) -> None:
         with contextlib.suppress(ConnectionError):  # a client that left needs no reason
@@ -268,14 +280,16 @@ class SocketConnection:
             await self._close_wire(refused.code, refused.reply.error)
 
     async def _deliver(self, audio: bytes) -> None:
-        for message in self.adapter.egress(audio):
-            if self.ws.closed:
+        messages = self.adapter.egress(audio)
+        for message in messages:
+            if self.wire.closed:
                 return
             if isinstance(message, bytes):
-                await self.ws.send_bytes(message)
+                await self.wire.send_bytes(message)
             else:
-                await self.ws.send_str(message)
-        self._egress_metric.inc(len(audio))
+                await self.wire.send_str(message)
+        if messages:
+            self._egress_metric.inc(len(audio))
 
 
 async def serve_socket(
@@ -345,7 +359,7 @@ async def _read_loop(conn: SocketConnection, adapter: Adapter, idle_seconds: flo
     """Read until the client leaves or the server stops reading; a watchdog enforces the idle
     timeout and maximum duration (arming a timeout around every receive would cost more than the
     rest of a 20 ms frame)."""
-    ws, settings = conn.ws, conn.ctx.settings
+    wire, settings = conn.wire, conn.ctx.settings
     limit = settings.max_message_size_bytes
     chunk_limit = conn.ctx.max_chunk_bytes
     last_message = [time.monotonic()]
@@ -363,10 +377,10 @@ async def _read_loop(conn: SocketConnection, adapter: Adapter, idle_seconds: flo
 
     guard = asyncio.create_task(watchdog(), name=f"watchdog-{conn.claim.connection_id}")
     try:
-        while not ws.closed and conn.stop_reason is None:
+        while not wire.closed and conn.stop_reason is None:
             conn._receiving = True
             try:
-                message = await ws.receive()
+                message = await wire.receive()
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 # ours (stop_reading) and nobody else's: a shutdown's cancel must go on
@@ -380,13 +394,12 @@ async def _read_loop(conn: SocketConnection, adapter: Adapter, idle_seconds: flo
             last_message[0] = time.monotonic()
             if message.type == WSMsgType.BINARY:
                 if len(message.data) > chunk_limit:
-                    reply = _too_big(len(message.data), chunk_limit, chunk=chunk_limit < limit)
-                    await adapter.on_too_large(conn, reply)
+                    await _too_large(conn, adapter, message.data, chunk_limit, chunk=chunk_limit < limit)
                     continue
                 await adapter.on_binary(conn, message.data)
             elif message.type == WSMsgType.TEXT:
                 if len(message.data) > limit:
-                    await adapter.on_too_large(conn, _too_big(len(message.data), limit, chunk=False))
+                    await _too_large(conn, adapter, message.data, limit, chunk=False)
                     continue
                 await adapter.on_text(conn, message.data)
             elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
@@ -399,5 +412,8 @@ async def _read_loop(conn: SocketConnection, adapter: Adapter, idle_seconds: flo
         await conn.end_stopped()
 
 
-def _too_big(size: int, limit: int, *, chunk: bool) -> ChunkTooLarge | MessageTooLarge:
-    return (ChunkTooLarge if chunk else MessageTooLarge)(size=size, max_size=limit)
+async def _too_large(
+    conn: SocketConnection, adapter: Adapter, data: str | bytes, limit: int, *, chunk: bool
+) -> None:
+    reply = (ChunkTooLarge if chunk else MessageTooLarge)(size=len(data), max_size=limit)
+    await adapter.on_too_large(conn, reply, data)

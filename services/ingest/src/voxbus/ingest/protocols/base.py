@@ -140,9 +140,10 @@ class Adapter(ABC):
     async def on_disconnect(self, conn: Connection) -> None:  # noqa: B027 - optional hook
         """The client went away without closing the session (default: it stays resumable)."""
 
-    async def on_too_large(self, conn: Connection, reply: ErrorReply) -> None:
-        """A message over the size limit (`reply` says which): default, the reply, then 1009.
-        A chunk left out would be a gap in the recording; the session stays resumable."""
+    async def on_too_large(self, conn: Connection, reply: ErrorReply, data: str | bytes) -> None:
+        """A message over the size limit (`data`, at most twice the limit; `reply` says which):
+        default, the reply, then 1009. A chunk left out would be a gap in the recording; the
+        session stays resumable."""
         await conn.send(reply)
         await conn.close(1009, reply.error)
 

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 BLE_HEADER_BYTES: Final = 3  # packet id (lo, hi) and sub-index, before some SDKs' Opus packets
 _LOGGED_REJECTIONS: Final = 10  # per connection; then one line per 1000, with the count
 _CHANNELS: Final = (1, 2)
+TCP_PROTOCOL: Final = "wyoming-tcp"  # the TCP port's `protocol` (sessions, metrics)
 _STOPPED_BY_CLIENT: Final = "audio-stop"
 _NEXT_START: Final = "audio-start"  # a new audio-start while a session was open
 
@@ -138,6 +139,7 @@ class WyomingAdapter(Adapter):
         self._pending: EventHeader | None = None  # an audio-chunk header waiting for its payload
         self._discard_payload = False  # the next binary message is a refused event's payload
         self._start_refused = False  # audio waits for the next audio-start
+        self._closing = False  # a close request from outside is answered: the socket closes
         self._opus = OpusPacketCheck()
         self._rejections = 0
 
@@ -148,10 +150,11 @@ class WyomingAdapter(Adapter):
     # -- events --------------------------------------------------------------------------------
 
     async def on_text(self, conn: Connection, text: str) -> None:
+        if self._closing:
+            await self._while_closing(conn, text)
+            return
         self._discard_payload = False  # a payload refused by its header did not come
-        if self._pending is not None:
-            self._pending = None
-            await self._reject(conn, Rejection.PAYLOAD_MISSING, "an audio-chunk's payload did not follow it")
+        await self._payload_missing(conn)
         try:
             header = EventHeader.parse(parse_json(text))
         except InvalidJson as exc:
@@ -160,6 +163,8 @@ class WyomingAdapter(Adapter):
         except MessageError as exc:
             await self._reject(conn, Rejection.INVALID_EVENT, f"not a Wyoming event: {exc}")
             return
+        if not self._authenticated and header.type != EventType.AUDIO_START:
+            raise SessionRefused(InvalidApiKey(), 1008)  # TCP: the key comes first, in audio-start
         if header.type == EventType.AUDIO_CHUNK:
             await self._chunk_header(conn, header)
             return
@@ -169,15 +174,18 @@ class WyomingAdapter(Adapter):
         elif header.type == EventType.AUDIO_STOP:
             await self._stop(conn, _STOPPED_BY_CLIENT)
         elif header.type == EventType.PING:
-            text_field = header.fields.get("text")
-            await conn.send(Pong(data=PongData(text=text_field if isinstance(text_field, str) else None)))
+            await self._pong(conn, header)
         else:
             await self._reject(conn, Rejection.UNKNOWN_EVENT, f"unknown event type {header.type!r}")
 
     async def on_binary(self, conn: Connection, data: bytes) -> None:
+        if self._closing:
+            return
         if self._discard_payload:
             self._discard_payload = False
             return
+        if not self._authenticated:
+            raise SessionRefused(InvalidApiKey(), 1008)
         header, self._pending = self._pending, None
         try:
             chunk = AudioData() if header is None else AudioData.parse(header.fields)
@@ -185,6 +193,25 @@ class WyomingAdapter(Adapter):
             await self._reject(conn, Rejection.INVALID_EVENT, f"audio-chunk data: {exc}")
             return
         await self._audio(conn, chunk, data)
+
+    async def _while_closing(self, conn: Connection, text: str) -> None:
+        """A close from outside is answered and the socket closes: no audio is taken and no
+        session opens now; a ping is still answered."""
+        try:
+            header = EventHeader.parse(parse_json(text))
+        except (InvalidJson, MessageError):
+            return
+        if header.type == EventType.PING:
+            await self._pong(conn, header)
+
+    async def _pong(self, conn: Connection, header: EventHeader) -> None:
+        text = header.fields.get("text")
+        await conn.send(Pong(data=PongData(text=text if isinstance(text, str) else None)))
+
+    async def _payload_missing(self, conn: Connection) -> None:
+        if self._pending is not None:
+            self._pending = None
+            await self._reject(conn, Rejection.PAYLOAD_MISSING, "an audio-chunk's payload did not follow it")
 
     async def _chunk_header(self, conn: Connection, header: EventHeader) -> None:
         size, limit = header.payload_size, conn.chunk_limit
@@ -327,9 +354,6 @@ class WyomingAdapter(Adapter):
         if self._start_refused:
             await self._reject(conn, Rejection.NO_SESSION, "audio after a refused audio-start")
             return None
-        if not self._authenticated:
-            await self._reject(conn, Rejection.UNAUTHORIZED, "send audio-start with the key in `token`")
-            return None
         fmt, problem = self._format_of(chunk)
         if fmt is None:
             await self._reject(conn, Rejection.INVALID_FORMAT, problem)
@@ -345,15 +369,22 @@ class WyomingAdapter(Adapter):
     async def on_close_request(self, conn: Connection, reason: str) -> None:
         if conn.finished:
             return
+        self._closing = True  # the reader drops what comes now: no session opens over this one
         self._format = None
         await self._finish(conn, reason)
         await conn.close(1000, reason)
 
-    async def on_too_large(self, conn: Connection, reply: ErrorReply) -> None:
-        if self._discard_payload:  # the payload its header announced, refused already
-            self._discard_payload = False
+    async def on_too_large(self, conn: Connection, reply: ErrorReply, data: str | bytes) -> None:
+        if self._closing:
             return
-        self._pending = None
+        if isinstance(data, bytes):
+            if self._discard_payload:  # the payload its header announced, refused already
+                self._discard_payload = False
+                return
+            self._pending = None  # this was its payload
+        else:
+            await self._payload_missing(conn)
+            self._discard_payload = _announces_payload(data)  # never taken for a bare packet
         await self._refuse(conn, WyomingError.from_reply(reply))
 
     def render(self, message: ClientMessage) -> str:
@@ -383,14 +414,29 @@ class WyomingAdapter(Adapter):
 
 
 class WyomingTcpAdapter(WyomingAdapter):
-    """Wyoming over the TCP port: the same events, framed by `voxbus.ingest.wyoming_tcp`."""
+    """Wyoming over the TCP port: the same events, framed by `voxbus.ingest.wyoming_framing`."""
 
-    protocol = "wyoming-tcp"
+    protocol = TCP_PROTOCOL
     default_codec = "pcm"  # Wyoming's own audio-chunk: PCM unless `data.format` says opus
 
     def closing_message(self, code: int, reason: str) -> ClientMessage | None:
         # no close frame: an error event says why, unless a session-stopped said it (1000)
         return None if code == 1000 else WyomingError.closing(code, reason)
+
+    def egress(self, audio: bytes) -> list[str | bytes]:
+        # one write, header line and payload: no other event can land between them
+        parts = super().egress(audio)
+        if not parts:
+            return []
+        return [b"".join(part.encode() + b"\n" if isinstance(part, str) else part for part in parts)]
+
+
+def _announces_payload(text: str) -> bool:
+    """Whether a header (one refused as too large) announces a payload."""
+    try:
+        return EventHeader.parse(parse_json(text)).payload_size > 0
+    except (InvalidJson, MessageError):
+        return False
 
 
 async def _no_ack(ok: bool) -> None:
