@@ -31,12 +31,15 @@ Targets (issue #12): transcoder CPU per stream-second ≤ 1.5x the plain libopus
 p99 ≤ 1 s.
 
 Usage: uv run python bench/wearables.py [--streams 10] [--seconds 20] [--warmup 10] [--repeat 3]
+       VOXBUS_PROFILE=transcoder.raw ... (with py-spy on PATH: a profile of the transcoder during the
+       first run at the largest load)
 """
 
 import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -434,6 +437,23 @@ def main() -> None:
                 for attempt in range(args.repeat):
                     if not wait_idle(pids):
                         busy.append(f"{streams} streams, run {attempt + 1}")
+                    if (
+                        (profile := os.environ.get("VOXBUS_PROFILE"))
+                        and streams == max(args.streams)
+                        and not attempt
+                    ):
+                        # py-spy, if installed: where the transcoder spends, during this run
+                        record = [
+                            "py-spy",
+                            "record",
+                            "-f",
+                            "raw",
+                            "-o",
+                            profile,
+                            "-d",
+                            str(int(args.seconds)),
+                        ]
+                        subprocess.Popen([*record, "-p", str(services.pids["transcoder"])])
                     runs.append(asyncio.run(measure(services, measured, streams)))
                 summaries.append(Summary.of(streams, runs))
         finally:
