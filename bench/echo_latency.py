@@ -45,10 +45,10 @@ from bench.harness import (
     CpuShare,
     CpuWatch,
     add_load_arguments,
-    cpu_seconds,
     kafka_hop_ms,
     serve,
     voxbus_env,
+    wait_idle,
     wait_ready,
 )
 from tests.helpers import free_port
@@ -214,19 +214,6 @@ async def measure(base: str, pids: list[int], args: argparse.Namespace, delay_ms
         tally = await streams_of(url, args, args.seconds, delay_ms)
     assert watch.share is not None
     return Result(tally=tally, cpu_seconds=watch.server_seconds, share=watch.share)
-
-
-def wait_idle(pids: list[int], budget: float = 30.0) -> bool:
-    """Until the servers use under 5 % of a core: a run does not pay for the backlog of the one before.
-
-    False if they are still busy after `budget` seconds."""
-    deadline = time.monotonic() + budget
-    while time.monotonic() < deadline:
-        before = sum(map(cpu_seconds, pids))
-        time.sleep(1.0)
-        if sum(map(cpu_seconds, pids)) - before < 0.05:
-            return True
-    return False
 
 
 BASELINE, VOXBUS = "bare aiohttp echo (baseline)", "voxbus ingest+echo over Kafka"

@@ -111,6 +111,19 @@ class CpuWatch:
         )
 
 
+def wait_idle(pids: Sequence[int], budget: float = 30.0) -> bool:
+    """Until the servers use under 5 % of a core: a run does not pay for the backlog of the one before.
+
+    False if they are still busy after `budget` seconds."""
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        before = sum(map(cpu_seconds, pids))
+        time.sleep(1.0)
+        if sum(map(cpu_seconds, pids)) - before < 0.05:
+            return True
+    return False
+
+
 async def wait_ready(url: str) -> None:
     async with aiohttp.ClientSession() as http:
         for _ in range(300):
@@ -131,6 +144,10 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
         default="node" if (LOADGEN / "node_modules").is_dir() else "python",
         help="load generator: node (bench/loadgen, after `npm ci` there) or python (aiohttp)",
     )
+    add_warmup_argument(parser)
+
+
+def add_warmup_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--warmup",
         type=float,
@@ -152,6 +169,7 @@ def voxbus_env(prefix: str, streams: int) -> Iterator[dict[str, str]]:
             "TOPIC_PREFIX": prefix,
             "AUDIO_STORAGE_PATH": folder,
             "LOG_LEVEL": "WARNING",
+            "WYOMING_PORT": "0",  # ingest's Wyoming TCP port: off (its default, 10700, is one per machine)
             "MAX_CONCURRENT_SESSIONS": str(10 * streams),
         }
 

@@ -53,3 +53,22 @@ def test_echo_benchmark_prints_the_hop_and_both_servers(
         sent, received, lost = row.split()[-7:-4]
         assert int(sent) > 0 and received == sent and lost == "0", row
     assert sum("cores busy: server" in line for line in out.splitlines()) == 2, out
+
+
+def test_wearables_benchmark_prints_its_table_baselines_and_latency(
+    kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
+) -> None:
+    args = ["--streams", "2", "--seconds", "2", "--warmup", "1", "--repeat", "1"]
+    out = _run("wearables.py", args, kafka_endpoint, redis_endpoint)
+    lines = out.splitlines()
+    header = next(
+        i for i, line in enumerate(lines) if line.split()[:3] == ["streams", "transcoder", "opuslib"]
+    )
+    row = lines[header + 1].split()
+    assert row[0] == "2" and row[-1] == "0", lines[header + 1]  # 2 streams, no packet missing from the files
+    assert any(
+        line.startswith("transcoder CPU per stream-second over the plain opuslib loop's") for line in lines
+    )
+    assert any(line.startswith("socket-to-file p99 (target ≤ 1000 ms): 2 streams") for line in lines)
+    assert any(line.startswith("streams one core carries") for line in lines)
+    assert sum("cores busy: server" in line for line in lines) == 1, out
