@@ -21,9 +21,9 @@ from voxbus.common.records import AudioChunk, AudioFormat, BusMessage, SessionSt
 from voxbus.common.settings import Settings
 from voxbus.common.store.base import StateStore
 from voxbus.transcoder.pipeline import SessionPipeline
-from voxbus.transcoder.service import GROUP_ID as TRANSCODER_GROUP
+from voxbus.transcoder.service import GROUP as TRANSCODER_GROUP
 from voxbus.transcoder.worker import TranscodeHandler
-from voxbus.writer.service import GROUP_ID as WRITER_GROUP
+from voxbus.writer.service import GROUP as WRITER_GROUP
 from voxbus.writer.worker import WriteHandler
 
 
@@ -105,7 +105,10 @@ async def recording_path(
     settings.audio_storage_path.mkdir(parents=True, exist_ok=True)
     raw, pcm, events = (settings.topic(t) for t in (Topic.AUDIO_RAW, Topic.AUDIO_PCM, Topic.EVENTS))
     transcoder = ConsumerLoop(
-        bus, [raw], group_id=TRANSCODER_GROUP, handler=TranscodeHandler(bus, store, pcm_topic=pcm)
+        bus,
+        [raw],
+        group_id=settings.consumer_group(TRANSCODER_GROUP),
+        handler=TranscodeHandler(bus, store, pcm_topic=pcm),
     )
     handlers = [
         WriteHandler(
@@ -118,7 +121,8 @@ async def recording_path(
         )
         for n in range(writers)
     ]
-    loops = [ConsumerLoop(bus, [pcm], group_id=WRITER_GROUP, handler=h) for h in handlers]
+    writers_group = settings.consumer_group(WRITER_GROUP)
+    loops = [ConsumerLoop(bus, [pcm], group_id=writers_group, handler=h) for h in handlers]
     tasks = [asyncio.create_task(transcoder.run(), name="test-transcoder")] + [
         asyncio.create_task(loop.run(), name=f"test-writer-{n}") for n, loop in enumerate(loops)
     ]

@@ -21,9 +21,9 @@ from voxbus.common.bus.memory import InProcessBus
 from voxbus.common.constants import SessionField, Topic
 from voxbus.common.consumer import ConsumerLoop
 from voxbus.common.store.memory import InProcessStore
-from voxbus.transcoder.service import GROUP_ID as TRANSCODER_GROUP
+from voxbus.transcoder.service import GROUP as TRANSCODER_GROUP
 from voxbus.transcoder.worker import TranscodeHandler
-from voxbus.writer.service import GROUP_ID as WRITER_GROUP
+from voxbus.writer.service import GROUP as WRITER_GROUP
 from voxbus.writer.worker import WriteHandler
 
 # What an uninterrupted run of the scenario below writes to the store (each session's format at
@@ -61,12 +61,15 @@ async def test_transcoder_restarts_after_dying_before_any_store_write(tmp_path: 
     writer = WriteHandler(
         bus, store, storage=settings.audio_storage_path, segment_seconds=0.5, events_topic=events, pod="w"
     )
-    writing = asyncio.create_task(ConsumerLoop(bus, [pcm], group_id=WRITER_GROUP, handler=writer).run())
+    writing = asyncio.create_task(
+        ConsumerLoop(bus, [pcm], group_id=settings.consumer_group(WRITER_GROUP), handler=writer).run()
+    )
     restarts = 0
     try:
         while True:
             handler = TranscodeHandler(bus, crashing.as_store(), pcm_topic=pcm)
-            loop = ConsumerLoop(bus, [raw], group_id=TRANSCODER_GROUP, handler=handler, max_records=9)
+            group = settings.consumer_group(TRANSCODER_GROUP)
+            loop = ConsumerLoop(bus, [raw], group_id=group, handler=handler, max_records=9)
             try:
                 await loop.run(until_idle=0.3)
                 break

@@ -24,7 +24,7 @@ from voxbus.common.consumer import ConsumerLoop
 from voxbus.common.state import SessionNotice
 from voxbus.common.store.base import StateStore
 from voxbus.common.store.memory import InProcessStore
-from voxbus.writer.service import GROUP_ID
+from voxbus.writer.service import GROUP
 from voxbus.writer.worker import WriteHandler
 
 # What an uninterrupted run of the scenario below writes to the store (HSETs of progress and of
@@ -53,7 +53,7 @@ async def write_until_done(bus: InProcessBus, pcm: str, make_handler: Callable[[
     restarts = 0
     while True:
         handler = make_handler()
-        loop = ConsumerLoop(bus, [pcm], group_id=GROUP_ID, handler=handler, max_records=7)
+        loop = ConsumerLoop(bus, [pcm], group_id=pcm + "." + GROUP, handler=handler, max_records=7)
         try:
             await loop.run(until_idle=0.3)
             return restarts

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         """Full topic name for a topic suffix."""
         return f"{self.topic_prefix}{topic.value}"
 
+    def consumer_group(self, name: str) -> str:
+        """A service's Kafka consumer group: named like its topics, so deployments (or test
+        runs) that share a broker with their own TOPIC_PREFIX never join each other's groups."""
+        return f"{self.topic_prefix}{name}"
+
     def topic_partitions(self) -> dict[str, int]:
         """Every topic voxbus uses, with its partition count."""
         return {

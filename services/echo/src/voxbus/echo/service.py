@@ -11,7 +11,7 @@ from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, Work, backg
 from voxbus.echo import metrics
 from voxbus.echo.worker import EchoHandler
 
-GROUP_ID = "voxbus-echo"
+GROUP = "echo"  # the consumer group: TOPIC_PREFIX + this
 CONSUMER = "echo-consumer"  # the task, and its /ready check: ready means consuming
 HANDLER = web.AppKey("echo_handler", EchoHandler)
 
@@ -21,7 +21,7 @@ def echo_loop(app: web.Application, work: Work) -> ConsumerLoop:
     return ConsumerLoop(
         app[BUS],
         [settings.topic(Topic.AUDIO_RAW)],
-        group_id=GROUP_ID,
+        group_id=settings.consumer_group(GROUP),
         handler=app[HANDLER],
         commit_when_idle=True,
         lag=metrics.CONSUMER_LAG,

@@ -8,7 +8,7 @@ from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, Work, consu
 from voxbus.transcoder import metrics
 from voxbus.transcoder.worker import TranscodeHandler
 
-GROUP_ID = "voxbus-transcoder"
+GROUP = "transcoder"  # the consumer group: TOPIC_PREFIX + this
 CONSUMER = "transcoder-consumer"  # the task, and its /ready check: ready means consuming
 
 
@@ -23,7 +23,7 @@ def consumer_loop(app: web.Application, work: Work) -> ConsumerLoop:
     return ConsumerLoop(
         app[BUS],
         [settings.topic(Topic.AUDIO_RAW)],
-        group_id=GROUP_ID,
+        group_id=settings.consumer_group(GROUP),
         handler=handler,
         lag=metrics.CONSUMER_LAG,
         on_progress=work.progressed,

@@ -165,7 +165,8 @@ class TranscodeHandler:
     def __init__(
         self, bus: Bus, store: StateStore, *, pcm_topic: str, max_session_hours: float | None = None
     ) -> None:
-        self._bus, self._hashes, self._pcm_topic = bus, SessionHashes(store), pcm_topic
+        self._bus, self._store, self._pcm_topic = bus, store, pcm_topic
+        self._hashes = SessionHashes(store)
         self._max_session_hours = max_session_hours
         self._partitions: dict[TopicPartition, _Partition] = {}
 
@@ -191,7 +192,8 @@ class TranscodeHandler:
         await self._save_progress(touched)
         self._update_gauge()
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        return {tp: p.commit_offset() for tp, p in self._partitions.items() if tp in {r.tp for r in records}}
+        consumed = {record.tp for record in records}
+        return {tp: p.commit_offset() for tp, p in self._partitions.items() if tp in consumed}
 
     async def _send(self, outputs: _Outputs) -> None:
         """Produce what the batch holds and wait until it is durable. Sent before the batch
@@ -436,7 +438,10 @@ class TranscodeHandler:
         session.emit(seq, error.to_message(), outputs)
 
     async def _save_progress(self, touched: dict[str, _Session]) -> None:
-        """After the batch's output is durable: remember what was produced, per session."""
+        """After the batch's output is durable: remember what was produced, per session, in one
+        round trip for the batch (a write per session, awaited in turn, cost the transcoder more
+        than decoding the audio)."""
+        batch, queued = self._store.batch(), False
         for session in touched.values():
             produced = session.emitted_through > session.produced_through
             if produced:
@@ -456,7 +461,11 @@ class TranscodeHandler:
                 status=SessionStatus.ERROR if session.failed else None,
                 error=session.error if session.failed else None,
             )
-            await self._hashes.update(session.session_id, progress)  # nothing to write: no write
+            if progress.to_hash():  # nothing to write: no write
+                self._hashes.queue_update(batch, session.session_id, progress)
+                queued = True
+        if queued:
+            await batch.execute()
 
     def _update_gauge(self) -> None:
         metrics.SESSIONS.set(sum(len(p.sessions) for p in self._partitions.values()))

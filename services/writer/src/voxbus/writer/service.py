@@ -8,7 +8,7 @@ from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, Work, consu
 from voxbus.writer import metrics
 from voxbus.writer.worker import WriteHandler, default_max_open
 
-GROUP_ID = "voxbus-writer"
+GROUP = "writer"  # the consumer group: TOPIC_PREFIX + this
 CONSUMER = "writer-consumer"  # the task, and its /ready check: ready means consuming
 
 
@@ -32,7 +32,7 @@ def write_loop(app: web.Application, work: Work) -> ConsumerLoop:
     return ConsumerLoop(
         app[BUS],
         [settings.topic(Topic.AUDIO_PCM)],
-        group_id=GROUP_ID,
+        group_id=settings.consumer_group(GROUP),
         handler=handler,
         lag=metrics.CONSUMER_LAG,
         on_progress=work.progressed,
