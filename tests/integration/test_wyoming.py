@@ -399,3 +399,111 @@ async def test_each_log_line_names_the_session_on_at_the_time(
         ("wearable session started", sessions[1]),
         ("message rejected", sessions[1]),
     ]
+
+
+# -- how connections end -------------------------------------------------------------------------
+
+
+async def test_a_close_over_http_stops_the_session_and_closes_both_framings(server: Server) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{server.base}/ws") as ws:
+            await ws.send_bytes(omi_packets(0.1)[0])
+            session_id = (await event(ws))["data"]["session_id"]
+            async with http.post(f"{server.base}/api/audio/sessions/{session_id}/close") as response:
+                assert response.status == 200
+            stopped = await event(ws)
+            closing = await ws.receive()
+            assert (closing.type, closing.data, closing.extra) == (
+                aiohttp.WSMsgType.CLOSE,
+                1000,
+                "closed over HTTP",
+            )
+            assert stopped["data"]["reason"] == "closed over HTTP"
+        async with AsyncTcpClient("127.0.0.1", server.tcp_port) as client:
+            await client.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+            started = await client.read_event()
+            assert started is not None
+            url = f"{server.base}/api/audio/sessions/{started.data['session_id']}/close"
+            async with http.post(url) as response:
+                assert response.status == 200
+            stopped_tcp = await client.read_event()
+            assert stopped_tcp is not None
+            assert stopped_tcp.data["reason"] == "closed over HTTP"
+            assert await client.read_event() is None  # then closed
+
+
+async def test_an_idle_wearable_is_stopped_and_told_why(tmp_path: Path) -> None:
+    async with (
+        embedded_app(tmp_path, connection_timeout_seconds=0.5) as (base, app),
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{base}/ws") as ws,
+    ):
+        await ws.send_bytes(omi_packets(0.1)[0])
+        session_id = (await event(ws))["data"]["session_id"]
+        stopped = await event(ws)  # nothing more is sent: the idle timeout
+        closing = await ws.receive()
+        assert (closing.type, closing.data, closing.extra) == (aiohttp.WSMsgType.CLOSE, 1000, "idle")
+        assert stopped["data"] == {"session_id": session_id, "chunk_count": 1, "reason": "idle"}
+        assert (await wait_finalized(app[STORE], session_id))["status"] == "completed"
+
+
+async def test_a_shutdown_tells_a_tcp_wearable_and_leaves_its_session_resumable(tmp_path: Path) -> None:
+    port = free_port()
+    async with embedded_app(tmp_path, wyoming_port=port) as (base, app), aiohttp.ClientSession() as http:
+        client = AsyncTcpClient("127.0.0.1", port)
+        await client.connect()
+        try:
+            await client.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+            started = await client.read_event()
+            assert started is not None
+            await client.write_event(AudioChunk(RATE, 2, 1, audio=speech(0.1, RATE).tobytes()).event())
+            await client.write_event(Event("ping", {}))  # answered after the chunk was read
+            assert (await client.read_event()) == Event("pong", {"text": None})
+            await app.shutdown()
+            told = await client.read_event()
+            assert await client.read_event() is None  # then closed
+        finally:
+            await client.disconnect()
+        async with http.get(f"{base}/api/audio/sessions/{started.data['session_id']}") as response:
+            session = await response.json()
+    assert told == Event("error", {"text": "server restarting", "code": "server-restarting"})
+    assert (session["status"], session["total_chunks"]) == ("active", 1)
+
+
+async def test_the_first_packet_past_the_session_limit_is_told_to_come_back_later(tmp_path: Path) -> None:
+    async with (
+        embedded_app(tmp_path, max_concurrent_sessions=1) as (base, _),
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{base}/ws") as first,
+        http.ws_connect(f"{base}/ws") as second,
+    ):
+        await first.send_bytes(omi_packets(0.1)[0])
+        assert (await event(first))["type"] == "session-started"
+        await second.send_bytes(omi_packets(0.1)[0])
+        refused = await event(second)
+        closing = await second.receive()
+    assert refused["data"] == {"text": "Too many concurrent sessions (max: 1)", "code": "too-many-sessions"}
+    assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 1013)
+
+
+async def test_a_session_started_over_ws_resumes_over_tcp(server: Server) -> None:
+    packets = omi_packets(1.0)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{server.base}/ws") as ws:
+        await ws.send_str(start(format="opus"))
+        session_id = (await event(ws))["data"]["session_id"]
+        await send_chunks(ws, packets[:25])
+    async with AsyncTcpClient("127.0.0.1", server.tcp_port) as client:
+        resume = AudioStart(rate=RATE, width=2, channels=1).event()
+        resume.data.update(format="opus", session_id=session_id)
+        await client.write_event(resume)
+        resumed = await client.read_event()
+        assert resumed is not None
+        assert resumed.data == {"session_id": session_id, "chunk_count": 25, "resumed": True}
+        for packet in packets[25:]:
+            chunk = AudioChunk(RATE, 2, 1, audio=packet).event()
+            chunk.data["format"] = "opus"
+            await client.write_event(chunk)
+        await client.write_event(AudioStop().event())
+        assert (await client.read_event()) is not None
+    recorded, _ = await server.recording(session_id)
+    assert np.array_equal(recorded, reference_decode(packets))

@@ -1,7 +1,5 @@
-"""Review of issue 12's docs: the wearable `error` events the docs quote for refusals every
-protocol shares are the events the server sends (`WyomingError.from_reply`). Since 53b58ca a
-shared refusal's details are in `text`; docs/api.md still quotes the invalid-query event
-without them, and says its `valid` field "is not part of the event"."""
+"""The wearable `error` events the docs quote for refusals every protocol shares are the events
+the server sends (`WyomingError.from_reply`: the reply's fields in `text`)."""
 
 import json
 import re

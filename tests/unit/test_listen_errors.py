@@ -1,6 +1,7 @@
-"""Review of issue 12's port-in-use error: `ListenError.on` gives every failure to listen the
-advice for a port in use, and the errno's text, which for a host that does not resolve (a
-`socket.gaierror`, whose errno is a negative EAI_* code) is "unknown error -2"."""
+"""A port that cannot be listened on stops the server with the cause and the setting to change:
+the port's for a port in use; HOST for a host that does not resolve (a `socket.gaierror`, whose
+errno is a negative EAI_* code and whose `os.strerror` says "unknown error") or that no local
+interface has."""
 
 import asyncio
 import socket

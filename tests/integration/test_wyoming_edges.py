@@ -1,6 +1,8 @@
-"""Review of issue 12's Wyoming adapter: defects found, each a failing test (embedded server,
-in-process backends). Where a race needs one interleaving, the test holds the close-request
-answer at a known point with an event instead of hoping for the timing."""
+"""Wearables at the edges (embedded server, in-process backends): audio that arrives while a
+close from outside is answered, a TCP header line at the size limit, a TCP client that stops
+reading during a shutdown, an oversized text while a refused payload is awaited. Where a race
+needs one interleaving, the test holds the close-request answer at a known point with an event
+instead of hoping for the timing."""
 
 import asyncio
 import json
