@@ -78,13 +78,15 @@ class ConsumerLoop:
         group_id: str,
         handler: BatchHandler,
         max_records: int = 500,
+        batch_ms: int = 0,
         commit_when_idle: bool = False,
         lag: ConsumerLag | None = None,
         on_progress: Callable[[], None] | None = None,
         on_exit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """`commit_when_idle`: also ask the handler (`handle([])`) when nothing arrived, for a
-        handler whose effects become durable later than its batches (the echo service's).
+        """`batch_ms`: the consumer's batching window (`Bus.group_consumer`). `commit_when_idle`:
+        also ask the handler (`handle([])`) when nothing arrived, for a handler whose effects
+        become durable later than its batches (the echo service's).
         `lag`: where this loop's consumer lag is reported. `on_progress`: called after every
         non-empty batch the handler completed (the runtime's restart bookkeeping). `on_exit`:
         awaited once the run ended, however (the writer closes its files)."""
@@ -93,6 +95,7 @@ class ConsumerLoop:
         self._group_id = group_id
         self._handler = handler
         self._max_records = max_records
+        self._batch_ms = batch_ms
         self._commit_when_idle = commit_when_idle
         self._lag = lag
         self._on_progress = on_progress
@@ -124,7 +127,9 @@ class ConsumerLoop:
                 await self._on_exit()
 
     async def _run(self, until_idle: float | None) -> None:
-        consumer = self._bus.group_consumer(self._topics, group_id=self._group_id, listener=self._handler)
+        consumer = self._bus.group_consumer(
+            self._topics, group_id=self._group_id, listener=self._handler, batch_ms=self._batch_ms
+        )
         async with consumer:
             self._consumer = consumer
             if self._lag is not None:

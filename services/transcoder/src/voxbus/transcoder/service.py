@@ -24,6 +24,7 @@ def consumer_loop(app: web.Application, work: Work) -> ConsumerLoop:
         app[BUS],
         [settings.topic(Topic.AUDIO_RAW)],
         group_id=settings.consumer_group(GROUP),
+        batch_ms=settings.recording_batch_ms,
         handler=handler,
         lag=metrics.CONSUMER_LAG,
         on_progress=work.progressed,

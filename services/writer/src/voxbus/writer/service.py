@@ -33,6 +33,7 @@ def write_loop(app: web.Application, work: Work) -> ConsumerLoop:
         app[BUS],
         [settings.topic(Topic.AUDIO_PCM)],
         group_id=settings.consumer_group(GROUP),
+        batch_ms=settings.recording_batch_ms,
         handler=handler,
         lag=metrics.CONSUMER_LAG,
         on_progress=work.progressed,

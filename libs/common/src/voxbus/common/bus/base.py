@@ -176,8 +176,11 @@ class Bus(ABC):
         *,
         group_id: str,
         listener: RebalanceListener | None = None,
+        batch_ms: int = 0,
     ) -> Consumer:
-        """A consumer-group member over `topics` with manual commits."""
+        """A consumer-group member over `topics` with manual commits. `batch_ms`: how long the
+        broker may hold a fetch to fill it (records then come in fewer, fuller batches, each up
+        to that much later); 0: as soon as there is one."""
 
     @abstractmethod
     def partition_tail(self, topic: str, partition: int) -> Consumer:

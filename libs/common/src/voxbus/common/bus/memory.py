@@ -192,6 +192,7 @@ class InProcessBus(Bus):
         *,
         group_id: str,
         listener: RebalanceListener | None = None,
+        batch_ms: int = 0,  # in-process records cost no fetch: nothing to gather
     ) -> Consumer:
         return _GroupConsumer(self, frozenset(topics), group_id, listener)
 
