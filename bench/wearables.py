@@ -97,6 +97,8 @@ async def read_events(ws: aiohttp.ClientWebSocketResponse, storage: Path, wearab
             wearable.stopped.set()
         elif kind == "error":
             wearable.errors.append(f"{data.get('code')}: {data.get('text')}")
+    if ws.close_code not in (None, 1000):
+        wearable.errors.append(f"closed {ws.close_code}")
 
 
 async def stream(
@@ -110,6 +112,10 @@ async def stream(
             begin = time.perf_counter()
             for n, packet in enumerate(packets):
                 await asyncio.sleep(max(0.0, begin + n * PACKET_SECONDS - time.perf_counter()))
+                if ws.closed:  # the server ended the stream: say why, not a traceback of the send
+                    raise RuntimeError(
+                        f"the server closed a wearable's socket ({ws.close_code}): {wearable.errors}"
+                    )
                 wearable.sent_at.append(time.perf_counter())
                 await ws.send_bytes(packet)
             await ws.send_str(STOP)
