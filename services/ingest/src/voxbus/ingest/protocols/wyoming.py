@@ -14,7 +14,6 @@ Over TCP (`WyomingTcpAdapter`) the key, when one is configured, comes in `audio-
 """
 
 import logging
-from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from voxbus.common.client_messages import (
@@ -25,11 +24,9 @@ from voxbus.common.client_messages import (
     MessageError,
     SessionNotFound,
 )
-from voxbus.common.constants import SAMPLE_RATES
-from voxbus.common.records import AudioFormat, EchoSettings
+from voxbus.common.records import EchoSettings
 from voxbus.common.wyoming_events import (
     PCM_WIDTH,
-    WYOMING_CODECS,
     AudioChunkData,
     AudioChunkHeader,
     AudioData,
@@ -50,81 +47,16 @@ from voxbus.ingest.auth import key_matches
 from voxbus.ingest.opus_packets import OpusPacketCheck
 from voxbus.ingest.protocols.base import Adapter, Connection, Opening, SessionRefused
 from voxbus.ingest.protocols.text import InvalidJson, parse_json
-from voxbus.ingest.sessions import CODEC_OF_FORMAT, FORMAT_OF_CODEC, SessionSpec, canonical_session_id
+from voxbus.ingest.sessions import SessionSpec, canonical_session_id
+from voxbus.ingest.wearable_format import Options, WearableFormat, format_of
 
 log = logging.getLogger(__name__)
 
 BLE_HEADER_BYTES: Final = 3  # packet id (lo, hi) and sub-index, before some SDKs' Opus packets
 _LOGGED_REJECTIONS: Final = 10  # per connection; then one line per 1000, with the count
-_CHANNELS: Final = (1, 2)
 TCP_PROTOCOL: Final = "wyoming-tcp"  # the TCP port's `protocol` (sessions, metrics)
 _STOPPED_BY_CLIENT: Final = "audio-stop"
 _NEXT_START: Final = "audio-start"  # a new audio-start while a session was open
-
-
-@dataclass(frozen=True, slots=True)
-class WearableFormat:
-    """A session's audio as the client sends it: `codec` "opus" or "pcm" (16-bit)."""
-
-    codec: str
-    rate: int
-    channels: int
-
-    def record_format(self) -> AudioFormat:
-        return AudioFormat(
-            codec=CODEC_OF_FORMAT.get(self.codec, self.codec), rate=self.rate, channels=self.channels
-        )
-
-    @classmethod
-    def of_record(cls, fmt: AudioFormat) -> "WearableFormat":
-        return cls(codec=FORMAT_OF_CODEC.get(fmt.codec, fmt.codec), rate=fmt.rate, channels=fmt.channels)
-
-    def __str__(self) -> str:
-        return f"{self.codec} at {self.rate} Hz, {self.channels} channel(s)"
-
-    def mismatch(self, data: AudioData) -> str | None:
-        """What in a chunk's data differs from this format (a field it leaves out is this one's)."""
-        given = {"format": data.format, "rate": data.rate, "channels": data.channels}
-        ours = {"format": self.codec, "rate": self.rate, "channels": self.channels}
-        for name, value in given.items():
-            if value is not None and value != ours[name]:
-                return f"{name} {value} is not the session's {ours[name]}"
-        if self.codec == "pcm" and data.width is not None and data.width != PCM_WIDTH:
-            return f"width {data.width} is not the session's {PCM_WIDTH}"
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """The connect query's options (`/ws?codec=&strip_header=&sample_rate=&user_id=`); a TCP
-    connection has the defaults."""
-
-    codec: str = "opus"
-    strip_header: bool = False
-    rate: int = 16000
-    user_id: str = "anonymous"
-
-    @classmethod
-    def of(cls, opening: Opening, default_codec: str) -> "Options":
-        query = opening.query
-        codec = query.get("codec", default_codec).lower()
-        strip = query.get("strip_header", "false").lower()
-        try:
-            rate = int(query.get("sample_rate", "16000"))
-        except ValueError:
-            rate = 0
-        if (
-            codec not in WYOMING_CODECS
-            or strip not in ("true", "false", "1", "0")
-            or rate not in SAMPLE_RATES
-        ):
-            raise SessionRefused(InvalidWearableParameter(), 1008)
-        return cls(
-            codec=codec,
-            strip_header=strip in ("true", "1"),
-            rate=rate,
-            user_id=query.get("user_id", "anonymous"),
-        )
 
 
 class WyomingAdapter(Adapter):
@@ -144,7 +76,10 @@ class WyomingAdapter(Adapter):
         self._rejections = 0
 
     async def on_open(self, conn: Connection) -> bool:
-        self._options = Options.of(self.opening, self.default_codec)
+        options = Options.of(self.opening.query, self.default_codec)
+        if options is None:
+            raise SessionRefused(InvalidWearableParameter(), 1008)
+        self._options = options
         return True  # a session opens at audio-start, or at the first packet
 
     # -- events --------------------------------------------------------------------------------
@@ -242,7 +177,7 @@ class WyomingAdapter(Adapter):
             if not key_matches(conn.settings, start.token):
                 raise SessionRefused(InvalidApiKey(), 1008)
             self._authenticated = True
-        fmt, problem = self._format_of(start)
+        fmt, problem = format_of(start, self._options)
         if fmt is None:
             await self._reject(conn, Rejection.INVALID_FORMAT, problem)
             return
@@ -260,18 +195,6 @@ class WyomingAdapter(Adapter):
             return  # refused (said above)
         self._start_refused = False
         await self._started(conn, resumed=resumed)
-
-    def _format_of(self, data: AudioData) -> tuple[WearableFormat | None, str]:
-        codec = data.format or self._options.codec
-        rate = data.rate or self._options.rate
-        channels = data.channels or 1
-        if rate not in SAMPLE_RATES:
-            return None, f"rate {rate} is not one of {list(SAMPLE_RATES)}"
-        if channels not in _CHANNELS:
-            return None, f"channels {channels} is not 1 or 2"
-        if codec == "pcm" and data.width not in (None, PCM_WIDTH):
-            return None, f"width {data.width}: PCM is taken as 16-bit (width {PCM_WIDTH})"
-        return WearableFormat(codec=codec, rate=rate, channels=channels), ""
 
     async def _open(self, conn: Connection, fmt: WearableFormat, user_id: str | None) -> None:
         spec = SessionSpec(
@@ -354,7 +277,7 @@ class WyomingAdapter(Adapter):
         if self._start_refused:
             await self._reject(conn, Rejection.NO_SESSION, "audio after a refused audio-start")
             return None
-        fmt, problem = self._format_of(chunk)
+        fmt, problem = format_of(chunk, self._options)
         if fmt is None:
             await self._reject(conn, Rejection.INVALID_FORMAT, problem)
         return fmt
