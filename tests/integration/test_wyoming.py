@@ -401,6 +401,23 @@ async def test_each_log_line_names_the_session_on_at_the_time(
     ]
 
 
+async def test_a_resume_refused_for_its_format_is_logged_with_the_session_it_names(
+    server: Server, ingest_log: io.StringIO
+) -> None:
+    # the refusal is about that session: an operator following it by its id must find the line
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{server.base}/ws") as ws:
+            await ws.send_str(start(format="opus"))
+            session_id = (await event(ws))["data"]["session_id"]
+        async with http.ws_connect(f"{server.base}/ws") as ws:
+            await ws.send_str(start(format="pcm", session_id=session_id))
+            assert (await event(ws))["data"]["code"] == "format-mismatch"
+    lines = [json.loads(line) for line in ingest_log.getvalue().splitlines()]
+    refused = [line for line in lines if line["msg"] == "message rejected"]
+    assert [line["code"] for line in refused] == ["format-mismatch"]
+    assert refused[0]["session_id"] == session_id or session_id in refused[0]["reason"], refused[0]
+
+
 # -- how connections end -------------------------------------------------------------------------
 
 

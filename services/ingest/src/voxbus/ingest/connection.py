@@ -77,6 +77,7 @@ class SocketConnection:
         self._close_requests: asyncio.Task[None] | None = None  # from `hear_close_requests` on
         self._ending_from_outside = False  # that task answers one: it ends the socket, uncut
         self._egress_metric = metrics.EGRESS_BYTES.labels(adapter.protocol)
+        self.deadline_changed = asyncio.Event()  # a session was claimed: the watchdog looks again
 
     # -- the session, as the adapter asks for it (protocols.base.Connection) -----------------
 
@@ -124,10 +125,11 @@ class SocketConnection:
         self._claimed(session_id)
 
     def _claimed(self, session_id: str) -> None:
-        """The session is this socket's: every log line of its reader names it, and a close
-        request from outside reaches the adapter."""
+        """The session is this socket's: every log line of its reader names it, a close request
+        from outside reaches the adapter, and the watchdog counts down to its maximum duration."""
         tag_session(session_id)
         self.hear_close_requests()
+        self.deadline_changed.set()
 
     async def end_session(self) -> None:
         if self._ending_from_outside:
@@ -233,6 +235,11 @@ class SocketConnection:
         transport = self.adapter.opening.transport
         if isinstance(transport, asyncio.Transport):
             transport.abort()
+
+    def writes_backed_up(self) -> bool:
+        """What the server wrote waits in the send buffer: the client is not reading."""
+        transport = self.adapter.opening.transport
+        return isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size() > 0
 
     async def end_stopped(self) -> None:
         """The reader stopped for `stop_reason`. A restart (1012) or a chunk not stored (1011)
@@ -364,18 +371,9 @@ async def _read_loop(conn: SocketConnection, adapter: Adapter, idle_seconds: flo
     chunk_limit = conn.ctx.max_chunk_bytes
     last_message = [time.monotonic()]
     conn._reader = asyncio.current_task()
-
-    async def watchdog() -> None:
-        while True:
-            left = conn.claim.seconds_left()
-            idle_left = last_message[0] + idle_seconds - time.monotonic()
-            wait = idle_left if left is None else min(idle_left, left)
-            if wait <= 0:
-                conn.stop_reading("max_duration" if left is not None and left <= idle_left else "idle")
-                return
-            await asyncio.sleep(wait)
-
-    guard = asyncio.create_task(watchdog(), name=f"watchdog-{conn.claim.connection_id}")
+    guard = asyncio.create_task(
+        _watchdog(conn, last_message, idle_seconds), name=f"watchdog-{conn.claim.connection_id}"
+    )
     try:
         while not wire.closed and conn.stop_reason is None:
             conn._receiving = True
@@ -410,6 +408,28 @@ async def _read_loop(conn: SocketConnection, adapter: Adapter, idle_seconds: flo
             await guard
     if conn.stop_reason is not None:
         await conn.end_stopped()
+
+
+async def _watchdog(conn: SocketConnection, last_message: list[float], idle_seconds: float) -> None:
+    """Stop the reader at the idle timeout (`last_message[0]` is when the last message came) or
+    the session's maximum duration, whichever is first; a session claimed meanwhile is looked at
+    at once."""
+    while True:
+        left = conn.claim.seconds_left()
+        idle_left = last_message[0] + idle_seconds - time.monotonic()
+        wait = idle_left if left is None else min(idle_left, left)
+        if wait <= 0:
+            conn.stop_reading("max_duration" if left is not None and left <= idle_left else "idle")
+            # a reader blocked writing to a client that reads nothing never sees the stop: given
+            # time to end (this task is cancelled when it does), the connection is cut
+            await asyncio.sleep(conn.claim.settle_seconds)
+            if conn.writes_backed_up():
+                conn.abort()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await conn.deadline_changed.wait()
+        conn.deadline_changed.clear()
 
 
 async def _too_large(

@@ -218,7 +218,7 @@ class WyomingAdapter(Adapter):
             await self._reject(
                 conn,
                 Rejection.FORMAT_MISMATCH,
-                f"the session was started as {ours}; this audio-start says {fmt}",
+                f"session {session_id} was started as {ours}; this audio-start says {fmt}",
             )
             return
         self._format = fmt
