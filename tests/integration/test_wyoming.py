@@ -352,11 +352,12 @@ async def test_ping_is_answered_and_a_bad_query_is_refused(server: Server) -> No
         async with http.ws_connect(f"{server.base}/ws") as ws:
             await ws.send_str('{"type": "ping", "data": {"text": "still there?"}}\n')
             assert await event(ws) == {"type": "pong", "data": {"text": "still there?"}}
-        async with http.ws_connect(f"{server.base}/ws?codec=aac") as ws:
-            refused: dict[str, Any] = await event(ws)
-            assert refused["data"]["code"] == "invalid-wearable-parameter"
-            assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE
-            assert ws.close_code == 1008
+        for query in ("codec=aac", "strip_header=maybe", "sample_rate=11025", "user_id=" + "u" * 257):
+            async with http.ws_connect(f"{server.base}/ws?{query}") as ws:
+                refused: dict[str, Any] = await event(ws)
+                assert refused["data"]["code"] == "invalid-wearable-parameter", query
+                closing = await ws.receive()
+                assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 1008)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from aiohttp import web
 from tests.helpers import eventually, free_port
 from tests.servers import embedded_app
 from tests.wearable import event, omi_packets, send_chunks, start
+from voxbus.ingest import wyoming_tcp
 from voxbus.ingest.claim import SessionClaim
 from voxbus.ingest.context import INGEST
 
@@ -186,3 +187,29 @@ async def test_a_text_message_over_the_limit_after_a_refused_payload_header_is_a
         while answers[-1]["type"] != "pong":
             answers.append(await event(ws))
     assert [a["data"].get("code") for a in answers[:-1]] == ["message-too-large"], answers
+
+
+async def test_with_a_key_set_a_tcp_client_without_it_holds_nothing_for_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before its key, a TCP connection may hold a header of at most 64 KiB (never a payload), and
+    only for AUTH_SECONDS: 500 silent connections once held 500 MiB for the idle timeout."""
+    monkeypatch.setattr(wyoming_tcp, "AUTH_SECONDS", 0.3)
+    port = free_port()
+    async with embedded_app(tmp_path, wyoming_port=port, api_key=("k1",)) as (_, app):
+        silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)
+        big_reader, big = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            big.write(b'{"type": "audio-start", "data": {"pad": "' + b"x" * 70_000)  # no newline yet
+            too_long = json.loads(await big_reader.readline())
+            assert await big_reader.read() == b""  # closed
+            assert await silent_reader.read() == b""  # dropped after AUTH_SECONDS: nothing sent
+            await eventually(lambda: _no_connections(app), what="both connections gone", timeout=5)
+        finally:
+            silent.close()
+            big.close()
+    assert too_long["data"]["code"] == "header-too-long"
+
+
+async def _no_connections(app: web.Application) -> bool:
+    return not app[INGEST].connections

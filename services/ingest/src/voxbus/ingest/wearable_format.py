@@ -10,6 +10,7 @@ from voxbus.common.wyoming_events import PCM_WIDTH, WYOMING_CODECS, AudioData
 from voxbus.ingest.sessions import CODEC_OF_FORMAT, FORMAT_OF_CODEC
 
 _CHANNELS: Final = (1, 2)
+_MAX_USER_ID: Final = 256  # as audio-start's `user_id`
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +64,10 @@ class Options:
             rate = int(query.get("sample_rate", "16000"))
         except ValueError:
             rate = 0
+        user_id = query.get("user_id", "anonymous")
         if (
-            codec not in WYOMING_CODECS
+            not 0 < len(user_id) <= _MAX_USER_ID
+            or codec not in WYOMING_CODECS
             or strip not in ("true", "false", "1", "0")
             or rate not in SAMPLE_RATES
         ):
@@ -73,7 +76,7 @@ class Options:
             codec=codec,
             strip_header=strip in ("true", "1"),
             rate=rate,
-            user_id=query.get("user_id", "anonymous"),
+            user_id=user_id,
         )
 
 

@@ -3,6 +3,7 @@
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -84,6 +85,9 @@ def configure_logging(level: str) -> None:
     # Python's warnings (numpy's RuntimeWarning, a DeprecationWarning) print plain text to stderr;
     # taken into logging, they become JSON lines on the `py.warnings` logger like everything else.
     logging.captureWarnings(True)
+    # opuslib 3.0.1 (its last release) compares with `is not 0`: Python warns when it compiles
+    # it, at a fresh install's first start; harmless, and nothing an operator can act on
+    warnings.filterwarnings("ignore", message='"is not" with a literal', category=SyntaxWarning)
     # aiokafka logs every rebalance step at INFO; keep its warnings and errors.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
 

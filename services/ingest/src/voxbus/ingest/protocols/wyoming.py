@@ -75,6 +75,11 @@ class WyomingAdapter(Adapter):
         self._opus = OpusPacketCheck()
         self._rejections = 0
 
+    @property
+    def authenticated(self) -> bool:
+        """The connection presented a valid key (or none is configured)."""
+        return self._authenticated
+
     async def on_open(self, conn: Connection) -> bool:
         options = Options.of(self.opening.query, self.default_codec)
         if options is None:
