@@ -4,11 +4,17 @@ The handler makes a batch's effects durable and returns the offsets that are now
 the loop commits them. A commit refused after a rebalance is harmless: the partition's new owner
 resumes from the last commit and the handlers deduplicate replays (by session seq).
 
+A rebalance comes between batches: aiokafka tells the rebalance listener from its coordinator's
+task, whatever the loop is doing, so the loop hands the handler a revocation only once the batch
+in hand is handled and committed (a handler that dropped a partition's state in the middle of a
+batch went on with the batch on state that was gone).
+
 A loop that crashes gives its partitions up (the handler is told they are revoked); the runtime
 starts a new loop, which resumes from the last commit. `ready` is the service's `/ready` check:
 ready means consuming.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -17,7 +23,14 @@ from typing import Protocol
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from voxbus.common.bus.base import Bus, CommitFailed, ConsumedRecord, Consumer, TopicPartition
+from voxbus.common.bus.base import (
+    Bus,
+    CommitFailed,
+    ConsumedRecord,
+    Consumer,
+    RebalanceListener,
+    TopicPartition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +115,8 @@ class ConsumerLoop:
         self._on_exit = on_exit
         self._committed: dict[TopicPartition, int] = {}
         self._consumer: Consumer | None = None
+        self._batch = asyncio.Lock()  # held from a batch's handling to its commit
+        self.rebalance_waiting = asyncio.Event()  # a revocation waits for the batch in hand
 
     def assignment(self) -> frozenset[TopicPartition]:
         """The partitions this loop reads now (empty before it joined its group)."""
@@ -128,7 +143,7 @@ class ConsumerLoop:
 
     async def _run(self, until_idle: float | None) -> None:
         consumer = self._bus.group_consumer(
-            self._topics, group_id=self._group_id, listener=self._handler, batch_ms=self._batch_ms
+            self._topics, group_id=self._group_id, listener=_BetweenBatches(self), batch_ms=self._batch_ms
         )
         async with consumer:
             self._consumer = consumer
@@ -151,8 +166,9 @@ class ConsumerLoop:
             records = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
             if not records and not self._commit_when_idle:
                 continue
-            offsets = await self._handler.handle(records)
-            await self._commit(consumer, offsets)
+            async with self._batch:
+                offsets = await self._handler.handle(records)
+                await self._commit(consumer, offsets)
             if records:
                 idle_since = time.monotonic()
                 if self._on_progress is not None:
@@ -168,3 +184,22 @@ class ConsumerLoop:
             log.warning("commit refused after a rebalance", extra={"reason": str(exc)})
             return
         self._committed.update(changed)
+
+
+class _BetweenBatches(RebalanceListener):
+    """The handler, as the consumer's rebalance listener, told only between batches."""
+
+    def __init__(self, loop: ConsumerLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        loop = self._loop
+        if loop._batch.locked():
+            loop.rebalance_waiting.set()
+        async with loop._batch:
+            loop.rebalance_waiting.clear()
+            await loop._handler.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+        async with self._loop._batch:
+            await self._loop._handler.on_partitions_assigned(assigned)
