@@ -1,6 +1,7 @@
 """A wearable for tests: Omi-style Opus packets from libopus, their reference decode, and a `/ws`
 client that speaks Wyoming events as the devices' phone apps do."""
 
+import asyncio
 import json
 from typing import Any
 
@@ -8,6 +9,9 @@ import aiohttp
 import numpy as np
 import numpy.typing as npt
 import opuslib
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.event import Event
 
 from tests.audio import speech
 
@@ -67,3 +71,21 @@ async def send_chunks(ws: aiohttp.ClientWebSocketResponse, packets: list[bytes],
     for packet in packets:
         await ws.send_str(chunk_header(packet, **data))
         await ws.send_bytes(packet)
+
+
+async def record_over_tcp(
+    port: int, pcm: npt.NDArray[np.int16], samples_per_chunk: int
+) -> tuple[Event, Event]:
+    """`pcm` (16 kHz mono) through the `wyoming` package's TCP client, one session: its
+    session-started and session-stopped events."""
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+        started = await client.read_event()
+        assert started is not None and started.type == "session-started", started
+        for i in range(0, len(pcm), samples_per_chunk):
+            audio = pcm[i : i + samples_per_chunk].tobytes()
+            await client.write_event(AudioChunk(rate=RATE, width=2, channels=1, audio=audio).event())
+        await client.write_event(AudioStop().event())
+        stopped = await asyncio.wait_for(client.read_event(), 30)
+    assert stopped is not None
+    return started, stopped

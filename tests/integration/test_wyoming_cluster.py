@@ -2,19 +2,25 @@
 socket drops mid-stream resumes on another ingest instance and loses nothing that was accepted;
 the `wyoming` package streams to an ingest instance's TCP port."""
 
-import asyncio
 from pathlib import Path
 
 import aiohttp
 import numpy as np
-from wyoming.audio import AudioChunk, AudioStart, AudioStop
-from wyoming.client import AsyncTcpClient
 
 from tests.audio import speech
 from tests.helpers import free_port
 from tests.pipeline import read_wav, segment_paths, wait_finalized
 from tests.servers import Process, cluster, isolated_env, topic_prefix
-from tests.wearable import RATE, STOP, event, omi_packets, reference_decode, send_chunks, start
+from tests.wearable import (
+    RATE,
+    STOP,
+    event,
+    omi_packets,
+    record_over_tcp,
+    reference_decode,
+    send_chunks,
+    start,
+)
 from voxbus.common.store.redis import RedisStore
 from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
 
@@ -69,16 +75,8 @@ async def test_the_wyoming_package_streams_to_an_ingest_instances_tcp_port(
         ingest.start()
         try:
             await ingest.ready()
-            async with AsyncTcpClient("127.0.0.1", tcp_port) as client:
-                await client.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
-                started = await client.read_event()
-                assert started is not None and started.type == "session-started"
-                for i in range(0, len(pcm), 1600):
-                    audio = pcm[i : i + 1600].tobytes()
-                    await client.write_event(AudioChunk(rate=RATE, width=2, channels=1, audio=audio).event())
-                await client.write_event(AudioStop().event())
-                stopped = await asyncio.wait_for(client.read_event(), 30)
-            assert stopped is not None and stopped.data["chunk_count"] == 20
+            started, stopped = await record_over_tcp(tcp_port, pcm, 1600)
+            assert stopped.data["chunk_count"] == 20
             fields = await wait_finalized(store, started.data["session_id"])
         finally:
             ingest.stop()
