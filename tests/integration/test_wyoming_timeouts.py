@@ -18,6 +18,8 @@ from aiohttp import web
 from tests.helpers import eventually, free_port
 from tests.servers import embedded_app
 from tests.wearable import event, start
+from voxbus.common.constants import Key
+from voxbus.common.runtime import STORE
 from voxbus.ingest.context import INGEST
 
 _PING = json.dumps({"type": "ping", "data": {"text": "x" * 16_000}}).encode() + b"\n"
@@ -92,6 +94,8 @@ async def test_a_ws_client_that_stops_reading_is_closed_at_the_idle_timeout(tmp_
                 what="the idle timeout ending a /ws connection whose client stopped reading",
                 timeout=10,
             )
+            sessions = await app[STORE].zrange(Key.SESSION_SLOTS)
+            assert sessions == [], "the stalled connection still holds its session's slot"
         finally:
             transport = ws._response.connection.transport if ws._response.connection else None
             if transport is not None:
