@@ -10,6 +10,7 @@ from voxbus.common.wyoming_events import PCM_WIDTH, WYOMING_CODECS, AudioData
 from voxbus.ingest.sessions import CODEC_OF_FORMAT, FORMAT_OF_CODEC
 
 _CHANNELS: Final = (1, 2)
+BARE: Final = AudioData()  # what a bare packet (no header) says of its format: nothing
 _MAX_USER_ID: Final = 256  # as audio-start's `user_id`
 
 
@@ -35,6 +36,8 @@ class WearableFormat:
 
     def mismatch(self, data: AudioData) -> str | None:
         """What in a chunk's data differs from this format (a field it leaves out is this one's)."""
+        if data is BARE:  # a bare packet, most of a wearable's traffic: it says nothing
+            return None
         given = {"format": data.format, "rate": data.rate, "channels": data.channels}
         ours = {"format": self.codec, "rate": self.rate, "channels": self.channels}
         for name, value in given.items():

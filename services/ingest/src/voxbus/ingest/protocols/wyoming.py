@@ -48,7 +48,7 @@ from voxbus.ingest.opus_packets import OpusPacketCheck
 from voxbus.ingest.protocols.base import Adapter, Connection, Opening, SessionRefused
 from voxbus.ingest.protocols.text import InvalidJson, parse_json
 from voxbus.ingest.sessions import SessionSpec, canonical_session_id
-from voxbus.ingest.wearable_format import Options, WearableFormat, format_of
+from voxbus.ingest.wearable_format import BARE, Options, WearableFormat, format_of
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class WyomingAdapter(Adapter):
             raise SessionRefused(InvalidApiKey(), 1008)
         header, self._pending = self._pending, None
         try:
-            chunk = AudioData() if header is None else AudioData.parse(header.fields)
+            chunk = BARE if header is None else AudioData.parse(header.fields)
         except MessageError as exc:
             await self._reject(conn, Rejection.INVALID_EVENT, f"audio-chunk data: {exc}")
             return
