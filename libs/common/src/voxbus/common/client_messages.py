@@ -334,7 +334,8 @@ class InvalidParameter(ErrorReply):
 
 
 class InvalidWearableParameter(ErrorReply):
-    """`/ws`: `codec`, `strip_header` or `sample_rate` is invalid; close 1008."""
+    """`/ws`: `codec`, `strip_header`, `sample_rate` or `user_id` (1-256 characters) is invalid;
+    close 1008."""
 
     error: Literal["Invalid parameter"] = "Invalid parameter"
     valid: Literal["codec opus|pcm, strip_header true|false, sample_rate"] = (
