@@ -8,6 +8,7 @@ from tests.helpers import ManualClock
 from voxbus.common.bus.base import BusMessage
 from voxbus.common.bus.memory import InProcessBus
 from voxbus.common.constants import Header, Key
+from voxbus.common.records import EgressAudio
 from voxbus.common.store.memory import InProcessStore
 from voxbus.ingest.egress import EgressRouter
 from voxbus.ingest.leases import LeaseKeeper
@@ -40,11 +41,11 @@ async def test_echoes_are_written_when_due_and_in_the_order_they_came() -> None:
     written: list[tuple[bytes, float]] = []  # what the socket got, and the router's clock then
     wrote, read_all = asyncio.Event(), asyncio.Event()
 
-    async def sink(audio: bytes) -> None:
-        written.append((audio, clock()))
+    async def sink(egress: EgressAudio) -> None:
+        written.append((egress.audio, clock()))
         wrote.set()
 
-    async def marker(_: bytes) -> None:
+    async def marker(_: EgressAudio) -> None:
         read_all.set()
 
     async def until_written(count: int) -> None:
@@ -102,8 +103,8 @@ class _Socket:
     def __init__(self) -> None:
         self.received: list[bytes] = []
 
-    async def deliver(self, audio: bytes) -> None:
-        self.received.append(audio)
+    async def deliver(self, egress: EgressAudio) -> None:
+        self.received.append(egress.audio)
 
 
 async def test_a_released_socket_leaves_no_route_and_a_resumed_one_keeps_its_own() -> None:

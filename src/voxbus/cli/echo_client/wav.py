@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Final
 
 # soundfile ships no type information; it is used only here.
-import soundfile  # type: ignore[import-untyped]
+import soundfile
 
 from voxbus.cli.echo_client.errors import UsageError
 

@@ -32,6 +32,10 @@ class RecordType(StrEnum):
     STOP = "stop"
     ERROR = "error"
     FINALIZED = "finalized"
+    # the events topic's call records (`call_events`), keyed by call id
+    CALL_STATUS = "call-status"
+    CALL_MEDIA = "call-media"
+    CALL_DTMF = "call-dtmf"
 
 
 class Header:
@@ -48,6 +52,7 @@ class Header:
     DUE: Final = "due"
     POSITION: Final = "pos"  # PCM chunks: frame offset of the first sample in the session
     NUMBER: Final = "n"  # raw chunks: the chunk's number in its session (1, 2, …, across resumes)
+    KIND: Final = "k"  # egress records: "prompt" or "clear" (absent: live audio, an echo)
 
 
 class Key:
@@ -65,6 +70,12 @@ class Key:
     CONNECTION_SLOTS: Final = "voxbus:slots:connections:"  # + session id
     REAP_AT: Final = "voxbus:sessions:reap-at"  # active sessions, by when idleness may stop them
     REAPING: Final = "voxbus:reaping:"  # + session id: the pod stopping that idle session (a short lock)
+    CALL: Final = "voxbus:call:"  # + call id: the call record's hash (`call_state`)
+    CALL_HISTORY: Final = "voxbus:call-history:"  # + call id: its statuses, scored by time
+    CALL_DTMF: Final = "voxbus:call-dtmf:"  # + call id: the digits pressed, scored by time
+    CALLS_ALL: Final = "voxbus:calls:all"  # every call id, scored by when it was first seen
+    CALLS_BY_PROVIDER: Final = "voxbus:calls:provider:"  # + provider
+    GREETED: Final = "voxbus:greeted:"  # + session id: its greeting was produced (replays skip it)
 
 
 class SessionField:

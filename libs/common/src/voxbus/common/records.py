@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar, Final, Self
 
 from voxbus.common.constants import Header, RecordType
@@ -291,6 +292,14 @@ class SessionFinalized:
             raise RecordError(f"malformed finalized record: {exc!r}") from exc
 
 
+class EgressKind(StrEnum):
+    """What an egress record carries (its `k` header; absent: live audio)."""
+
+    LIVE = ""  # an echo of the caller's audio
+    PROMPT = "prompt"  # audio played to the caller (a greeting): live audio waits behind it
+    CLEAR = "clear"  # no audio: drop what the socket has queued for the caller (barge-in)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EgressAudio:
     """Audio for a client's socket, on the egress topic (docs/architecture.md, the egress topic):
@@ -301,7 +310,8 @@ class EgressAudio:
     Headers, all but `t` optional: `ts`, the ingest time of the chunk it echoes; `seq`, that
     chunk's session seq (ingest delivers each seq of a session at most once, so an echo producer
     that crashed and sent some again is not heard twice); `due`, when ingest writes it to the
-    socket (wall clock, ns; without it, at once).
+    socket (wall clock, ns; without it, at once); `k`, its `EgressKind` (telephony's prompts and
+    clears; absent: live audio).
 
     Not a session record, and `decode` rejects it: the egress topic carries this record alone, so
     its `t` chooses nothing. It says `chunk`, without `sid`, codec, rate or channels (ingest needs
@@ -316,6 +326,7 @@ class EgressAudio:
     ts_ns: int | None = None
     seq: int | None = None
     due_ns: int | None = None
+    kind: EgressKind = EgressKind.LIVE
 
     @property
     def due(self) -> float | None:
@@ -324,7 +335,7 @@ class EgressAudio:
 
     def to_message(self) -> BusMessage:
         return EgressEncoder(self.session_id).message(
-            self.audio, ts_ns=self.ts_ns, seq=self.seq, due_ns=self.due_ns
+            self.audio, ts_ns=self.ts_ns, seq=self.seq, due_ns=self.due_ns, kind=self.kind
         )
 
     @classmethod
@@ -332,6 +343,7 @@ class EgressAudio:
         if not key:
             raise RecordError("egress record has no key (session id)")
         kind = ts_ns = seq = due_ns = None
+        egress_kind = EgressKind.LIVE
         try:
             session_id = key.decode("ascii")
             for name, header in headers:
@@ -344,11 +356,13 @@ class EgressAudio:
                     seq = int(header) if header else None
                 elif name == Header.DUE:
                     due_ns = int(header)
+                elif name == Header.KIND:
+                    egress_kind = EgressKind(header.decode("ascii"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise RecordError(f"malformed egress record: {exc}") from exc
         if kind != _EGRESS_TYPE:
             raise RecordError(f"expected an egress record (t=chunk), got t={kind!r}")
-        return cls(session_id=session_id, audio=value, ts_ns=ts_ns, seq=seq, due_ns=due_ns)
+        return cls(session_id=session_id, audio=value, ts_ns=ts_ns, seq=seq, due_ns=due_ns, kind=egress_kind)
 
 
 class EgressEncoder:
@@ -363,7 +377,13 @@ class EgressEncoder:
         self._head: Headers = ((Header.TYPE, _EGRESS_TYPE),)
 
     def message(
-        self, audio: bytes, *, ts_ns: int | None = None, seq: int | None = None, due_ns: int | None = None
+        self,
+        audio: bytes,
+        *,
+        ts_ns: int | None = None,
+        seq: int | None = None,
+        due_ns: int | None = None,
+        kind: EgressKind = EgressKind.LIVE,
     ) -> BusMessage:
         headers = self._head
         if ts_ns is not None:
@@ -372,6 +392,8 @@ class EgressEncoder:
             headers = (*headers, (Header.SEQ, b"%d" % seq))
         if due_ns is not None:
             headers = (*headers, (Header.DUE, b"%d" % due_ns))
+        if kind:
+            headers = (*headers, (Header.KIND, kind.value.encode("ascii")))
         return BusMessage(key=self._key, value=audio, headers=headers)
 
 

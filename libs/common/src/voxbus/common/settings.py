@@ -18,6 +18,10 @@ from voxbus.common.constants import SAMPLE_RATES, Topic
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 AudioFormatName = Literal["wav", "mp3", "flac", "aac", "pcm", "opus", "ogg", "webm"]
+# what a telephony call does with the caller's audio (docs/protocols/vonage.md, call modes)
+TelephonyMode = Literal["record", "echo", "record+echo"]
+TELEPHONY_MODES: tuple[TelephonyMode, ...] = ("record", "echo", "record+echo")
+VonageRate = Literal[8000, 16000, 24000]
 
 
 def _sample_rate(value: int) -> int:
@@ -68,6 +72,18 @@ class Settings(BaseSettings):
     # echoes are produced this long before they are due; ingest holds them until then
     echo_send_ahead_ms: int = Field(default=200, ge=0, le=5000)
 
+    # Telephony (docs/protocols/vonage.md)
+    # the public base URL carriers reach voxbus at (the load balancer's): webhook and media URLs
+    host_name: str = "http://localhost:8000"
+    telephony_mode: TelephonyMode = "record"  # per call, an answer URL's `?mode=` overrides it
+    telephony_greeting_wav: Path | None = None  # played to the caller once the media socket opens
+    telephony_greeting_text: str = ""  # a Vonage `talk` action before the call is connected
+    # outbound audio a call's socket holds before its oldest is dropped (the carrier plays it in real time)
+    telephony_max_queued_seconds: float = Field(default=60.0, gt=0, le=600)
+    vonage_sample_rate: VonageRate = 16000
+    # set: Vonage's signed webhooks (and the media socket's Authorization) are verified, HS256
+    vonage_signature_secret: str | None = None
+
     # Infrastructure: unset → in-process backends
     kafka_bootstrap_servers: str | None = None
     # in-process bus: a producer waits while a partition holds this many bytes its slowest
@@ -106,7 +122,22 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("kafka_bootstrap_servers", "redis_url", mode="before")
+    @field_validator("host_name")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("http", "https") or not rest.strip("/"):
+            raise ValueError("must be the public base URL, http:// or https:// and a host")
+        return value.rstrip("/")
+
+    @field_validator("telephony_greeting_wav")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("no such file")
+        return value
+
+    @field_validator("kafka_bootstrap_servers", "redis_url", "vonage_signature_secret", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

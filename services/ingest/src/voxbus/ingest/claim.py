@@ -16,7 +16,7 @@ from typing import Any
 
 from voxbus.common.client_messages import SessionNotFound, TooManyConnections, TooManySessions
 from voxbus.common.constants import Key, SessionStatus
-from voxbus.common.records import AudioFormat, new_session_id
+from voxbus.common.records import AudioFormat, EgressAudio, new_session_id
 from voxbus.common.state import SessionNotice
 from voxbus.common.store.base import StoreBatch
 from voxbus.ingest import metrics
@@ -44,7 +44,7 @@ class SessionClaim:
         *,
         protocol: str,
         transport: asyncio.BaseTransport | None,
-        deliver: Callable[[bytes], Awaitable[None]],
+        deliver: Callable[[EgressAudio], Awaitable[None]],
         on_broken: Callable[[], None],
     ) -> None:
         """`deliver` writes the session's egress audio to the socket; `on_broken()` runs once at

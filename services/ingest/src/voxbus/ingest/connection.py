@@ -19,18 +19,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiohttp import WSMessage, WSMsgType, web
 
+from voxbus.common.call_events import CallEvent
 from voxbus.common.client_messages import ChunkTooLarge, ClientMessage, InternalError, MessageTooLarge
-from voxbus.common.records import AudioFormat
+from voxbus.common.records import AudioFormat, EgressAudio
 from voxbus.common.runtime import session_context, tag_session
 from voxbus.common.settings import Settings
 from voxbus.ingest import metrics
 from voxbus.ingest.acks import OnDurable
-from voxbus.ingest.auth import authorized
 from voxbus.ingest.claim import SessionClaim
 from voxbus.ingest.close_requests import next_close_request
 from voxbus.ingest.context import INGEST, IngestContext
@@ -286,31 +285,36 @@ class SocketConnection:
             await self.send(refused.reply)
             await self._close_wire(refused.code, refused.reply.error)
 
-    async def _deliver(self, audio: bytes) -> None:
-        messages = self.adapter.egress(audio)
-        for message in messages:
-            if self.wire.closed:
-                return
-            if isinstance(message, bytes):
-                await self.wire.send_bytes(message)
-            else:
-                await self.wire.send_str(message)
-        if messages:
-            self._egress_metric.inc(len(audio))
+    async def send_binary(self, data: bytes) -> None:
+        if not self.wire.closed:
+            await self.wire.send_bytes(data)
+
+    async def publish(self, event: CallEvent) -> None:
+        try:
+            await (await self.ctx.bus.send(self.ctx.events_topic, event.to_message()))
+        except Exception as exc:  # an event lost is logged; the call's audio goes on
+            log.warning(
+                "call event not published", extra={"event": type(event).__name__, "reason": repr(exc)}
+            )
+
+    async def _deliver(self, egress: EgressAudio) -> None:
+        if not self.wire.closed and await self.adapter.on_egress(self, egress):
+            self._egress_metric.inc(len(egress.audio))
 
 
-async def serve_socket(
-    request: web.Request, make_adapter: Callable[[Opening], Adapter]
-) -> web.StreamResponse:
+async def serve_socket(request: web.Request, adapter_class: type[Adapter]) -> web.StreamResponse:
     ctx = request.app[INGEST]
     settings = ctx.settings
     opening = Opening(
         query=request.query,
         match_info=request.match_info,
         transport=request.transport,
-        authenticated=authorized(settings, request),
+        authenticated=adapter_class.authenticate(settings, request),
     )
-    adapter = make_adapter(opening)
+    if not opening.authenticated and adapter_class.refuses_upgrade:
+        metrics.REFUSED.labels(adapter_class.protocol, "auth").inc()
+        return web.json_response({"error": "Invalid signature"}, status=401)
+    adapter = adapter_class(opening)
     # aiohttp refuses messages over max_msg_size with a bare 1009; up to twice the limit we read
     # them, so the client gets docs/api.md's JSON error first. No permessage-deflate (which the
     # `websockets` library offers by default): audio hardly compresses, and inflating every frame
@@ -359,7 +363,10 @@ async def drive(ctx: IngestContext, wire: Wire, adapter: Adapter) -> None:
             await conn.claim.release()
         finally:
             conn.released.set()
-            await conn.close_requests_done()
+            try:
+                await conn.close_requests_done()
+            finally:
+                await adapter.on_end(conn)
 
 
 async def _read_loop(conn: SocketConnection, adapter: Adapter, idle_seconds: float) -> None:

@@ -27,6 +27,7 @@ class IngestContext:
     router: EgressRouter
     acks: AckWriter
     raw_topic: str
+    events_topic: str  # call events (DTMF, a media socket's session) for the telephony service
     max_chunk_bytes: int  # the largest binary message taken: settings' and the bus topics' limits
     connections: set["SocketConnection"]  # every open socket, for shutdown to restart
 

@@ -31,7 +31,7 @@ from voxbus.ingest.leases import LeaseKeeper
 
 log = logging.getLogger(__name__)
 
-Sink = Callable[[bytes], Awaitable[None]]
+Sink = Callable[[EgressAudio], Awaitable[None]]
 
 
 class NoEgressPartition(RuntimeError):
@@ -160,7 +160,7 @@ class EgressRouter:
         if self._seen(egress):
             return
         with contextlib.suppress(ConnectionError):
-            await sink(egress.audio)
+            await sink(egress)
         if egress.due is not None:
             metrics.EGRESS_LATENESS.observe(self._clock() - egress.due)
 

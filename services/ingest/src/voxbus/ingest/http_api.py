@@ -5,10 +5,10 @@ import re
 
 from aiohttp import hdrs, web
 
+from voxbus.common.api_keys import authorized
 from voxbus.common.constants import Key, SessionStatus
 from voxbus.common.session_state import SessionState
 from voxbus.common.state import SessionControl
-from voxbus.ingest.auth import authorized
 from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.finishing import CLOSED_OVER_HTTP, FinishTimeout, stop_detached, wait_finished
 from voxbus.ingest.sessions import canonical_session_id, public_info

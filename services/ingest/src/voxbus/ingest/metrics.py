@@ -22,3 +22,17 @@ EGRESS_LATENESS = Histogram(
     "When egress audio with a due time (an echo) was written to its socket, minus that due time",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5),
 )
+PACED_FRAMES = Counter(
+    "voxbus_ingest_paced_frames_total", "Frames a carrier's media socket was sent by its pacer", ["protocol"]
+)
+PACER_DROPPED = Counter(
+    "voxbus_ingest_pacer_dropped_frames_total",
+    "Outbound frames not sent: live audio during a prompt, cleared (barge-in), or over the queue bound",
+    ["protocol", "reason"],
+)
+PACER_LATENESS = Histogram(
+    "voxbus_ingest_pacer_lateness_seconds",
+    "How late a paced frame was written after its scheduled time",
+    ["protocol"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
+)

@@ -51,6 +51,7 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
             router=router,
             acks=AckWriter(),
             raw_topic=settings.topic(Topic.AUDIO_RAW),
+            events_topic=settings.topic(Topic.EVENTS),
             max_chunk_bytes=max_chunk_bytes,
             connections=set(),
         )
@@ -110,7 +111,7 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_ingest)
     app.on_shutdown.append(_close_sockets)
     for path, adapter in ROUTES.items():
-        app.router.add_get(path, functools.partial(serve_socket, make_adapter=adapter))
+        app.router.add_get(path, functools.partial(serve_socket, adapter_class=adapter))
     http_api.add_routes(app)
 
 

@@ -1,13 +1,14 @@
 """WebSocket protocol adapters, one file each, and the paths they serve.
 
-Telephony (Vonage, Exotel, Twilio) adds its adapters here with its issues. Wyoming's adapter also
-serves the TCP port (`voxbus.ingest.wyoming_tcp`).
+Telephony carriers' media sockets (Vonage; Exotel and Twilio next) pace their outbound audio with
+`voxbus.ingest.pacer`. Wyoming's adapter also serves the TCP port (`voxbus.ingest.wyoming_tcp`).
 """
 
 from voxbus.ingest.protocols.base import Adapter
 from voxbus.ingest.protocols.delayed_echo import DelayedEchoAdapter
 from voxbus.ingest.protocols.echo import EchoAdapter
 from voxbus.ingest.protocols.session import SessionAdapter
+from voxbus.ingest.protocols.vonage import VonageAdapter
 from voxbus.ingest.protocols.wyoming import WyomingAdapter
 
 ROUTES: dict[str, type[Adapter]] = {
@@ -16,6 +17,7 @@ ROUTES: dict[str, type[Adapter]] = {
     "/api/ws/audio/{session_id}": SessionAdapter,
     "/ws/echo": DelayedEchoAdapter,
     "/ws": WyomingAdapter,
+    "/ws/vonage": VonageAdapter,
 }
 
 __all__ = ["ROUTES", "Adapter"]

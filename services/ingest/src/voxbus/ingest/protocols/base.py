@@ -18,8 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from aiohttp import web
+
+from voxbus.common.api_keys import authorized
+from voxbus.common.call_events import CallEvent
 from voxbus.common.client_messages import ClientMessage, ErrorReply, InvalidApiKey
-from voxbus.common.records import AudioFormat
+from voxbus.common.records import AudioFormat, EgressAudio, EgressKind
 from voxbus.common.settings import Settings
 from voxbus.ingest.acks import OnDurable
 from voxbus.ingest.sessions import SessionSpec
@@ -99,6 +103,12 @@ class Connection(Protocol):
     async def send_text(self, text: str) -> None:
         """A text message as it is (the chunk ack's fast form, plain-text protocols)."""
 
+    async def send_binary(self, data: bytes) -> None:
+        """A binary message (nothing once the socket is closed)."""
+
+    async def publish(self, event: CallEvent) -> None:
+        """Put a call event on the events topic (for the telephony service); a failure is logged."""
+
     async def close(self, code: int, message: str = "") -> None:
         """Close the socket with `code` and `message` as the reason (cut to 120 bytes)."""
 
@@ -108,9 +118,15 @@ class Adapter(ABC):
 
     protocol: ClassVar[str]
     auth_close_code: ClassVar[int] = 1008  # 4001 for /ws/echo, whose clients expect it
+    refuses_upgrade: ClassVar[bool] = False  # True: a bad key is an HTTP 401, not a close code
 
     def __init__(self, opening: Opening) -> None:
         self.opening = opening
+
+    @classmethod
+    def authenticate(cls, settings: Settings, request: web.Request) -> bool:
+        """Whether the upgrade request may open a socket (default: the API key, when one is set)."""
+        return authorized(settings, request)
 
     @abstractmethod
     async def on_open(self, conn: Connection) -> bool:
@@ -160,6 +176,22 @@ class Adapter(ABC):
         frame carries the code and reason)."""
         return None
 
-    @abstractmethod
+    async def on_end(self, conn: Connection) -> None:  # noqa: B027 - optional hook
+        """The socket ended, whichever way: stop what the adapter runs for it."""
+
+    async def on_egress(self, conn: Connection, egress: EgressAudio) -> bool:
+        """Egress for the client (an echo, a prompt, a clear); whether audio was written or queued.
+        Default: `egress()`'s messages at once; a clear means nothing to a protocol without pacing."""
+        if egress.kind == EgressKind.CLEAR:
+            return False
+        messages = self.egress(egress.audio)
+        for message in messages:
+            if isinstance(message, bytes):
+                await conn.send_binary(message)
+            else:
+                await conn.send_text(message)
+        return bool(messages)
+
     def egress(self, audio: bytes) -> list[str | bytes]:
-        """Wire messages carrying egress audio (echo, prompts) to the client."""
+        """Wire messages carrying egress audio (echo, prompts) to the client (default: the bytes)."""
+        return [audio]

@@ -16,6 +16,7 @@ Over TCP (`WyomingTcpAdapter`) the key, when one is configured, comes in `audio-
 import logging
 from typing import ClassVar, Final
 
+from voxbus.common.api_keys import key_matches
 from voxbus.common.client_messages import (
     ClientMessage,
     ErrorReply,
@@ -43,7 +44,6 @@ from voxbus.common.wyoming_events import (
     WyomingError,
 )
 from voxbus.ingest import metrics
-from voxbus.ingest.auth import key_matches
 from voxbus.ingest.opus_packets import OpusPacketCheck
 from voxbus.ingest.protocols.base import Adapter, Connection, Opening, SessionRefused
 from voxbus.ingest.protocols.text import InvalidJson, parse_json

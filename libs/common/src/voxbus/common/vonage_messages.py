@@ -1,0 +1,201 @@
+"""Every JSON message voxbus and Vonage's Voice API exchange, one typed model each
+(docs/protocols/vonage.md): the NCCO actions the answer webhook returns, the webhooks' bodies,
+and the media socket's text messages in both directions.
+
+A model's `body()` is its JSON object with Vonage's field names (`content-type`, `eventUrl`,
+`from`) and without the fields left unset. Vonage adds fields over time: inbound models take
+unknown fields (a connected message carries the call's `headers` flattened into it).
+"""
+
+import json
+import re
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+VONAGE_RATES: Final = (8000, 16000, 24000)
+_CONTENT_TYPE = re.compile(r"\s*audio/l16\s*;\s*rate\s*=\s*(\d+)\s*", re.IGNORECASE)
+
+
+class VonageMessageError(ValueError):
+    """Not the Vonage message expected; `reason` is a short label for metrics, the text says why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class _Outbound(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    def to_wire(self) -> str:
+        return json.dumps(self.body())
+
+
+class _Inbound(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="allow", coerce_numbers_to_str=True)
+
+
+# -- NCCO (the answer webhook's reply) ----------------------------------------------------------
+
+
+class TalkAction(_Outbound):
+    """Vonage speaks `text` to the caller."""
+
+    action: Literal["talk"] = "talk"
+    text: str
+    language: str | None = None
+
+
+class WebsocketEndpoint(_Outbound):
+    type: Literal["websocket"] = "websocket"
+    uri: str
+    content_type: str = Field(default="audio/l16;rate=16000", serialization_alias="content-type")
+    headers: dict[str, str] | None = None
+
+
+class SipEndpoint(_Outbound):
+    type: Literal["sip"] = "sip"
+    uri: str
+
+
+class PhoneEndpoint(_Outbound):
+    type: Literal["phone"] = "phone"
+    number: str
+
+
+class SocketAuthorization(_Outbound):
+    """`{"type": "vonage"}`: Vonage signs the media socket's request (`Authorization: Bearer`)."""
+
+    type: Literal["vonage"] = "vonage"
+
+
+Endpoint = WebsocketEndpoint | SipEndpoint | PhoneEndpoint
+
+
+class ConnectAction(_Outbound):
+    """Vonage connects the call to one endpoint (for voxbus: its media socket)."""
+
+    action: Literal["connect"] = "connect"
+    event_url: list[str] | None = Field(default=None, serialization_alias="eventUrl")
+    endpoint: list[Annotated[Endpoint, Field(discriminator="type")]]
+    authorization: SocketAuthorization | None = None
+
+
+def content_type(rate: int) -> str:
+    return f"audio/l16;rate={rate}"
+
+
+def ncco(*actions: TalkAction | ConnectAction) -> list[dict[str, Any]]:
+    return [action.body() for action in actions]
+
+
+# -- webhooks -----------------------------------------------------------------------------------
+
+
+class CallWebhook(_Inbound):
+    """The answer webhook's query (or JSON body) and the event webhook's body: what voxbus uses
+    of them. `uuid` is the call leg's id, the call's id in voxbus."""
+
+    uuid: str = Field(min_length=1, max_length=128)
+    conversation_uuid: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    status: str | None = Field(default=None, max_length=64)
+    direction: str | None = Field(default=None, max_length=64)
+    timestamp: str | None = None
+
+    @classmethod
+    def parse(cls, data: Any) -> "CallWebhook":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "body"
+            raise VonageMessageError("invalid", f"{where}: {error['msg']}") from None
+
+
+# -- the media socket, Vonage to voxbus ---------------------------------------------------------
+
+
+class Connected(_Inbound):
+    """The socket's first message: the audio format, and the NCCO's `headers` flattened in."""
+
+    event: Literal["websocket:connected"]
+    content_type: str = Field(alias="content-type")
+
+    def rate(self) -> int:
+        match = _CONTENT_TYPE.fullmatch(self.content_type)
+        rate = int(match.group(1)) if match else None
+        if rate not in VONAGE_RATES:
+            raise VonageMessageError(
+                "content_type",
+                f"content-type {self.content_type!r} is not audio/l16 at {', '.join(map(str, VONAGE_RATES))}",
+            )
+        return rate
+
+    def header(self, name: str) -> str | None:
+        extra = self.model_extra or {}
+        value = extra.get(name)
+        if value is None and isinstance(extra.get("headers"), dict):
+            value = extra["headers"].get(name)  # some senders nest them instead of flattening
+        return value if isinstance(value, str) and value else None
+
+
+class Dtmf(_Inbound):
+    event: Literal["websocket:dtmf"]
+    digit: str = Field(pattern=r"^[0-9*#A-Da-d]$")
+    duration: int = Field(default=0, ge=0, le=60_000)
+
+
+class Notify(_Inbound):
+    """Audio queued before a `notify` action has played."""
+
+    event: Literal["websocket:notify"]
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class Cleared(_Inbound):
+    """Vonage emptied its audio buffer after a `clear`."""
+
+    event: Literal["websocket:cleared"]
+
+
+SocketEvent = Connected | Dtmf | Notify | Cleared
+_EVENTS: Final[dict[str, type[SocketEvent]]] = {
+    "websocket:connected": Connected,
+    "websocket:dtmf": Dtmf,
+    "websocket:notify": Notify,
+    "websocket:cleared": Cleared,
+}
+
+
+def parse_socket_event(text: str) -> SocketEvent:
+    """A text message from the media socket; `VonageMessageError` (reason `bad_json`,
+    `unknown_event` or `invalid`) if it is not one voxbus knows."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise VonageMessageError("bad_json", f"not JSON: {exc}") from None
+    kind = data.get("event") if isinstance(data, dict) else None
+    model = _EVENTS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise VonageMessageError("unknown_event", f"unknown event {str(kind)[:64]!r}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "message"
+        raise VonageMessageError("invalid", f"{kind}: {where}: {error['msg']}") from None
+
+
+# -- the media socket, voxbus to Vonage ---------------------------------------------------------
+
+
+class ClearAction(_Outbound):
+    """Vonage drops the audio it buffered for the caller (barge-in); it answers `websocket:cleared`."""
+
+    action: Literal["clear"] = "clear"

@@ -1,0 +1,168 @@
+"""Outbound audio to a telephony carrier, paced at real time: one `Pacer` per media socket.
+
+A carrier plays what it is sent as it arrives and wants it in frames of one exact size (Vonage:
+one 20 ms frame per message). Egress audio arrives in records of any size, at the echo's due
+times or all at once (a prompt), so the pacer cuts it into frames and writes one per frame
+period against a monotonic clock: the next send time is accumulated (`next += period`), never
+re-read from "now + period", so the pacing does not drift. A socket has one pacer and the pacer
+one task, whatever the number of frames.
+
+- When it runs out of audio the schedule restarts at the next arrival (nothing is sent early to
+  make up for the gap); when the task wakes late (a busy event loop) it catches up by sending at
+  once, and if it is more than `MAX_BEHIND_SECONDS` late it restarts the schedule instead of
+  bursting.
+- Prompts (`EgressKind.PROMPT`, a greeting) take the line: live audio (an echo) that arrives while
+  a prompt is queued is dropped, so the echo that follows the prompt keeps its delay.
+- `clear()` drops everything queued (barge-in). `mark(callback)` runs `callback` once the audio
+  queued before it has been sent (Exotel's and Twilio's marks).
+- At most `max_queued_bytes` wait; past that the oldest frames are dropped and counted.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from voxbus.ingest import metrics
+
+log = logging.getLogger(__name__)
+
+MAX_BEHIND_SECONDS: Final = 0.1
+
+Send = Callable[[bytes], Awaitable[None]]
+Mark = Callable[[], Awaitable[None]]
+_Frame = tuple[bytes, bool]  # the audio, and whether it is a prompt's
+
+
+class Pacer:
+    def __init__(
+        self,
+        *,
+        protocol: str,
+        frame_bytes: int,
+        frame_seconds: float,
+        send: Send,
+        max_queued_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if frame_bytes <= 0 or frame_seconds <= 0:
+            raise ValueError("a frame has a size and a duration")
+        self._frame_bytes, self._period, self._send = frame_bytes, frame_seconds, send
+        self._max_frames = max(1, max_queued_bytes // frame_bytes)
+        self._clock, self._sleep = clock, sleep
+        self._queue: deque[_Frame | Mark] = deque()
+        self._frames = 0  # audio frames in the queue (marks are not)
+        self._prompt_frames = 0  # of which, prompt frames still to send
+        self._prompt_partial = bytearray()  # a prompt's bytes short of a frame, until more come
+        self._live_partial = bytearray()
+        self._next: float | None = None  # when the next frame is due; None: restart at the next
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sent = metrics.PACED_FRAMES.labels(protocol)
+        self._lateness = metrics.PACER_LATENESS.labels(protocol)
+        self._dropped = {reason: metrics.PACER_DROPPED.labels(protocol, reason) for reason in _DROP_REASONS}
+
+    @property
+    def queued_frames(self) -> int:
+        return self._frames
+
+    @property
+    def prompting(self) -> bool:
+        """A prompt is queued (or partly)."""
+        return bool(self._prompt_frames or self._prompt_partial)
+
+    def start(self, name: str) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=name)
+
+    async def close(self) -> None:
+        """Stop sending (the socket ended); what is queued is dropped."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def push(self, audio: bytes, *, prompt: bool = False) -> None:
+        """Queue audio to send; live audio while a prompt is queued is dropped."""
+        if not prompt and (self._prompt_frames or self._prompt_partial):
+            self._dropped["prompt_playing"].inc(len(audio) // self._frame_bytes or 1)
+            return
+        partial = self._prompt_partial if prompt else self._live_partial
+        partial += audio
+        size = self._frame_bytes
+        whole = len(partial) - len(partial) % size
+        if not whole:
+            return
+        for start in range(0, whole, size):
+            self._queue.append((bytes(partial[start : start + size]), prompt))
+        del partial[:whole]
+        count = whole // size
+        self._frames += count
+        if prompt:
+            self._prompt_frames += count
+        while self._frames > self._max_frames:
+            self._drop_oldest()
+        self._ready.set()
+
+    def mark(self, callback: Mark) -> None:
+        """Run `callback` once every frame queued before it was sent (at once if none is)."""
+        self._queue.append(callback)
+        self._ready.set()
+
+    def clear(self) -> int:
+        """Drop all queued audio (marks stay, and run at once); the number of frames dropped."""
+        dropped = self._frames
+        self._queue = deque(item for item in self._queue if not isinstance(item, tuple))
+        self._frames = self._prompt_frames = 0
+        self._prompt_partial.clear()
+        self._live_partial.clear()
+        if dropped:
+            self._dropped["cleared"].inc(dropped)
+        return dropped
+
+    def _drop_oldest(self) -> None:
+        for index, item in enumerate(self._queue):
+            if isinstance(item, tuple):
+                del self._queue[index]
+                self._taken(item)
+                self._dropped["overflow"].inc()
+                return
+
+    def _taken(self, frame: _Frame) -> None:
+        self._frames -= 1
+        if frame[1]:
+            self._prompt_frames -= 1
+
+    async def run(self) -> None:
+        """Send frames on schedule until cancelled."""
+        while True:
+            if not self._queue:
+                self._next = None  # out of audio: the schedule restarts at the next frame
+                self._ready.clear()
+                await self._ready.wait()
+            item = self._queue[0]
+            if not isinstance(item, tuple):  # a mark: due once what came before it was sent
+                self._queue.popleft()
+                await item()
+                continue
+            now = self._clock()
+            if self._next is None or now - self._next > MAX_BEHIND_SECONDS:
+                self._next = now
+            elif self._next > now:
+                await self._sleep(self._next - now)
+                if not self._queue or self._queue[0] is not item:  # cleared meanwhile
+                    continue
+            self._queue.popleft()
+            self._taken(item)
+            self._lateness.observe(max(0.0, self._clock() - self._next))
+            await self._send(item[0])
+            self._sent.inc()
+            self._next += self._period
+
+
+_DROP_REASONS: Final = ("prompt_playing", "cleared", "overflow")

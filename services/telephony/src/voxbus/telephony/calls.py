@@ -1,0 +1,148 @@
+"""Call records (docs/protocols/vonage.md, call records): one per carrier call, in the state
+store, written by whichever telephony instance a webhook or event reaches.
+
+The record is a hash (`Key.CALL` + call id) with the call's parties, mode, latest status and
+session; its status history and DTMF digits are sorted sets scored by time, so two instances
+adding to one call at once never overwrite each other, and a webhook the carrier sends again adds
+nothing. Indexes list calls newest first, all or by provider. A call's recording is its session's:
+read from the session record when the call is read.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from voxbus.common.call_events import CallDtmf, CallMedia
+from voxbus.common.constants import Key
+from voxbus.common.session_state import SessionHashes
+from voxbus.common.store.base import ScoreRange, StateStore
+
+MAX_EXAMINED: Final = 1000  # calls one list request looks at, at most
+PARTIES: Final = ("from", "to", "direction", "conversation_id")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallStart:
+    """What the first webhook of a call says about it."""
+
+    call_id: str
+    provider: str
+    parties: dict[str, str]  # PARTIES present in the webhook
+    mode: str | None = None
+
+
+class CallRecords:
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self._sessions = SessionHashes(store)
+
+    async def seen(self, start: CallStart) -> None:
+        """A webhook about the call: create its record if it is new, fill in what it adds."""
+        key = Key.CALL + start.call_id
+        now = time.time()
+        fields: dict[str, str | float] = {"updated_at": now}
+        fields.update(start.parties)
+        if start.mode is not None:
+            fields["mode"] = start.mode
+        batch = self._store.batch()
+        if await self._store.hget(key, "created_at") is None:
+            fields.update(call_id=start.call_id, provider=start.provider, created_at=now)
+            batch.zadd(Key.CALLS_ALL, {start.call_id: now})
+            batch.zadd(Key.CALLS_BY_PROVIDER + start.provider, {start.call_id: now})
+        batch.hset(key, fields)
+        await batch.execute()
+
+    async def status(self, start: CallStart, status: str, carrier_time: str | None) -> None:
+        """The carrier reported `status`: the latest status, and one more line of history (a
+        webhook sent again, with the same carrier timestamp, adds none)."""
+        await self.seen(start)
+        now = time.time()
+        entry = json.dumps({"status": status, "carrier_time": carrier_time or str(now)}, sort_keys=True)
+        batch = self._store.batch()
+        batch.zadd(Key.CALL_HISTORY + start.call_id, {entry: now})
+        batch.hset(Key.CALL + start.call_id, {"status": status, "updated_at": now})
+        await batch.execute()
+
+    async def media(self, event: CallMedia) -> None:
+        """The call's media socket opened its session."""
+        await self.seen(
+            CallStart(call_id=event.call_id, provider=event.provider, parties={}, mode=event.mode)
+        )
+        fields: dict[str, str | int | float] = {
+            "session_id": event.session_id,
+            "sample_rate": event.rate,
+            "updated_at": time.time(),
+        }
+        await self._store.hset(Key.CALL + event.call_id, fields)
+
+    async def dtmf(self, event: CallDtmf) -> None:
+        entry = json.dumps(
+            {"digit": event.digit, "duration_ms": event.duration_ms, "at": event.at}, sort_keys=True
+        )
+        await self._store.zadd(Key.CALL_DTMF + event.call_id, {entry: event.at})
+
+    async def read(self, call_id: str) -> dict[str, Any] | None:
+        """The call as the API shows it; None if no webhook or event ever named it."""
+        fields = await self._store.hgetall(Key.CALL + call_id)
+        if "created_at" not in fields:
+            return None
+        history = await self._store.zrange(Key.CALL_HISTORY + call_id)
+        digits = await self._store.zrange(Key.CALL_DTMF + call_id)
+        session_id = fields.get("session_id")
+        session = await self._sessions.read(session_id) if session_id else None
+        presses = [json.loads(entry) for entry, _ in digits]
+        return {
+            "call_id": call_id,
+            "provider": fields.get("provider"),
+            "from": fields.get("from"),
+            "to": fields.get("to"),
+            "direction": fields.get("direction"),
+            "conversation_id": fields.get("conversation_id"),
+            "mode": fields.get("mode"),
+            "status": fields.get("status"),
+            "created_at": float(fields["created_at"]),
+            "updated_at": float(fields.get("updated_at", fields["created_at"])),
+            "statuses": [{**_status(entry), "at": at} for entry, at in history],
+            "dtmf": "".join(press["digit"] for press in presses),
+            "dtmf_presses": presses,
+            "session_id": session_id,
+            "sample_rate": int(fields["sample_rate"]) if "sample_rate" in fields else None,
+            "recording": None
+            if session is None
+            else {
+                "status": session.status,
+                "file_path": session.file_path,
+                "duration_seconds": session.duration_seconds,
+                "segments": list(session.segments),
+            },
+        }
+
+    async def list(
+        self, *, provider: str | None, status: str | None, limit: int, cursor: float | None
+    ) -> tuple[list[dict[str, Any]], float | None]:
+        """Newest first, as the session list: `cursor` is the created_at of the last call the
+        previous page looked at; a page looks at no more than `MAX_EXAMINED` calls."""
+        index = Key.CALLS_BY_PROVIDER + provider if provider else Key.CALLS_ALL
+        bound = ScoreRange() if cursor is None else ScoreRange(max=cursor, max_exclusive=True)
+        items: list[dict[str, Any]] = []
+        examined, last, offset = 0, cursor, 0
+        while len(items) < limit and examined < MAX_EXAMINED:
+            size = min(max(limit, 20), MAX_EXAMINED - examined)
+            page = await self._store.zrange(index, bound, descending=True, offset=offset, limit=size)
+            if not page:
+                return items, None
+            offset += len(page)
+            for call_id, created in page:
+                examined, last = examined + 1, created
+                call = await self.read(call_id)
+                if call is not None and (not status or call["status"] == status):
+                    items.append(call)
+                    if len(items) == limit:
+                        break
+        return items, last
+
+
+def _status(entry: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(entry)
+    return body

@@ -1,0 +1,22 @@
+"""What the telephony service's handlers share in one process."""
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from voxbus.common.bus.base import Bus
+from voxbus.common.settings import Settings
+from voxbus.telephony.calls import CallRecords
+from voxbus.telephony.prompts import Prompts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TelephonyContext:
+    settings: Settings
+    bus: Bus
+    calls: CallRecords
+    prompts: Prompts
+    events_topic: str
+
+
+TELEPHONY = web.AppKey("telephony", TelephonyContext)

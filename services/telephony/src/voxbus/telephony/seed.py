@@ -1,0 +1,73 @@
+"""The NCCO helpers of the echo server voxbus replaces (docs/protocols/vonage.md, seed helpers),
+unchanged for its clients: `GET /ncco/talk`, `GET /ncco/connect?endpoint=`, `GET|POST /callback`."""
+
+import json
+import logging
+import re
+from typing import Final
+
+from aiohttp import web
+
+from voxbus.common.runtime import SETTINGS
+from voxbus.common.vonage_messages import (
+    ConnectAction,
+    Endpoint,
+    PhoneEndpoint,
+    SipEndpoint,
+    TalkAction,
+    WebsocketEndpoint,
+    ncco,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TALK: Final = "Hello from voxbus."
+_PHONE = re.compile(r"\+?\d{1,20}")
+_LOGGED_BODY: Final = 2048  # characters of a callback's body put in the log
+
+
+async def talk(request: web.Request) -> web.Response:
+    return web.json_response(ncco(TalkAction(text=request.query.get("text", DEFAULT_TALK)[:1500])))
+
+
+async def connect(request: web.Request) -> web.Response:
+    given = request.query.get("endpoint", "").strip()
+    endpoint: Endpoint
+    if given.startswith(("ws://", "wss://")):
+        endpoint = WebsocketEndpoint(uri=given)
+    elif given.startswith("sip:"):
+        endpoint = SipEndpoint(uri=given)
+    elif _PHONE.fullmatch(given):
+        endpoint = PhoneEndpoint(number=given)
+    else:
+        return web.json_response(
+            {
+                "error": "Invalid endpoint: give ws:// or wss:// (a WebSocket), sip: (a SIP URI), "
+                "or a phone number (digits, optionally with a leading +)",
+                "endpoint": given[:200],
+            },
+            status=400,
+        )
+    event_url = request.app[SETTINGS].host_name + "/callback"
+    return web.json_response(ncco(ConnectAction(event_url=[event_url], endpoint=[endpoint])))
+
+
+async def callback(request: web.Request) -> web.Response:
+    """204 whatever comes: a JSON body is logged as JSON, anything else as text."""
+    body = await request.read()
+    text = body.decode("utf-8", errors="replace")
+    try:
+        logged: object = json.loads(text) if body else None
+    except ValueError:
+        logged = text[:_LOGGED_BODY]
+        log.info("callback with a body that is not JSON", extra={"body": logged, "method": request.method})
+    else:
+        log.info("callback", extra={"body": logged, "method": request.method, "query": dict(request.query)})
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/ncco/talk", talk)
+    app.router.add_get("/ncco/connect", connect)
+    app.router.add_route("GET", "/callback", callback)
+    app.router.add_route("POST", "/callback", callback)
