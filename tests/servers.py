@@ -57,7 +57,8 @@ async def embedded(tmp_path: Path, **overrides: Any) -> AsyncIterator[str]:
 
 
 class Process:
-    """One `voxbus serve NAME` process that can be stopped, killed and started again."""
+    """One `voxbus serve NAME` process (NAME "up": `voxbus up`, every service in one process)
+    that can be stopped, killed and started again."""
 
     def __init__(self, name: str, env: dict[str, str], log_dir: Path, *, port: int | None = None) -> None:
         self.name, self.env, self.log_dir = name, env, log_dir
@@ -71,9 +72,10 @@ class Process:
 
     def start(self) -> None:
         self.starts += 1
+        command = ["up"] if self.name == "up" else ["serve", self.name]
         with (self.log_dir / f"{self.name}-{self.port}-{self.starts}.log").open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "voxbus.cli", "serve", self.name, "--port", str(self.port)],
+                [sys.executable, "-m", "voxbus.cli", *command, "--port", str(self.port)],
                 env={**os.environ, "POD_NAME": f"{self.name}-{self.port}", **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,

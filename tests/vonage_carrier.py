@@ -48,6 +48,7 @@ class MediaSocket:
     sent_at: dict[bytes, float] = field(default_factory=dict)  # frame → when it was sent
     reader: "asyncio.Task[None] | None" = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    next_send: float = 0.0  # loop time the next frame is due: a call's frames keep one pace
 
     @property
     def frame_bytes(self) -> int:
@@ -62,9 +63,10 @@ class MediaSocket:
             self.arrived.set()
 
     async def speak(self, pcm: bytes) -> None:
-        """`pcm` in 20 ms frames at real time (an accumulated deadline: no drift)."""
+        """`pcm` in 20 ms frames at real time (an accumulated deadline: no drift), continuing the
+        pace of what was spoken before unless the line was quiet since."""
         size, loop = self.frame_bytes, asyncio.get_running_loop()
-        deadline = loop.time()
+        deadline = max(self.next_send, loop.time())
         for start in range(0, len(pcm), size):
             frame = pcm[start : start + size]
             delay = deadline - loop.time()
@@ -73,6 +75,7 @@ class MediaSocket:
             self.sent_at.setdefault(frame, time.monotonic())
             await self.ws.send_bytes(frame)
             deadline += FRAME_SECONDS
+        self.next_send = deadline
 
     async def dtmf(self, digit: str, duration: int = 260) -> None:
         await self.ws.send_str(json.dumps({"event": "websocket:dtmf", "digit": digit, "duration": duration}))

@@ -3,17 +3,22 @@ answer webhook, follows the NCCO to `/ws/vonage`, speaks, presses keys and posts
 records the call sample for sample, echoes it on time, plays the greeting first, keeps the call
 record, and refuses what is not signed when a secret is set."""
 
+import asyncio
+import json
 from pathlib import Path
 
 import aiohttp
 import numpy as np
 import pytest
+import soundfile
+from prometheus_client import REGISTRY
 
 from tests.audio import speech
 from tests.pipeline import read_wav, wait_finalized
-from tests.servers import embedded_app
-from tests.vonage_carrier import VonageCarrier
+from tests.servers import Process, embedded_app
+from tests.vonage_carrier import VonageCarrier, signed
 from voxbus.common.runtime import STORE
+from voxbus.telephony.prompts import Greeting
 
 RATE = 16000
 FRAME = 640
@@ -73,3 +78,301 @@ async def test_a_call_is_recorded_sample_for_sample_with_its_statuses_and_digits
         assert call["recording"]["file_path"] == fields["file_path"]
         assert call["recording"]["duration_seconds"] == pytest.approx(3.0)
         assert not media.frames  # record mode: nothing comes back
+
+
+def _frames(audio: bytes) -> list[bytes]:
+    return [audio[start : start + FRAME] for start in range(0, len(audio), FRAME)]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+async def test_echo_mode_plays_the_greeting_first_then_the_caller_in_exact_frames_on_time(
+    tmp_path: Path,
+) -> None:
+    """`voxbus up` in a process of its own (as a user runs it): the carrier's clock is not the server's loop."""
+    greeting_path = tmp_path / "greeting.wav"
+    soundfile.write(greeting_path, speech(1.0, 22050), 22050, subtype="PCM_16")
+    greeting = Greeting.load(greeting_path, max_seconds=60).pcm(RATE)
+    delay_ms = 500
+    silence = caller_audio(1.6, seed=5)  # a phone line carries audio from the start
+    talk = caller_audio(3.0, seed=6)
+    server = Process(
+        "up",
+        {
+            "AUDIO_STORAGE_PATH": str(tmp_path / "audio"),
+            "WYOMING_PORT": "0",
+            "HOST": "127.0.0.1",
+            "TELEPHONY_GREETING_WAV": str(greeting_path),
+            "ECHO_DELAY_MS": str(delay_ms),
+        },
+        tmp_path,
+    )
+    server.start()
+    try:
+        await server.ready()
+        async with aiohttp.ClientSession() as http:
+            carrier = VonageCarrier(http, [server.url])
+            ncco = await carrier.answer("CALL-ECHO", mode="echo")
+            media = await carrier.connect(ncco, via=server.url)
+            await media.speak(silence)  # the greeting plays meanwhile; its echo is dropped
+            heard_greeting = len(media.frames)
+            await media.speak(talk)
+            last = _frames(talk)[-1]
+            async with asyncio.timeout(10):
+                while not media.frames or media.frames[-1][1] != last:
+                    media.arrived.clear()
+                    await media.arrived.wait()
+            await media.hang_up()
+    finally:
+        server.stop()
+
+    assert all(len(frame) == FRAME for _, frame in media.frames)
+    greeting_frames = len(greeting) // FRAME
+    assert heard_greeting >= greeting_frames
+    assert b"".join(frame for _, frame in media.frames[:greeting_frames]) == greeting
+    echoes = media.frames[greeting_frames:]
+    sent = [frame for audio in (silence, talk) for frame in _frames(audio)]
+    # from the first frame echoed once the greeting was over, every frame, in order, nothing else
+    first = sent.index(echoes[0][1])
+    assert [frame for _, frame in echoes] == sent[first:]
+    assert first < len(_frames(silence))
+    delays = [arrived - media.sent_at[frame] for arrived, frame in echoes]
+    errors = [abs(delay - delay_ms / 1000) for delay in delays]
+    assert _percentile(errors, 50) <= 0.005, sorted(errors)[len(errors) // 2]
+    assert _percentile(errors, 99) <= 0.020, [round(error * 1000, 1) for error in sorted(errors)[-10:]]
+    gaps = [b[0] - a[0] for a, b in zip(echoes, echoes[1:], strict=False)]
+    jitter = [abs(gap - 0.020) for gap in gaps]
+    assert _percentile(jitter, 99) <= 0.005, sorted(jitter)[-10:]
+
+
+SECRET = "vonage-signature-secret-for-tests"
+
+
+async def test_with_a_signature_secret_unsigned_or_forged_webhooks_and_sockets_are_refused(
+    tmp_path: Path,
+) -> None:
+    async with (
+        embedded_app(tmp_path, vonage_signature_secret=SECRET) as (base, _),
+        aiohttp.ClientSession() as http,
+    ):
+        query = {"uuid": "CALL-S", "from": "447700900000", "to": "447700900001"}
+        body = json.dumps({"uuid": "CALL-S", "status": "started"}).encode()
+        json_type = {"Content-Type": "application/json"}
+        forged = {
+            "missing": {},
+            "wrong secret": signed("not-the-secret-of-this-vonage-account", body),
+            "not a JWT": {"Authorization": "Bearer not.a.jwt"},
+            "body changed": signed(SECRET, body + b" "),
+        }
+        for what, headers in forged.items():
+            if what != "body changed":  # an answer GET has no body to hash
+                async with http.get(f"{base}/vonage/answer", params=query, headers=headers) as response:
+                    assert response.status == 401, what
+                    assert (await response.json())["error"] == "Invalid signature"
+            async with http.post(
+                f"{base}/vonage/event", data=body, headers={**json_type, **headers}
+            ) as response:
+                assert response.status == 401, what
+        async with http.get(f"{base}/api/calls/CALL-S") as response:
+            assert response.status == 404  # nothing refused was recorded
+
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(f"{base}/ws/vonage?call=CALL-S")
+        assert refused.value.status == 401
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(
+                f"{base}/ws/vonage?call=CALL-S", headers=signed("not-the-secret-of-this-vonage-account")
+            )
+        assert refused.value.status == 401
+
+        carrier = VonageCarrier(http, [base], secret=SECRET)
+        ncco = await carrier.answer("CALL-S")
+        assert ncco[-1]["authorization"] == {"type": "vonage"}
+        assert await carrier.event("CALL-S", "answered") == 204
+        media = await carrier.connect(ncco, via=base)
+        await media.speak(caller_audio(0.2))
+        await media.hang_up()
+        async with http.get(f"{base}/api/calls/CALL-S") as response:
+            call = await response.json()
+        assert [entry["status"] for entry in call["statuses"]] == ["answered"]
+
+
+def _rejected(reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "voxbus_ingest_rejected_messages_total", {"protocol": "vonage", "reason": reason}
+    )
+    return value or 0.0
+
+
+async def test_malformed_messages_are_counted_and_the_call_goes_on(tmp_path: Path) -> None:
+    audio = caller_audio(1.0)
+    reasons = (
+        "before_connected",
+        "bad_json",
+        "unknown_event",
+        "invalid",
+        "frame_size",
+        "duplicate_connected",
+    )
+    before = {reason: _rejected(reason) for reason in reasons}
+    async with embedded_app(tmp_path) as (base, app), aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{base}/ws/vonage?call=CALL-M")
+        await ws.send_bytes(audio[:FRAME])  # audio before the connected message
+        await ws.send_str(json.dumps({"event": "websocket:dtmf", "digit": "1"}))  # text before it
+        await ws.send_str(
+            json.dumps({"event": "websocket:connected", "content-type": "audio/l16;rate=16000"})
+        )
+        await ws.send_str("{not json")
+        await ws.send_str(json.dumps({"event": "websocket:surprise"}))
+        await ws.send_str(json.dumps({"event": "websocket:dtmf", "digit": "key"}))
+        await ws.send_str(
+            json.dumps({"event": "websocket:connected", "content-type": "audio/l16;rate=16000"})
+        )
+        await ws.send_bytes(audio[:FRAME])
+        await ws.send_bytes(audio[FRAME : FRAME + 101])  # half a sample: dropped
+        await ws.send_bytes(audio[FRAME : FRAME + 100])  # a short frame: recorded
+        await ws.send_bytes(audio[FRAME + 100 :])  # the rest in one oversized frame: recorded
+        await ws.send_str(json.dumps({"event": "websocket:dtmf", "digit": "9", "duration": 100}))
+        await ws.close()
+        async with http.get(f"{base}/api/calls/CALL-M") as response:
+            assert response.status == 200
+            session_id = (await response.json())["session_id"]
+        fields = await wait_finalized(app[STORE], session_id)
+        recorded = read_wav(tmp_path / "audio" / fields["file_path"])[0][:, 0]
+        assert recorded.tobytes() == audio
+        async with http.get(f"{base}/api/calls/CALL-M") as response:
+            assert (await response.json())["dtmf"] == "9"
+    counted = {reason: _rejected(reason) - before[reason] for reason in reasons}
+    assert counted == {
+        "before_connected": 2,
+        "bad_json": 1,
+        "unknown_event": 1,
+        "invalid": 1,
+        "frame_size": 3,
+        "duplicate_connected": 1,
+    }
+
+
+async def test_the_seed_servers_ncco_helpers_answer_as_before(tmp_path: Path) -> None:
+    async with (
+        embedded_app(tmp_path, host_name="https://voice.example.com") as (base, _),
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.get(f"{base}/ncco/talk") as response:
+            talk = await response.json()
+        assert len(talk) == 1
+        assert talk[0]["action"] == "talk"
+        assert talk[0]["text"]
+        expected = {
+            "wss://media.example.com/socket": {
+                "type": "websocket",
+                "uri": "wss://media.example.com/socket",
+                "content-type": "audio/l16;rate=16000",
+            },
+            "ws://127.0.0.1:9000/ws": {
+                "type": "websocket",
+                "uri": "ws://127.0.0.1:9000/ws",
+                "content-type": "audio/l16;rate=16000",
+            },
+            "sip:alice@sip.example.com": {"type": "sip", "uri": "sip:alice@sip.example.com"},
+            "447700900000": {"type": "phone", "number": "447700900000"},
+            "+447700900000": {"type": "phone", "number": "+447700900000"},
+        }
+        for endpoint, wanted in expected.items():
+            async with http.get(f"{base}/ncco/connect", params={"endpoint": endpoint}) as response:
+                assert response.status == 200, endpoint
+                (action,) = await response.json()
+            assert action == {
+                "action": "connect",
+                "eventUrl": ["https://voice.example.com/callback"],
+                "endpoint": [wanted],
+            }
+        for bad in ("", "http://example.com", "44-77", "mailto:x@example.com"):
+            async with http.get(f"{base}/ncco/connect", params={"endpoint": bad}) as response:
+                assert response.status == 400, bad
+                assert "Invalid endpoint" in (await response.json())["error"]
+        for method, data in (("GET", None), ("POST", b'{"status": "completed"}'), ("POST", b"not json \xff")):
+            async with http.request(method, f"{base}/callback", data=data) as response:
+                assert response.status == 204, (method, data)
+
+
+async def test_answer_as_a_json_post_with_a_mode_and_bad_webhooks_get_clear_errors(tmp_path: Path) -> None:
+    async with (
+        embedded_app(tmp_path, telephony_greeting_text="Please speak after the tone.") as (base, _),
+        aiohttp.ClientSession() as http,
+    ):
+        body = {"uuid": "CALL-P", "from": "447700900000", "to": "447700900001", "conversation_uuid": "CON-P"}
+        async with http.post(f"{base}/vonage/answer?mode=record%2Becho", json=body) as response:
+            assert response.status == 200
+            ncco = await response.json()
+        assert ncco[0] == {"action": "talk", "text": "Please speak after the tone."}
+        assert ncco[1]["endpoint"][0]["uri"].endswith("/ws/vonage?call=CALL-P&mode=record%2Becho")
+        async with http.get(f"{base}/vonage/answer?uuid=CALL-Q&mode=shout") as response:
+            assert response.status == 400
+            assert (await response.json()) == {
+                "error": "Invalid mode",
+                "valid_values": ["record", "echo", "record+echo"],
+            }
+        async with http.get(f"{base}/vonage/answer?from=447700900000") as response:
+            assert response.status == 400
+            assert "uuid" in (await response.json())["detail"]
+        async with http.post(f"{base}/vonage/event", data=b"{not json") as response:
+            assert response.status == 400
+        async with http.get(f"{base}/api/calls/CALL-P") as response:
+            call = await response.json()
+        assert (call["mode"], call["conversation_id"], call["status"]) == ("record+echo", "CON-P", None)
+
+
+async def test_calls_are_listed_newest_first_by_provider_and_status_page_by_page(tmp_path: Path) -> None:
+    async with embedded_app(tmp_path) as (base, _), aiohttp.ClientSession() as http:
+        carrier = VonageCarrier(http, [base])
+        for number in range(5):
+            await carrier.answer(f"CALL-{number}")
+            await carrier.event(f"CALL-{number}", "completed" if number % 2 else "answered")
+        seen: list[str] = []
+        url = f"{base}/api/calls?limit=2&provider=vonage"
+        while url:
+            async with http.get(url) as response:
+                page = await response.json()
+            seen += [call["call_id"] for call in page["calls"]]
+            cursor = page["next_cursor"]
+            url = f"{base}/api/calls?limit=2&provider=vonage&cursor={cursor}" if cursor else ""
+        assert seen == [f"CALL-{number}" for number in reversed(range(5))]
+        async with http.get(f"{base}/api/calls?status=completed") as response:
+            assert [call["call_id"] for call in (await response.json())["calls"]] == ["CALL-3", "CALL-1"]
+        async with http.get(f"{base}/api/calls?provider=skype") as response:
+            assert response.status == 422
+        async with http.get(f"{base}/api/calls/CALL-404") as response:
+            assert response.status == 404
+            assert await response.json() == {"error": "Call not found", "call_id": "CALL-404"}
+
+
+async def test_a_key_pressed_during_the_greeting_or_a_clear_over_http_stops_it(tmp_path: Path) -> None:
+    greeting_path = tmp_path / "greeting.wav"
+    soundfile.write(greeting_path, speech(4.0, RATE), RATE, subtype="PCM_16")
+    async with (
+        embedded_app(tmp_path, telephony_greeting_wav=greeting_path) as (base, _),
+        aiohttp.ClientSession() as http,
+    ):
+        greeting = set(_frames(Greeting.load(greeting_path, max_seconds=60).pcm(RATE)))
+        carrier = VonageCarrier(http, [base])
+        for call_id, barge_in in (("CALL-KEY", "dtmf"), ("CALL-HTTP", "http")):
+            media = await carrier.connect(await carrier.answer(call_id), via=base)
+            await media.wait_frames(10)
+            if barge_in == "dtmf":
+                await media.dtmf("#")
+            else:
+                async with http.post(f"{base}/api/calls/{call_id}/clear") as response:
+                    assert response.status == 200, await response.text()
+            async with asyncio.timeout(5):
+                while {"action": "clear"} not in media.texts:
+                    media.arrived.clear()
+                    await media.arrived.wait()
+            await media.speak(caller_audio(1.0))  # a second of the line: the greeting stays stopped
+            await media.hang_up()
+            heard = [frame for _, frame in media.frames if frame in greeting]
+            assert 10 <= len(heard) < len(greeting) // 2, (call_id, len(heard))
+        async with http.post(f"{base}/api/calls/CALL-KEY/clear") as response:
+            assert response.status == 409  # hung up: no socket to clear

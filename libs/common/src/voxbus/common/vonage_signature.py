@@ -5,11 +5,15 @@ media socket's upgrade request (which has no body). PyJWT does the cryptography.
 
 import hashlib
 import hmac
+import time
 from typing import Any
 
 import jwt
 
 LEEWAY_SECONDS = 300  # clock skew between Vonage and this host taken on `iat`/`exp`/`nbf`
+# a token older than this is refused (Vonage's tokens carry no `exp`): a request captured on the
+# way cannot be replayed for ever
+MAX_AGE_SECONDS = 900
 
 
 class SignatureError(Exception):
@@ -23,8 +27,9 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def verify(secret: str, authorization: str | None, body: bytes | None) -> dict[str, Any]:
-    """The token's claims if `authorization` carries a JWT signed with `secret` whose
-    `payload_hash` (required when `body` is not empty) is the body's SHA-256; else `SignatureError`."""
+    """The token's claims if `authorization` carries a JWT signed with `secret`, issued in the
+    last `MAX_AGE_SECONDS`, whose `payload_hash` (required when `body` is not empty) is the body's
+    SHA-256; else `SignatureError`."""
     token = bearer_token(authorization)
     if token is None:
         raise SignatureError("no Authorization: Bearer token")
@@ -34,6 +39,9 @@ def verify(secret: str, authorization: str | None, body: bytes | None) -> dict[s
         )
     except jwt.PyJWTError as exc:
         raise SignatureError(f"invalid token: {exc}") from None
+    issued = claims["iat"]
+    if not isinstance(issued, int | float) or time.time() - issued > MAX_AGE_SECONDS:
+        raise SignatureError(f"the token was issued more than {MAX_AGE_SECONDS} s ago")
     claimed = claims.get("payload_hash")
     if body:
         if not isinstance(claimed, str):

@@ -73,6 +73,10 @@ class Prompts:
     def __init__(self, bus: Bus, store: StateStore, *, egress_topic: str, greeting: Greeting | None) -> None:
         self._bus, self._store, self._topic, self._greeting = bus, store, egress_topic, greeting
 
+    def greeting_pcm(self, rate: int) -> bytes:
+        """What a call at `rate` hears as its greeting (nothing without one)."""
+        return b"" if self._greeting is None else self._greeting.pcm(rate)
+
     async def greet(self, session_id: str, rate: int) -> None:
         """Play the greeting on the session's socket, once."""
         if self._greeting is None:

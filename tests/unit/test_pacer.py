@@ -1,0 +1,147 @@
+"""The media sockets' pacer, on an injected clock: exact frames, an accumulated schedule (no
+drift), a restart after running dry, prompts ahead of live audio, clear, marks and the bound."""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from voxbus.ingest.pacer import MAX_BEHIND_SECONDS, Pacer
+
+FRAME = 640
+PERIOD = 0.02
+
+
+class Line:
+    """The carrier's side: what was sent, when, on a clock that moves only when the pacer sleeps
+    (or a send takes time, `stall`)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sent: list[tuple[float, bytes]] = []
+        self.stall: dict[int, float] = {}  # send number → seconds that send takes
+        self.wrote = asyncio.Event()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+    async def send(self, frame: bytes) -> None:
+        self.sent.append((self.now, frame))
+        self.now += self.stall.get(len(self.sent), 0.0)
+        self.wrote.set()
+
+    async def until_sent(self, count: int) -> None:
+        async with asyncio.timeout(2):
+            while len(self.sent) < count:
+                self.wrote.clear()
+                await self.wrote.wait()
+
+    def times(self) -> list[float]:
+        return [round(at - 1000.0, 6) for at, _ in self.sent]
+
+
+@pytest.fixture
+async def line() -> AsyncIterator[Line]:
+    yield Line()
+
+
+def make_pacer(line: Line, *, max_queued_bytes: int = 100 * FRAME) -> Pacer:
+    pacer = Pacer(
+        protocol="test",
+        frame_bytes=FRAME,
+        frame_seconds=PERIOD,
+        send=line.send,
+        max_queued_bytes=max_queued_bytes,
+        clock=line.clock,
+        sleep=line.sleep,
+    )
+    pacer.start("test-pacer")
+    return pacer
+
+
+def frames(count: int, first: int = 0) -> list[bytes]:
+    return [bytes([(first + number) % 256]) * FRAME for number in range(count)]
+
+
+async def test_audio_of_any_size_goes_out_in_exact_frames_on_an_accumulated_schedule(line: Line) -> None:
+    pacer = make_pacer(line)
+    audio = b"".join(frames(50))
+    for start in range(0, len(audio), 999):  # records that cut frames anywhere
+        pacer.push(audio[start : start + 999])
+    await line.until_sent(50)
+    await pacer.close()
+    assert [frame for _, frame in line.sent] == frames(50)
+    assert line.times() == [round(number * PERIOD, 6) for number in range(50)]
+
+
+async def test_a_slow_send_is_caught_up_and_a_long_stall_restarts_the_schedule(line: Line) -> None:
+    line.stall = {3: 0.03, 8: MAX_BEHIND_SECONDS + 0.05}
+    pacer = make_pacer(line)
+    pacer.push(b"".join(frames(12)))
+    await line.until_sent(12)
+    await pacer.close()
+    # frame 4 is 10 ms late and goes at once, frame 5 is back on the grid; after the long stall
+    # frame 9 goes at once and the grid starts again from there (no burst of the backlog)
+    assert line.times() == [0.0, 0.02, 0.04, 0.07, 0.08, 0.1, 0.12, 0.14, 0.29, 0.31, 0.33, 0.35]
+
+
+async def test_after_running_dry_the_schedule_restarts_at_the_next_audio(line: Line) -> None:
+    pacer = make_pacer(line)
+    pacer.push(b"".join(frames(2)))
+    await line.until_sent(2)
+    line.now += 0.5  # nothing to send for half a second
+    pacer.push(b"".join(frames(2, first=2)))
+    await line.until_sent(4)
+    await pacer.close()
+    assert line.times() == [0.0, 0.02, 0.52, 0.54]
+
+
+async def test_a_prompt_takes_the_line_and_live_audio_during_it_is_dropped(line: Line) -> None:
+    pacer = make_pacer(line)
+    prompt, live = frames(3, first=100), frames(2, first=200)
+    pacer.push(b"".join(prompt), prompt=True)
+    pacer.push(live[0])  # arrives while the prompt plays: dropped
+    assert pacer.prompting
+    await line.until_sent(3)
+    await asyncio.sleep(0)
+    assert not pacer.prompting
+    pacer.push(live[1])
+    await line.until_sent(4)
+    await pacer.close()
+    assert [frame for _, frame in line.sent] == [*prompt, live[1]]
+
+
+async def test_clear_drops_what_is_queued_and_marks_run_after_the_audio_before_them(line: Line) -> None:
+    pacer = make_pacer(line)
+    marks: list[tuple[str, int]] = []
+
+    def mark(name: str) -> Callable[[], Awaitable[None]]:
+        async def reached() -> None:
+            marks.append((name, len(line.sent)))
+
+        return reached
+
+    pacer.push(b"".join(frames(3)))
+    pacer.mark(mark("after three"))
+    pacer.push(b"".join(frames(10, first=3)))
+    pacer.mark(mark("after the cleared audio"))
+    await line.until_sent(4)
+    assert pacer.clear() == 9
+    pacer.push(frames(1, first=50)[0])
+    await line.until_sent(5)
+    await pacer.close()
+    assert [frame for _, frame in line.sent] == [*frames(4), frames(1, first=50)[0]]
+    assert marks == [("after three", 3), ("after the cleared audio", 4)]
+
+
+async def test_past_its_bound_the_oldest_queued_frames_are_dropped(line: Line) -> None:
+    pacer = make_pacer(line, max_queued_bytes=4 * FRAME)
+    pacer.push(b"".join(frames(10)))
+    assert pacer.queued_frames == 4
+    await line.until_sent(4)
+    await pacer.close()
+    assert [frame for _, frame in line.sent] == frames(10)[6:]
