@@ -4,6 +4,7 @@ records the call sample for sample, echoes it on time, plays the greeting first,
 record, and refuses what is not signed when a secret is set."""
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 
@@ -91,7 +92,8 @@ def _percentile(values: list[float], q: float) -> float:
 async def test_echo_mode_plays_the_greeting_first_then_the_caller_in_exact_frames_on_time(
     tmp_path: Path,
 ) -> None:
-    """`voxbus up` in a process of its own (as a user runs it): the carrier's clock is not the server's loop."""
+    """`voxbus up` in a process of its own, as a user runs it (the carrier's clock is not the
+    server's event loop)."""
     greeting_path = tmp_path / "greeting.wav"
     soundfile.write(greeting_path, speech(1.0, 22050), 22050, subtype="PCM_16")
     greeting = Greeting.load(greeting_path, max_seconds=60).pcm(RATE)
@@ -142,7 +144,7 @@ async def test_echo_mode_plays_the_greeting_first_then_the_caller_in_exact_frame
     errors = [abs(delay - delay_ms / 1000) for delay in delays]
     assert _percentile(errors, 50) <= 0.005, sorted(errors)[len(errors) // 2]
     assert _percentile(errors, 99) <= 0.020, [round(error * 1000, 1) for error in sorted(errors)[-10:]]
-    gaps = [b[0] - a[0] for a, b in zip(echoes, echoes[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(echoes)]
     jitter = [abs(gap - 0.020) for gap in gaps]
     assert _percentile(jitter, 99) <= 0.005, sorted(jitter)[-10:]
 
