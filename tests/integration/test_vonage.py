@@ -15,6 +15,7 @@ import soundfile
 from prometheus_client import REGISTRY
 
 from tests.audio import speech
+from tests.helpers import eventually
 from tests.pipeline import read_wav, wait_finalized
 from tests.servers import Process, embedded_app
 from tests.vonage_carrier import VonageCarrier, signed
@@ -127,8 +128,24 @@ async def test_echo_mode_plays_the_greeting_first_then_the_caller_in_exact_frame
                     media.arrived.clear()
                     await media.arrived.wait()
             await media.hang_up()
+
+            async def completed() -> bool:
+                async with http.get(f"{server.url}/api/calls/CALL-ECHO") as response:
+                    call = await response.json()
+                async with http.get(f"{server.url}/api/audio/sessions/{call['session_id']}") as response:
+                    session = await response.json()
+                return bool(session["status"] == "completed")
+
+            await eventually(completed, what="the echo call's session completed", timeout=20)
+            async with http.get(f"{server.url}/api/calls/CALL-ECHO") as response:
+                call = await response.json()
+            async with http.get(f"{server.url}/api/audio/sessions/{call['session_id']}") as response:
+                session = await response.json()
     finally:
         server.stop()
+    assert call["mode"] == "echo"
+    assert call["recording"] is None  # echo mode keeps no audio
+    assert session["duration_seconds"] == 0
 
     assert all(len(frame) == FRAME for _, frame in media.frames)
     greeting_frames = len(greeting) // FRAME
@@ -378,3 +395,29 @@ async def test_a_key_pressed_during_the_greeting_or_a_clear_over_http_stops_it(t
             assert 10 <= len(heard) < len(greeting) // 2, (call_id, len(heard))
         async with http.post(f"{base}/api/calls/CALL-KEY/clear") as response:
             assert response.status == 409  # hung up: no socket to clear
+
+
+async def test_a_call_keeps_at_most_its_bounded_digits_and_statuses(tmp_path: Path) -> None:
+    from voxbus.ingest.protocols.vonage import MAX_DTMF
+    from voxbus.telephony.calls import MAX_STATUSES
+
+    before = _rejected("too_many_dtmf")
+    async with embedded_app(tmp_path) as (base, _), aiohttp.ClientSession() as http:
+        carrier = VonageCarrier(http, [base])
+        media = await carrier.connect(await carrier.answer("CALL-B"), via=base)
+        for _ in range(MAX_DTMF + 5):
+            await media.dtmf("7", duration=1)
+        for number in range(MAX_STATUSES + 5):
+            assert await carrier.event("CALL-B", f"status-{number}") == 204
+        await media.hang_up()
+
+        async def all_digits() -> bool:
+            async with http.get(f"{base}/api/calls/CALL-B") as response:
+                return len((await response.json())["dtmf"]) == MAX_DTMF
+
+        await eventually(all_digits, what="the call record holds its digits", timeout=10)
+        async with http.get(f"{base}/api/calls/CALL-B") as response:
+            call = await response.json()
+    assert _rejected("too_many_dtmf") - before == 5
+    assert len(call["statuses"]) == MAX_STATUSES
+    assert call["status"] == f"status-{MAX_STATUSES + 4}"  # the latest is always kept

@@ -108,6 +108,7 @@ class SessionField:
     EPOCH: Final = "epoch"  # incremented at each attach; the high bits of the records' seq
     FORMAT: Final = "format"
     ECHO: Final = "echo"
+    RECORD: Final = "record"  # "0": the writer keeps none of the audio (absent: it keeps it)
     DELAY_MS: Final = "delay_ms"
     WRITER_POD: Final = "writer_pod"  # the writer that completed them (whose volume holds them)
 

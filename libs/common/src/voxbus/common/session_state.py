@@ -50,6 +50,7 @@ class SessionState:
     channels: int | None = None
     echo: bool = False
     delay_ms: int = 0
+    record: bool = True  # False: the audio is not kept (a telephony call in `echo` mode)
     created_at: float = 0.0  # wall clock, s
     updated_at: float = 0.0
     chunk_count: int = 0  # client chunks durable on the bus (what the recording holds)
@@ -101,6 +102,7 @@ class SessionState:
             sample_rate=_int(hash_fields, SessionField.SAMPLE_RATE),
             channels=_int(hash_fields, SessionField.CHANNELS),
             echo=text(SessionField.ECHO) == "1",
+            record=text(SessionField.RECORD) != "0",
             delay_ms=_int(hash_fields, SessionField.DELAY_MS) or 0,
             created_at=_float(hash_fields, SessionField.CREATED_AT) or 0.0,
             updated_at=_float(hash_fields, SessionField.UPDATED_AT) or 0.0,
@@ -139,6 +141,7 @@ class SessionUpdate:
     sample_rate: int | None = None
     channels: int | None = None
     echo: bool | None = None
+    record: bool | None = None
     delay_ms: int | None = None
     created_at: float | None = None
     updated_at: float | None = None
@@ -170,6 +173,7 @@ class SessionUpdate:
         echo: EchoSettings,
         pod: str,
         now: float,
+        record: bool = True,
     ) -> Self:
         """A new session's hash: active, nothing received yet, held by `pod`."""
         return cls(
@@ -182,6 +186,7 @@ class SessionUpdate:
             channels=audio_format.channels,
             echo=echo.enabled,
             delay_ms=echo.delay_ms,
+            record=record,
             created_at=now,
             updated_at=now,
             chunk_count=0,

@@ -27,6 +27,7 @@ class SessionSpec:
     protocol: str
     format: AudioFormat
     echo: EchoSettings
+    record: bool = True  # False: the audio is echoed but not kept (a call in `echo` mode)
 
 
 class SessionRegistry(SessionHashes):
@@ -46,6 +47,7 @@ class SessionRegistry(SessionHashes):
             echo=spec.echo,
             pod=self._pod,
             now=now,
+            record=spec.record,
         )
         self.queue_update(batch, session_id, created)
         batch.zadd(Key.SESSIONS_ALL, {session_id: now})

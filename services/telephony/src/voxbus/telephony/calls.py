@@ -19,6 +19,8 @@ from voxbus.common.session_state import SessionHashes
 from voxbus.common.store.base import ScoreRange, StateStore
 
 MAX_EXAMINED: Final = 1000  # calls one list request looks at, at most
+MAX_STATUSES: Final = 100  # a call's status history keeps this many (a carrier sends about ten)
+MAX_DTMF: Final = 1000  # digits a call record keeps
 PARTIES: Final = ("from", "to", "direction", "conversation_id")
 
 
@@ -55,12 +57,15 @@ class CallRecords:
 
     async def status(self, start: CallStart, status: str, carrier_time: str | None) -> None:
         """The carrier reported `status`: the latest status, and one more line of history (a
-        webhook sent again, with the same carrier timestamp, adds none)."""
+        webhook sent again, with the same carrier timestamp, adds none; past `MAX_STATUSES`
+        only the latest status changes)."""
         await self.seen(start)
         now = time.time()
         entry = json.dumps({"status": status, "carrier_time": carrier_time or str(now)}, sort_keys=True)
         batch = self._store.batch()
-        batch.zadd(Key.CALL_HISTORY + start.call_id, {entry: now})
+        history = Key.CALL_HISTORY + start.call_id
+        if await self._store.zcount(history, ScoreRange()) < MAX_STATUSES:
+            batch.zadd(history, {entry: now})
         batch.hset(Key.CALL + start.call_id, {"status": status, "updated_at": now})
         await batch.execute()
 
@@ -80,7 +85,9 @@ class CallRecords:
         entry = json.dumps(
             {"digit": event.digit, "duration_ms": event.duration_ms, "at": event.at}, sort_keys=True
         )
-        await self._store.zadd(Key.CALL_DTMF + event.call_id, {entry: event.at})
+        digits = Key.CALL_DTMF + event.call_id
+        if await self._store.zcount(digits, ScoreRange()) < MAX_DTMF:
+            await self._store.zadd(digits, {entry: event.at})
 
     async def read(self, call_id: str) -> dict[str, Any] | None:
         """The call as the API shows it; None if no webhook or event ever named it."""
@@ -109,7 +116,7 @@ class CallRecords:
             "session_id": session_id,
             "sample_rate": int(fields["sample_rate"]) if "sample_rate" in fields else None,
             "recording": None
-            if session is None
+            if session is None or not session.record  # an `echo` call keeps no audio
             else {
                 "status": session.status,
                 "file_path": session.file_path,

@@ -53,10 +53,13 @@ async def connect(request: web.Request) -> web.Response:
 
 
 async def callback(request: web.Request) -> web.Response:
-    """204 whatever comes: a JSON body is logged as JSON, anything else as text."""
+    """204 whatever comes: a JSON body is logged as JSON, anything else (or a body too long to
+    log whole) as the start of its text."""
     body = await request.read()
     text = body.decode("utf-8", errors="replace")
     try:
+        if len(text) > _LOGGED_BODY:
+            raise ValueError("too long to log whole")
         logged: object = json.loads(text) if body else None
     except ValueError:
         logged = text[:_LOGGED_BODY]

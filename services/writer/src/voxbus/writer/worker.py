@@ -64,6 +64,7 @@ class _Open:
     recording: SessionRecording
     tp: TopicPartition
     frame_bytes: int
+    keep: bool = True  # False: the session's audio is not kept (its files stay empty)
     dirty: bool = False
 
 
@@ -165,7 +166,7 @@ class WriteHandler:
         while len(self._open) >= self._max_open:
             await self._close_least_recent()
         recording = await self._recording(stored, fmt.rate, fmt.channels)
-        state = self._open[session_id] = _Open(recording, tp, 2 * fmt.channels)
+        state = self._open[session_id] = _Open(recording, tp, 2 * fmt.channels, keep=stored.record)
         return state
 
     async def _close_least_recent(self) -> None:
@@ -211,6 +212,8 @@ class WriteHandler:
             raise
 
     def _append(self, state: _Open, chunk: AudioChunk) -> None:
+        if not state.keep:
+            return
         if chunk.pos is None:
             metrics.BAD_CHUNKS.inc()
             log.error("PCM chunk without a position; skipped", extra={"seq": chunk.seq})

@@ -46,6 +46,7 @@ PROVIDER: Final = "vonage"
 FRAME_SECONDS: Final = 0.02
 SAMPLE_BYTES: Final = 2
 _LOGGED_REJECTIONS: Final = 10  # per call; then one line per 1000, with the count
+MAX_DTMF: Final = 1000  # digits a call passes on (each is an event on the bus); more are refused
 
 
 class VonageAdapter(Adapter):
@@ -59,6 +60,7 @@ class VonageAdapter(Adapter):
         self._pacer: Pacer | None = None  # once connected
         self._frame_bytes = 0
         self._rejections = 0
+        self._digits = 0
 
     @classmethod
     def authenticate(cls, settings: Settings, request: web.Request) -> bool:
@@ -113,6 +115,7 @@ class VonageAdapter(Adapter):
                 protocol=self.protocol,
                 format=AudioFormat(codec="pcm_s16le", rate=rate, channels=1),
                 echo=EchoSettings(enabled="echo" in mode, delay_ms=settings.echo_delay_ms),
+                record=mode != "echo",
             )
         )
         self._call_id = self._call_id or event.header("call_uuid") or event.header("uuid") or session_id
@@ -138,6 +141,10 @@ class VonageAdapter(Adapter):
         )
 
     async def _dtmf(self, conn: Connection, event: Dtmf) -> None:
+        self._digits += 1
+        if self._digits > MAX_DTMF:
+            self._reject("too_many_dtmf", f"more than {MAX_DTMF} DTMF digits in one call")
+            return
         if self._pacer is not None and self._pacer.prompting and self._pacer.clear():
             await conn.send_text(ClearAction().to_wire())  # barge-in: Vonage drops its buffer too
         await conn.publish(
