@@ -161,6 +161,40 @@ def test_a_port_in_use_exits_2_naming_the_address_and_the_setting(tmp_path: Path
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "setting", "says"),
+    [
+        (None, "TELEPHONY_GREETING_WAV", "no such file"),
+        (b"not a sound", "TELEPHONY_GREETING_WAV", "is not a sound file"),
+        (b"", "HOST_NAME", "must be the public base URL"),
+    ],
+)
+def test_a_bad_greeting_or_host_name_exits_2_naming_the_setting(
+    tmp_path: Path, content: bytes | None, setting: str, says: str
+) -> None:
+    greeting = tmp_path / "greeting.wav"
+    if content is not None:
+        greeting.write_bytes(content)
+    env = (
+        {"TELEPHONY_GREETING_WAV": str(greeting)}
+        if setting != "HOST_NAME"
+        else {"HOST_NAME": "voice.example.com"}
+    )
+    result = subprocess.run(
+        [*VOXBUS, "serve", "telephony"],
+        check=False,
+        env={**os.environ, "HOST": "127.0.0.1", "PORT": str(free_port()), **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert setting in result.stderr
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_unreachable_kafka_fails_fast_with_the_address(tmp_path: Path) -> None:
     port = free_port()  # nothing listens here
     result = subprocess.run(

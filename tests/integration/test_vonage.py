@@ -20,6 +20,8 @@ from tests.pipeline import read_wav, wait_finalized
 from tests.servers import Process, embedded_app
 from tests.vonage_carrier import VonageCarrier, signed
 from voxbus.common.runtime import STORE
+from voxbus.ingest.protocols.vonage import MAX_DTMF
+from voxbus.telephony.calls import MAX_STATUSES
 from voxbus.telephony.prompts import Greeting
 
 RATE = 16000
@@ -56,9 +58,7 @@ async def test_a_call_is_recorded_sample_for_sample_with_its_statuses_and_digits
         await media.hang_up()
         assert await carrier.event("CALL-1", "completed", duration="3") == 204
 
-        async with http.get(f"{base}/api/calls/CALL-1") as response:
-            call = await response.json()
-        session_id = call["session_id"]
+        session_id = await session_of(http, base, "CALL-1")
         fields = await wait_finalized(app[STORE], session_id)
         recorded, rate = read_wav(tmp_path / "audio" / fields["file_path"])
         assert rate == RATE
@@ -80,6 +80,20 @@ async def test_a_call_is_recorded_sample_for_sample_with_its_statuses_and_digits
         assert call["recording"]["file_path"] == fields["file_path"]
         assert call["recording"]["duration_seconds"] == pytest.approx(3.0)
         assert not media.frames  # record mode: nothing comes back
+
+
+async def session_of(http: aiohttp.ClientSession, base: str, call_id: str, **headers: str) -> str:
+    """The call's session id, once the telephony service linked it (from ingest's event)."""
+    linked: list[str] = []
+
+    async def link() -> bool:
+        async with http.get(f"{base}/api/calls/{call_id}", headers=headers) as response:
+            session_id = (await response.json()).get("session_id") if response.status == 200 else None
+        linked[:] = [session_id] if session_id else []
+        return bool(linked)
+
+    await eventually(link, what=f"call {call_id} linked to its session", timeout=10)
+    return linked[0]
 
 
 def _frames(audio: bytes) -> list[bytes]:
@@ -129,17 +143,16 @@ async def test_echo_mode_plays_the_greeting_first_then_the_caller_in_exact_frame
                     await media.arrived.wait()
             await media.hang_up()
 
+            session_id = await session_of(http, server.url, "CALL-ECHO")
+
             async def completed() -> bool:
-                async with http.get(f"{server.url}/api/calls/CALL-ECHO") as response:
-                    call = await response.json()
-                async with http.get(f"{server.url}/api/audio/sessions/{call['session_id']}") as response:
-                    session = await response.json()
-                return bool(session["status"] == "completed")
+                async with http.get(f"{server.url}/api/audio/sessions/{session_id}") as response:
+                    return bool((await response.json())["status"] == "completed")
 
             await eventually(completed, what="the echo call's session completed", timeout=20)
             async with http.get(f"{server.url}/api/calls/CALL-ECHO") as response:
                 call = await response.json()
-            async with http.get(f"{server.url}/api/audio/sessions/{call['session_id']}") as response:
+            async with http.get(f"{server.url}/api/audio/sessions/{session_id}") as response:
                 session = await response.json()
     finally:
         server.stop()
@@ -255,9 +268,7 @@ async def test_malformed_messages_are_counted_and_the_call_goes_on(tmp_path: Pat
         await ws.send_bytes(audio[FRAME + 100 :])  # the rest in one oversized frame: recorded
         await ws.send_str(json.dumps({"event": "websocket:dtmf", "digit": "9", "duration": 100}))
         await ws.close()
-        async with http.get(f"{base}/api/calls/CALL-M") as response:
-            assert response.status == 200
-            session_id = (await response.json())["session_id"]
+        session_id = await session_of(http, base, "CALL-M")
         fields = await wait_finalized(app[STORE], session_id)
         recorded = read_wav(tmp_path / "audio" / fields["file_path"])[0][:, 0]
         assert recorded.tobytes() == audio
@@ -398,9 +409,6 @@ async def test_a_key_pressed_during_the_greeting_or_a_clear_over_http_stops_it(t
 
 
 async def test_a_call_keeps_at_most_its_bounded_digits_and_statuses(tmp_path: Path) -> None:
-    from voxbus.ingest.protocols.vonage import MAX_DTMF
-    from voxbus.telephony.calls import MAX_STATUSES
-
     before = _rejected("too_many_dtmf")
     async with embedded_app(tmp_path) as (base, _), aiohttp.ClientSession() as http:
         carrier = VonageCarrier(http, [base])
@@ -421,3 +429,18 @@ async def test_a_call_keeps_at_most_its_bounded_digits_and_statuses(tmp_path: Pa
     assert _rejected("too_many_dtmf") - before == 5
     assert len(call["statuses"]) == MAX_STATUSES
     assert call["status"] == f"status-{MAX_STATUSES + 4}"  # the latest is always kept
+
+
+async def test_with_an_api_key_the_call_api_needs_it_and_vonage_stays_on_its_own_signature(
+    tmp_path: Path,
+) -> None:
+    async with embedded_app(tmp_path, api_key="client-key") as (base, _), aiohttp.ClientSession() as http:
+        carrier = VonageCarrier(http, [base])  # no secret: Vonage cannot present voxbus's key
+        media = await carrier.connect(await carrier.answer("CALL-K"), via=base)
+        await media.speak(caller_audio(0.2))
+        await media.hang_up()
+        async with http.get(f"{base}/api/calls/CALL-K") as response:
+            assert response.status == 401
+        assert await session_of(http, base, "CALL-K", **{"X-API-Key": "client-key"})
+        async with http.get(f"{base}/api/calls", params={"token": "client-key"}) as response:
+            assert [call["call_id"] for call in (await response.json())["calls"]] == ["CALL-K"]

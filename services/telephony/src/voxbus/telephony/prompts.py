@@ -20,6 +20,7 @@ import soxr
 from voxbus.common.bus.base import Bus
 from voxbus.common.constants import Key
 from voxbus.common.records import EgressEncoder, EgressKind
+from voxbus.common.settings import SettingsError
 from voxbus.common.state import Route, StateError
 from voxbus.common.store.base import StateStore
 from voxbus.telephony import metrics
@@ -40,13 +41,14 @@ class Greeting:
 
     @classmethod
     def load(cls, path: Path, *, max_seconds: float) -> "Greeting":
-        """`ValueError`, saying why, for a file that is not audio or plays longer than `max_seconds`."""
+        """`SettingsError`, saying why, for a file that is not audio or plays longer than
+        `max_seconds` (the service does not start)."""
         try:
             samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
-        except (soundfile.LibsndfileError, RuntimeError) as exc:
-            raise ValueError(f"TELEPHONY_GREETING_WAV: {path} is not a sound file: {exc}") from None
+        except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
+            raise SettingsError(f"TELEPHONY_GREETING_WAV: {path} is not a sound file: {exc}") from None
         if len(samples) / rate > max_seconds:
-            raise ValueError(
+            raise SettingsError(
                 f"TELEPHONY_GREETING_WAV: {path} plays {len(samples) / rate:.1f} s, more than "
                 f"TELEPHONY_MAX_QUEUED_SECONDS ({max_seconds:g} s) a call's socket holds"
             )

@@ -32,6 +32,10 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
             "greeting loaded",
             extra={"path": str(settings.telephony_greeting_wav), "seconds": greeting.seconds},
         )
+    if settings.vonage_signature_secret is None:
+        log.warning(
+            "VONAGE_SIGNATURE_SECRET is not set: Vonage webhooks and media sockets are taken unsigned"
+        )
     app[TELEPHONY] = TelephonyContext(
         settings=settings,
         bus=app[BUS],
