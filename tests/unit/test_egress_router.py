@@ -139,3 +139,48 @@ async def test_a_released_socket_leaves_no_route_and_a_resumed_one_keeps_its_own
         assert await store.get(Key.ROUTE + SID) == route
     finally:
         await router.stop()
+
+
+async def test_a_paced_socket_gets_its_echoes_its_lead_before_they_are_due() -> None:
+    clock = ManualClock(T0 + 0.125)
+    bus, store = InProcessBus(), InProcessStore()
+    await bus.create_topics({"egress": 1})
+    router = EgressRouter(
+        bus, store, LeaseKeeper(store, lease_ms=5000), topic="egress", partitions=1, pod="pod-a", clock=clock
+    )
+    await router.start()
+    written: list[tuple[bytes, float]] = []
+    wrote, read_all = asyncio.Event(), asyncio.Event()
+
+    async def paced(egress: EgressAudio) -> None:
+        written.append((egress.audio, clock()))
+        wrote.set()
+
+    async def marker(_: EgressAudio) -> None:
+        read_all.set()
+
+    batch = store.batch()
+    router.attach(batch, SID, paced, lead=0.0625)
+    router.attach(batch, OTHER, marker)
+    await batch.execute()
+    for record in [
+        _echo(b"early", 1, T0 + 0.1875),  # due - lead is now: handed over at once
+        _echo(b"held", 2, T0 + 0.25),  # held until due - lead
+        _echo(b"marker", None, None, OTHER),
+    ]:
+        await bus.send("egress", record, partition=0)
+    tasks = [asyncio.create_task(router.run(0.1)), asyncio.create_task(router.run_held())]
+    try:
+        async with asyncio.timeout(3):
+            await read_all.wait()
+            assert written == [(b"early", T0 + 0.125)]
+            clock.now = T0 + 0.1875
+            while len(written) < 2:
+                wrote.clear()
+                await wrote.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await router.stop()
+    assert written == [(b"early", T0 + 0.125), (b"held", T0 + 0.1875)]

@@ -145,3 +145,29 @@ async def test_past_its_bound_the_oldest_queued_frames_are_dropped(line: Line) -
     await line.until_sent(4)
     await pacer.close()
     assert [frame for _, frame in line.sent] == frames(10)[6:]
+
+
+async def test_live_audio_goes_out_at_its_due_time_on_one_schedule(line: Line) -> None:
+    pacer = make_pacer(line)
+    live = frames(6)
+    # handed over early, with due times: 1 ms of arrival jitter stays on the schedule, a due time
+    # 30 ms off it (the caller's stream restarted later) moves the schedule there
+    dues = [0.1, 0.121, 0.14, 0.16, 0.21, 0.23]
+    for frame, due in zip(live, dues, strict=True):
+        pacer.push(frame, due=1000.0 + due)
+    await line.until_sent(6)
+    await pacer.close()
+    assert line.times() == [0.1, 0.12, 0.14, 0.16, 0.21, 0.23]
+
+
+async def test_live_audio_handed_over_late_is_sent_at_once_to_catch_up(line: Line) -> None:
+    pacer = make_pacer(line)
+    pacer.push(frames(1)[0], due=1000.0)
+    await line.until_sent(1)
+    line.now += 0.05  # the next three were due meanwhile (a stall before they were handed over)
+    for number, frame in enumerate(frames(3, first=1), start=1):
+        pacer.push(frame, due=1000.0 + number * PERIOD)
+    pacer.push(frames(1, first=4)[0], due=1000.0 + 4 * PERIOD)
+    await line.until_sent(5)
+    await pacer.close()
+    assert line.times() == [0.0, 0.05, 0.05, 0.06, 0.08]

@@ -46,10 +46,11 @@ class SessionClaim:
         transport: asyncio.BaseTransport | None,
         deliver: Callable[[EgressAudio], Awaitable[None]],
         on_broken: Callable[[], None],
+        egress_lead: float = 0.0,
     ) -> None:
         """`deliver` writes the session's egress audio to the socket; `on_broken()` runs once at
         the first chunk that was not durable."""
-        self.ctx, self._deliver = ctx, deliver
+        self.ctx, self._deliver, self._egress_lead = ctx, deliver, egress_lead
         self.connection_id = uuid.uuid4().hex
         self.session_id: str | None = None
         self.chunk_count = 0
@@ -129,7 +130,7 @@ class SessionClaim:
             batch, Key.REAP_AT, session_id, extra_ms=int(settings.connection_timeout_seconds * 1000)
         )
         epoch_at = self.ctx.registry.attach(batch, session_id)
-        self.ctx.router.attach(batch, session_id, self._deliver)
+        self.ctx.router.attach(batch, session_id, self._deliver, lead=self._egress_lead)
         epoch = int((await batch.execute())[epoch_at])
         self.stream = RawStream(self.ctx.bus, self.ctx.raw_topic, session_id, fmt, epoch)
         self._deadline = created_at + settings.max_session_duration_hours * 3600

@@ -112,6 +112,7 @@ class SocketConnection:
             transport=self.adapter.opening.transport,
             deliver=self._deliver,
             on_broken=lambda: self.stop_reading(NOT_STORED),
+            egress_lead=self.adapter.egress_lead,
         )
 
     async def open(self, spec: SessionSpec) -> str:

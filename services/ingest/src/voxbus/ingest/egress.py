@@ -6,8 +6,9 @@ each record (`records.EgressAudio`) to the socket of the session it is keyed by.
 (`state.Route` at `voxbus:route:{id}`) is written when it attaches and renewed while it lives, so
 echo and telephony produce to the partition of whichever pod holds the session now.
 
-An egress record with a `due` header (an echo, produced ahead of time) is held until then, in one
-timer for all sessions; a session's records are written in the order they came, held or not.
+An egress record with a `due` header (an echo, produced ahead of time) is held until then (a
+paced socket's, until its adapter's `egress_lead` before then: its pacer writes it on time), in
+one timer for all sessions; a session's records are written in the order they came, held or not.
 An egress record with a `seq` header (an echo: its chunk's session seq) is delivered only if its
 seq is above the last one delivered to the session here: an echo producer that crashed and sent
 a few again does not make the client hear them twice.
@@ -54,6 +55,7 @@ class EgressRouter:
         self._bus, self._store, self._leases, self._clock = bus, store, leases, clock
         self._topic, self._partitions, self._pod = topic, partitions, pod
         self._sinks: dict[str, Sink] = {}
+        self._leads: dict[str, float] = {}  # per session: how long before due its sink takes records
         self._delivered_seq: dict[str, int] = {}  # per session: the highest seq delivered
         self._consumer: Consumer | None = None
         self.partition: int | None = None
@@ -101,9 +103,11 @@ class EgressRouter:
         if holder != self._pod:
             raise NoEgressPartition(f"egress partition {self.partition} lease is held by {holder!r}")
 
-    def attach(self, batch: StoreBatch, session_id: str, sink: Sink) -> None:
-        """Deliver the session's egress to `sink`; its route is written with `batch`."""
+    def attach(self, batch: StoreBatch, session_id: str, sink: Sink, *, lead: float = 0.0) -> None:
+        """Deliver the session's egress to `sink`, `lead` seconds before each record is due (a
+        paced socket writes it on time itself); its route is written with `batch`."""
         self._sinks[session_id] = sink
+        self._leads[session_id] = lead
         if self.partition is not None:  # otherwise written once a partition is leased
             self._leases.hold_key(batch, Key.ROUTE + session_id, self._route())
 
@@ -112,6 +116,7 @@ class EgressRouter:
         # `==`, not `is`: a sink is usually a bound method, and each `conn.method` is a new object
         if self._sinks.get(session_id) == sink:
             del self._sinks[session_id]
+            self._leads.pop(session_id, None)
             self._delivered_seq.pop(session_id, None)
             self._leases.drop_key(batch, Key.ROUTE + session_id)
 
@@ -128,6 +133,8 @@ class EgressRouter:
                     log.warning("not an egress record: %s", exc, extra={"offset": record.offset})
                     continue
                 session_id, due, now = egress.session_id, egress.due, self._clock()
+                if due is not None:
+                    due -= self._leads.get(session_id, 0.0)
                 held = self._held_per_session.get(session_id)
                 if held is not None:  # behind what the session has held, whatever its own due
                     when = max(now if due is None else due, held[1])
@@ -161,8 +168,9 @@ class EgressRouter:
             return
         with contextlib.suppress(ConnectionError):
             await sink(egress)
-        if egress.due is not None:
-            metrics.EGRESS_LATENESS.observe(self._clock() - egress.due)
+        if egress.due is not None:  # against when it was to be handed over
+            lead = self._leads.get(egress.session_id, 0.0)
+            metrics.EGRESS_LATENESS.observe(self._clock() - (egress.due - lead))
 
     def _seen(self, egress: EgressAudio) -> bool:
         """Whether this record (by its seq, when it has one) was delivered to the session already."""

@@ -7,12 +7,17 @@ period against a monotonic clock: the next send time is accumulated (`next += pe
 re-read from "now + period", so the pacing does not drift. A socket has one pacer and the pacer
 one task, whatever the number of frames.
 
-- When it runs out of audio the schedule restarts at the next arrival (nothing is sent early to
-  make up for the gap); when the task wakes late (a busy event loop) it catches up by sending at
-  once, and if it is more than `MAX_BEHIND_SECONDS` late it restarts the schedule instead of
-  bursting.
-- Prompts (`EgressKind.PROMPT`, a greeting) take the line: live audio (an echo) that arrives while
-  a prompt is queued is dropped, so the echo that follows the prompt keeps its delay.
+- Live audio (an echo) comes with the time it is due, and ahead of it (the egress router hands
+  a paced socket its records `Adapter.egress_lead` early): each frame goes out on the schedule,
+  which is moved to a frame's due time when the two are more than `REANCHOR_SECONDS` apart (the
+  caller's clock is not ours, and a stream that stopped starts again later). So an echo is on
+  time to the pacer's wake-up, not to the bus's or the router's.
+- Audio without a due time (a prompt) goes out on the schedule; when the pacer runs out of audio
+  the schedule restarts at the next frame; when the task wakes late (a busy event loop) it
+  catches up by sending at once, and if it is more than `MAX_BEHIND_SECONDS` late it restarts the
+  schedule instead of bursting.
+- Prompts (`EgressKind.PROMPT`, a greeting) take the line: live audio that arrives while a prompt
+  is queued is dropped, so the echo that follows the prompt keeps its delay.
 - `clear()` drops everything queued (barge-in). `mark(callback)` runs `callback` once the audio
   queued before it has been sent (Exotel's and Twilio's marks).
 - At most `max_queued_bytes` wait; past that the oldest frames are dropped and counted.
@@ -24,6 +29,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final
 
 from voxbus.ingest import metrics
@@ -31,10 +37,17 @@ from voxbus.ingest import metrics
 log = logging.getLogger(__name__)
 
 MAX_BEHIND_SECONDS: Final = 0.1
+REANCHOR_SECONDS: Final = 0.01
 
 Send = Callable[[bytes], Awaitable[None]]
 Mark = Callable[[], Awaitable[None]]
-_Frame = tuple[bytes, bool]  # the audio, and whether it is a prompt's
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    audio: bytes
+    prompt: bool
+    due: float | None  # on the pacer's clock; None: on the schedule
 
 
 class Pacer:
@@ -67,6 +80,11 @@ class Pacer:
         self._dropped = {reason: metrics.PACER_DROPPED.labels(protocol, reason) for reason in _DROP_REASONS}
 
     @property
+    def clock(self) -> float:
+        """Now, on the clock due times are given on."""
+        return self._clock()
+
+    @property
     def queued_frames(self) -> int:
         return self._frames
 
@@ -87,19 +105,23 @@ class Pacer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def push(self, audio: bytes, *, prompt: bool = False) -> None:
-        """Queue audio to send; live audio while a prompt is queued is dropped."""
-        if not prompt and (self._prompt_frames or self._prompt_partial):
+    def push(self, audio: bytes, *, prompt: bool = False, due: float | None = None) -> None:
+        """Queue audio to send, `due` (on `clock`) when its first byte should go out; live audio
+        while a prompt is queued is dropped."""
+        if not prompt and self.prompting:
             self._dropped["prompt_playing"].inc(len(audio) // self._frame_bytes or 1)
             return
         partial = self._prompt_partial if prompt else self._live_partial
-        partial += audio
         size = self._frame_bytes
+        if due is not None:  # the bytes held back from before go out first, that much earlier
+            due -= len(partial) / size * self._period
+        partial += audio
         whole = len(partial) - len(partial) % size
         if not whole:
             return
-        for start in range(0, whole, size):
-            self._queue.append((bytes(partial[start : start + size]), prompt))
+        for number, start in enumerate(range(0, whole, size)):
+            frame_due = None if due is None else due + number * self._period
+            self._queue.append(_Frame(bytes(partial[start : start + size]), prompt, frame_due))
         del partial[:whole]
         count = whole // size
         self._frames += count
@@ -117,7 +139,7 @@ class Pacer:
     def clear(self) -> int:
         """Drop all queued audio (marks stay, and run at once); the number of frames dropped."""
         dropped = self._frames
-        self._queue = deque(item for item in self._queue if not isinstance(item, tuple))
+        self._queue = deque(item for item in self._queue if not isinstance(item, _Frame))
         self._frames = self._prompt_frames = 0
         self._prompt_partial.clear()
         self._live_partial.clear()
@@ -127,7 +149,7 @@ class Pacer:
 
     def _drop_oldest(self) -> None:
         for index, item in enumerate(self._queue):
-            if isinstance(item, tuple):
+            if isinstance(item, _Frame):
                 del self._queue[index]
                 self._taken(item)
                 self._dropped["overflow"].inc()
@@ -135,34 +157,45 @@ class Pacer:
 
     def _taken(self, frame: _Frame) -> None:
         self._frames -= 1
-        if frame[1]:
+        if frame.prompt:
             self._prompt_frames -= 1
 
     async def run(self) -> None:
         """Send frames on schedule until cancelled."""
         while True:
             if not self._queue:
-                self._next = None  # out of audio: the schedule restarts at the next frame
                 self._ready.clear()
                 await self._ready.wait()
             item = self._queue[0]
-            if not isinstance(item, tuple):  # a mark: due once what came before it was sent
+            if not isinstance(item, _Frame):  # a mark: due once what came before it was sent
                 self._queue.popleft()
                 await item()
                 continue
             now = self._clock()
-            if self._next is None or now - self._next > MAX_BEHIND_SECONDS:
-                self._next = now
-            elif self._next > now:
+            self._next = self._when(item, now)
+            if self._next > now:
                 await self._sleep(self._next - now)
                 if not self._queue or self._queue[0] is not item:  # cleared meanwhile
                     continue
             self._queue.popleft()
             self._taken(item)
             self._lateness.observe(max(0.0, self._clock() - self._next))
-            await self._send(item[0])
+            await self._send(item.audio)
             self._sent.inc()
             self._next += self._period
+            if not self._queue and item.due is None:
+                self._next = None  # out of scheduled audio: restart at the next frame
+
+    def _when(self, frame: _Frame, now: float) -> float:
+        """When `frame` goes out: on the schedule, unless the schedule has to move."""
+        scheduled = self._next
+        if frame.due is not None:
+            if scheduled is None or abs(scheduled - frame.due) > REANCHOR_SECONDS:
+                return frame.due
+            return scheduled
+        if scheduled is None or now - scheduled > MAX_BEHIND_SECONDS:
+            return now
+        return scheduled
 
 
 _DROP_REASONS: Final = ("prompt_playing", "cleared", "overflow")

@@ -119,6 +119,9 @@ class Adapter(ABC):
     protocol: ClassVar[str]
     auth_close_code: ClassVar[int] = 1008  # 4001 for /ws/echo, whose clients expect it
     refuses_upgrade: ClassVar[bool] = False  # True: a bad key is an HTTP 401, not a close code
+    # egress with a due time is handed over this long before it (an adapter that paces its
+    # output writes it on time itself; 0: the router writes it when due)
+    egress_lead: ClassVar[float] = 0.0
 
     def __init__(self, opening: Opening) -> None:
         self.opening = opening

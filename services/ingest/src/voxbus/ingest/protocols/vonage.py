@@ -52,6 +52,7 @@ MAX_DTMF: Final = 1000  # digits a call passes on (each is an event on the bus);
 class VonageAdapter(Adapter):
     protocol = "vonage"
     refuses_upgrade: ClassVar[bool] = True  # a bad signature is an HTTP 401, as for the webhooks
+    egress_lead: ClassVar[float] = 0.06  # echoes reach the pacer early, so they leave on time
 
     def __init__(self, opening: Opening) -> None:
         super().__init__(opening)
@@ -180,7 +181,10 @@ class VonageAdapter(Adapter):
             if self._pacer.clear():
                 await conn.send_text(ClearAction().to_wire())
             return False
-        self._pacer.push(egress.audio, prompt=egress.kind == EgressKind.PROMPT)
+        due = None
+        if egress.due is not None:  # wall clock → the pacer's monotonic clock
+            due = self._pacer.clock + (egress.due - time.time())
+        self._pacer.push(egress.audio, prompt=egress.kind == EgressKind.PROMPT, due=due)
         return True
 
     async def on_disconnect(self, conn: Connection) -> None:
