@@ -171,3 +171,21 @@ async def test_live_audio_handed_over_late_is_sent_at_once_to_catch_up(line: Lin
     await line.until_sent(5)
     await pacer.close()
     assert line.times() == [0.0, 0.05, 0.05, 0.06, 0.08]
+
+
+async def test_a_socket_that_went_away_stops_the_pacer_quietly(line: Line) -> None:
+    tried = asyncio.Event()
+
+    async def gone(frame: bytes) -> None:
+        tried.set()
+        raise ConnectionResetError("Cannot write to closing transport")
+
+    pacer = Pacer(
+        protocol="test", frame_bytes=FRAME, frame_seconds=PERIOD, send=gone, max_queued_bytes=10 * FRAME
+    )
+    pacer.start("test-pacer")
+    pacer.push(b"".join(frames(3)))
+    async with asyncio.timeout(2):
+        await tried.wait()
+    await pacer.close()  # nothing raised: the socket's end is not an error of the pacer's
+    assert pacer.queued_frames == 2

@@ -180,7 +180,11 @@ class Pacer:
             self._queue.popleft()
             self._taken(item)
             self._lateness.observe(max(0.0, self._clock() - self._next))
-            await self._send(item.audio)
+            try:
+                await self._send(item.audio)
+            except ConnectionError:  # the carrier went away: the socket's end stops the pacer
+                log.info("media socket gone: pacing stopped", extra={"queued": self._frames})
+                return
             self._sent.inc()
             self._next += self._period
             if not self._queue and item.due is None:
