@@ -19,9 +19,9 @@ from tests.helpers import eventually
 from tests.pipeline import read_wav, wait_finalized
 from tests.servers import Process, embedded_app
 from tests.vonage_carrier import VonageCarrier, signed
+from voxbus.common.call_state import MAX_STATUSES
 from voxbus.common.runtime import STORE
 from voxbus.ingest.protocols.vonage import MAX_DTMF
-from voxbus.telephony.calls import MAX_STATUSES
 from voxbus.telephony.prompts import Greeting
 
 RATE = 16000
@@ -268,6 +268,13 @@ async def test_malformed_messages_are_counted_and_the_call_goes_on(tmp_path: Pat
         await ws.send_bytes(audio[FRAME + 100 :])  # the rest in one oversized frame: recorded
         await ws.send_str(json.dumps({"event": "websocket:dtmf", "digit": "9", "duration": 100}))
         await ws.close()
+        async with http.ws_connect(f"{base}/ws/vonage?call=CALL-M2&mode=loud") as refused:
+            assert json.loads((await refused.receive()).data) == {
+                "error": "Invalid mode",
+                "valid_values": ["record", "echo", "record+echo"],
+            }
+            assert (await refused.receive()).type == aiohttp.WSMsgType.CLOSE
+            assert refused.close_code == 1008
         session_id = await session_of(http, base, "CALL-M")
         fields = await wait_finalized(app[STORE], session_id)
         recorded = read_wav(tmp_path / "audio" / fields["file_path"])[0][:, 0]
@@ -339,6 +346,9 @@ async def test_answer_as_a_json_post_with_a_mode_and_bad_webhooks_get_clear_erro
             ncco = await response.json()
         assert ncco[0] == {"action": "talk", "text": "Please speak after the tone."}
         assert ncco[1]["endpoint"][0]["uri"].endswith("/ws/vonage?call=CALL-P&mode=record%2Becho")
+        async with http.get(f"{base}/vonage/answer?uuid=CALL-R&mode=record+echo") as response:
+            assert response.status == 200  # `+` left unescaped in the answer URL reads as a space
+            assert (await response.json())[-1]["endpoint"][0]["uri"].endswith("mode=record%2Becho")
         async with http.get(f"{base}/vonage/answer?uuid=CALL-Q&mode=shout") as response:
             assert response.status == 400
             assert (await response.json()) == {

@@ -333,6 +333,13 @@ class InvalidParameter(ErrorReply):
     valid: Literal["delay_ms 0-60000, sample_rate"] = "delay_ms 0-60000, sample_rate"
 
 
+class InvalidCallMode(ErrorReply):
+    """`/ws/vonage`: the `mode` query is not a call mode; close 1008."""
+
+    error: Literal["Invalid mode"] = "Invalid mode"
+    valid_values: list[str] = Field(default_factory=lambda: ["record", "echo", "record+echo"])
+
+
 class InvalidWearableParameter(ErrorReply):
     """`/ws`: `codec`, `strip_header`, `sample_rate` or `user_id` (1-256 characters) is invalid;
     close 1008."""

@@ -24,6 +24,11 @@ TELEPHONY_MODES: tuple[TelephonyMode, ...] = ("record", "echo", "record+echo")
 VonageRate = Literal[8000, 16000, 24000]
 
 
+def call_mode(given: str) -> str:
+    """A mode as written in a URL: `record+echo` unescaped in a query reads as "record echo"."""
+    return given.strip().replace(" ", "+")
+
+
 def _sample_rate(value: int) -> int:
     if value not in SAMPLE_RATES:
         raise ValueError(f"sample rate must be one of {', '.join(map(str, SAMPLE_RATES))}")

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from voxbus.common.bus.base import Bus
+from voxbus.common.call_state import CallRecords
 from voxbus.common.settings import Settings
-from voxbus.telephony.calls import CallRecords
 from voxbus.telephony.prompts import Prompts
 
 

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 
 from voxbus.common.bus.base import ConsumedRecord, TopicPartition
 from voxbus.common.call_events import CallDtmf, CallMedia, decode_call_event
+from voxbus.common.call_state import CallRecords
 from voxbus.common.records import RecordError
 from voxbus.telephony import metrics
-from voxbus.telephony.calls import CallRecords
 from voxbus.telephony.prompts import Prompts
 
 log = logging.getLogger(__name__)

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from voxbus.common.call_state import CallRecords
 from voxbus.common.constants import Topic
 from voxbus.common.consumer import ConsumerLoop
 from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, Work, consuming
 from voxbus.telephony import calls_api, metrics, seed, vonage
-from voxbus.telephony.calls import CallRecords
 from voxbus.telephony.context import TELEPHONY, TelephonyContext
 from voxbus.telephony.events import CallEventHandler
 from voxbus.telephony.prompts import Greeting, Prompts

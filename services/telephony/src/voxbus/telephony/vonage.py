@@ -16,7 +16,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from voxbus.common.call_events import CallStatus
-from voxbus.common.settings import TELEPHONY_MODES, Settings
+from voxbus.common.call_state import CallStart
+from voxbus.common.settings import TELEPHONY_MODES, Settings, call_mode
 from voxbus.common.vonage_messages import (
     CallWebhook,
     ConnectAction,
@@ -29,7 +30,6 @@ from voxbus.common.vonage_messages import (
 )
 from voxbus.common.vonage_signature import SignatureError, verify
 from voxbus.telephony import metrics
-from voxbus.telephony.calls import CallStart
 from voxbus.telephony.context import TELEPHONY
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ async def answer(request: web.Request) -> web.Response:
         webhook = _webhook(data, "answer")
     except _Refused as refused:
         return refused.response
-    mode = request.query.get("mode", ctx.settings.telephony_mode)
+    mode = call_mode(request.query.get("mode", "")) or ctx.settings.telephony_mode
     if mode not in TELEPHONY_MODES:
         metrics.WEBHOOKS.labels(PROVIDER, "answer", "invalid").inc()
         return web.json_response({"error": "Invalid mode", "valid_values": list(TELEPHONY_MODES)}, status=400)

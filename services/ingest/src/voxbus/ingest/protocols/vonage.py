@@ -22,9 +22,9 @@ from typing import ClassVar, Final
 from aiohttp import web
 
 from voxbus.common.call_events import CallDtmf, CallMedia
-from voxbus.common.client_messages import InvalidParameter
+from voxbus.common.client_messages import InvalidCallMode
 from voxbus.common.records import AudioFormat, EchoSettings, EgressAudio, EgressKind
-from voxbus.common.settings import TELEPHONY_MODES, Settings
+from voxbus.common.settings import TELEPHONY_MODES, Settings, call_mode
 from voxbus.common.vonage_messages import (
     ClearAction,
     Cleared,
@@ -57,7 +57,7 @@ class VonageAdapter(Adapter):
     def __init__(self, opening: Opening) -> None:
         super().__init__(opening)
         self._call_id = opening.query.get("call", "")
-        self._mode = opening.query.get("mode", "")
+        self._mode = call_mode(opening.query.get("mode", ""))
         self._pacer: Pacer | None = None  # once connected
         self._frame_bytes = 0
         self._rejections = 0
@@ -80,7 +80,7 @@ class VonageAdapter(Adapter):
 
     async def on_open(self, conn: Connection) -> bool:
         if self._mode and self._mode not in TELEPHONY_MODES:
-            raise SessionRefused(InvalidParameter(), 1008)
+            raise SessionRefused(InvalidCallMode(valid_values=list(TELEPHONY_MODES)), 1008)
         return True  # the session opens with the connected message, which says the rate
 
     async def on_text(self, conn: Connection, text: str) -> None:
@@ -110,7 +110,7 @@ class VonageAdapter(Adapter):
             self._reject(exc.reason, str(exc))
             return
         settings = conn.settings
-        mode = self._mode or event.header("mode") or settings.telephony_mode
+        mode = self._mode or call_mode(event.header("mode") or "") or settings.telephony_mode
         if mode not in TELEPHONY_MODES:
             mode = settings.telephony_mode
         session_id = await conn.open(

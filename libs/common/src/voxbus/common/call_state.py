@@ -1,5 +1,6 @@
 """Call records (docs/protocols/vonage.md, call records): one per carrier call, in the state
-store, written by whichever telephony instance a webhook or event reaches.
+store, written by whichever telephony instance a webhook or event reaches. Like the session hash
+(`session_state`), the storage contract is spelled here alone; the telephony service uses it.
 
 The record is a hash (`Key.CALL` + call id) with the call's parties, mode, latest status and
 session; its status history and DTMF digits are sorted sets scored by time, so two instances
