@@ -21,6 +21,7 @@ REQUIRED = [
     "docs/protocols/echo.md",
     "docs/protocols/delayed-echo.md",
     "docs/protocols/wyoming.md",
+    "docs/protocols/vonage.md",
 ]
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)

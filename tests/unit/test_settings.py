@@ -45,6 +45,15 @@ def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert settings.topic(Topic.EGRESS) == "staging.egress"
 
 
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+def test_vonage_sample_rate_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rate: int
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VONAGE_SAMPLE_RATE", str(rate))
+    assert load_settings().vonage_sample_rate == rate
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -54,6 +63,9 @@ def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         ("MAX_CONCURRENT_SESSIONS", "0"),
         ("LOG_LEVEL", "LOUD"),
         ("SEGMENT_SECONDS", "-1"),
+        ("VONAGE_SAMPLE_RATE", "44100"),
+        ("TELEPHONY_MODE", "loud"),
+        ("HOST_NAME", "voxbus.example.com"),
     ],
 )
 def test_invalid_value_names_the_variable(

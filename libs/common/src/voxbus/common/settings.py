@@ -21,7 +21,6 @@ AudioFormatName = Literal["wav", "mp3", "flac", "aac", "pcm", "opus", "ogg", "we
 # what a telephony call does with the caller's audio (docs/protocols/vonage.md, call modes)
 TelephonyMode = Literal["record", "echo", "record+echo"]
 TELEPHONY_MODES: tuple[TelephonyMode, ...] = ("record", "echo", "record+echo")
-VonageRate = Literal[8000, 16000, 24000]
 
 
 def call_mode(given: str) -> str:
@@ -36,6 +35,17 @@ def _sample_rate(value: int) -> int:
 
 
 SampleRate = Annotated[int, AfterValidator(_sample_rate)]
+
+
+def _vonage_rate(value: int) -> int:
+    if value not in (8000, 16000, 24000):
+        raise ValueError("must be 8000, 16000 or 24000")
+    return value
+
+
+# an int checked after parsing, not a Literal[8000, …]: an environment value is a string, which a
+# Literal of ints refuses whatever it says
+VonageRate = Annotated[int, AfterValidator(_vonage_rate)]
 
 
 def _default_pod_name() -> str:
