@@ -25,6 +25,7 @@ from voxbus.common.client_messages import (
     EchoUnknownMessage,
     InternalError,
     InvalidApiKey,
+    InvalidCallMode,
     InvalidChannels,
     InvalidDelay,
     InvalidEcho,
@@ -147,6 +148,10 @@ GOLDEN: list[tuple[ClientMessage, str]] = [
     (
         InvalidWearableParameter(),
         '{"error": "Invalid parameter", "valid": "codec opus|pcm, strip_header true|false, sample_rate"}',
+    ),
+    (
+        InvalidCallMode(),
+        '{"error": "Invalid mode", "valid_values": ["record", "echo", "record+echo"]}',
     ),
     # /ws/echo
     (
