@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import soundfile
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.audio import speech
 from tests.helpers import eventually
@@ -170,7 +171,23 @@ async def place_call(
     return Call(caller, line, ncco, setup_targets, greeting_heard_at, (first, end))
 
 
-def assert_heard_greeting_then_echo(call: Call, greeting: bytes) -> None:
+async def ingest_lateness(http: aiohttp.ClientSession, ingest: Process) -> str:
+    """What an ingest instance measured of its own lateness: echo records handed to the pacer after
+    their due time, frames the pacer sent after its schedule (for a failure's message)."""
+    async with http.get(f"{ingest.url}/metrics") as response:
+        text = await response.text()
+    seen = []
+    for family in text_string_to_metric_families(text):
+        if family.name in ("voxbus_ingest_egress_lateness_seconds", "voxbus_ingest_pacer_lateness_seconds"):
+            buckets = {
+                sample.labels["le"]: sample.value for sample in family.samples if "le" in sample.labels
+            }
+            late = buckets["+Inf"] - buckets[f"{DELAY_TOLERANCE:g}"]
+            seen.append(f"{family.name}: {late:g} of {buckets['+Inf']:g} over {DELAY_TOLERANCE * 1000:g} ms")
+    return f"{ingest.name} {ingest.url}: {'; '.join(seen)}"
+
+
+def assert_heard_greeting_then_echo(call: Call, greeting: bytes, lateness: str) -> None:
     call_id, media, sent = call.caller.call_id, call.line.media, call.line.sent
     received = [frame for _, frame in media.frames]
     sizes = {len(frame) for frame in received}
@@ -197,8 +214,8 @@ def assert_heard_greeting_then_echo(call: Call, greeting: bytes) -> None:
     assert not off.size, (
         f"{call_id}: echo delays {delays.min() * 1000:.1f}…{delays.max() * 1000:.1f} ms; {off.size} of "
         f"{len(delays)} frames off by more than {DELAY_TOLERANCE * 1000:g} ms from {ECHO_DELAY_MS} ms, "
-        f"the first the {off[0] + 1}th timed frame, the median from there "
-        f"{np.median(delays[off[0] :]) * 1000:.1f} ms"
+        f"from the first of them (frame {off[0] + 1}) on the median is "
+        f"{np.median(delays[off[0] :]) * 1000:.1f} ms. What the ingest measured: {lateness}"
     )
 
 
@@ -257,7 +274,8 @@ async def test_two_calls_at_once_over_two_telephony_and_two_ingest_processes(
         assert calls[0].line.sent[0] != calls[1].line.sent[0]
 
         for call in calls:
-            assert_heard_greeting_then_echo(call, greeting)
+            lateness = await ingest_lateness(http, call.caller.ingest)
+            assert_heard_greeting_then_echo(call, greeting, lateness)
 
         for call in calls:
             call_id, digits = call.caller.call_id, call.caller.digits
