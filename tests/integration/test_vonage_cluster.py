@@ -255,12 +255,16 @@ async def test_two_calls_at_once_over_two_telephony_and_two_ingest_processes(
         callers = [Caller("CALL-A", ingest_a, 11, "42"), Caller("CALL-B", ingest_b, 12, "907")]
         setup = asyncio.Lock()
         try:
-            calls = await asyncio.gather(
-                *(place_call(carrier, setup, caller, voice, len(greeting) // FRAME) for caller in callers)
-            )
-        except AssertionError as exc:
+            async with asyncio.TaskGroup() as group:
+                placed = [
+                    group.create_task(place_call(carrier, setup, caller, voice, len(greeting) // FRAME))
+                    for caller in callers
+                ]
+        except ExceptionGroup as failed:  # one call failed: the other is cancelled
+            reasons = "\n".join(repr(exc) for exc in failed.exceptions)
             logs = "\n\n".join(f"--- {process.name} {process.url}\n{process.log()}" for process in processes)
-            raise AssertionError(f"{exc}\n{logs}") from exc
+            raise AssertionError(f"{reasons}\n{logs}") from failed
+        calls = [task.result() for task in placed]
 
         assert set(carrier.webhook_targets) == set(telephonies)
         for call in calls:
