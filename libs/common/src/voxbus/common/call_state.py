@@ -11,15 +11,16 @@ read from the session record when the call is read.
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from voxbus.common.call_events import CallDtmf, CallMedia
 from voxbus.common.constants import Key
+from voxbus.common.listing import Page, newest_first
 from voxbus.common.session_state import SessionHashes
 from voxbus.common.store.base import ScoreRange, StateStore
 
-MAX_EXAMINED: Final = 1000  # calls one list request looks at, at most
 MAX_STATUSES: Final = 100  # a call's status history keeps this many (a carrier sends about ten)
 MAX_DTMF: Final = 1000  # digits a call record keeps
 PARTIES: Final = ("from", "to", "direction", "conversation_id")
@@ -127,28 +128,19 @@ class CallRecords:
         }
 
     async def list(
-        self, *, provider: str | None, status: str | None, limit: int, cursor: float | None
+        self, *, provider: str | None, status: str | None, page: Page
     ) -> tuple[list[dict[str, Any]], float | None]:
-        """Newest first, as the session list: `cursor` is the created_at of the last call the
-        previous page looked at; a page looks at no more than `MAX_EXAMINED` calls."""
+        """Newest first, a page at a time (`listing.newest_first`), all or one carrier's."""
         index = Key.CALLS_BY_PROVIDER + provider if provider else Key.CALLS_ALL
-        bound = ScoreRange() if cursor is None else ScoreRange(max=cursor, max_exclusive=True)
-        items: list[dict[str, Any]] = []
-        examined, last, offset = 0, cursor, 0
-        while len(items) < limit and examined < MAX_EXAMINED:
-            size = min(max(limit, 20), MAX_EXAMINED - examined)
-            page = await self._store.zrange(index, bound, descending=True, offset=offset, limit=size)
-            if not page:
-                return items, None
-            offset += len(page)
-            for call_id, created in page:
-                examined, last = examined + 1, created
-                call = await self.read(call_id)
-                if call is not None and (not status or call["status"] == status):
-                    items.append(call)
-                    if len(items) == limit:
-                        break
-        return items, last
+
+        async def read(call_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+            calls = [await self.read(call_id) for call_id in call_ids]
+            return [
+                call if call is not None and (not status or call["status"] == status) else None
+                for call in calls
+            ]
+
+        return await newest_first(self._store, index, page, read)
 
 
 def _status(entry: str) -> dict[str, Any]:

@@ -1,19 +1,18 @@
 """`/api/audio/sessions…`: list, info, close, and the WAV download (with HTTP Range)."""
 
-import math
 import re
 
 from aiohttp import hdrs, web
 
 from voxbus.common.api_keys import authorized
 from voxbus.common.constants import Key, SessionStatus
+from voxbus.common.listing import Page, PageError
 from voxbus.common.session_state import SessionState
 from voxbus.common.state import SessionControl
 from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.finishing import CLOSED_OVER_HTTP, FinishTimeout, stop_detached, wait_finished
 from voxbus.ingest.sessions import canonical_session_id, public_info
 
-MAX_PAGE = 100
 _ZERO_SUFFIX = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.IGNORECASE)
 
 
@@ -42,20 +41,13 @@ async def list_sessions(request: web.Request) -> web.Response:
         return refused
     query = request.query
     try:
-        limit = int(query.get("limit", "20"))
-        cursor = float(query["cursor"]) if "cursor" in query else None
-    except ValueError:
-        return _error(422, {"error": "Invalid limit or cursor"})
-    if cursor is not None and not math.isfinite(cursor):
-        return _error(422, {"error": "Invalid limit or cursor"})
-    if not 1 <= limit <= MAX_PAGE:
-        return _error(422, {"error": "Invalid limit", "valid_range": [1, MAX_PAGE]})
+        page = Page.from_query(query)
+    except PageError as exc:
+        return _error(422, exc.body)
     status = query.get("status")
     if status is not None and status not in {s.value for s in SessionStatus}:
         return _error(422, {"error": "Invalid status", "valid_values": [s.value for s in SessionStatus]})
-    items, next_cursor = await ctx.registry.list(
-        user_id=query.get("user_id"), status=status, limit=limit, cursor=cursor
-    )
+    items, next_cursor = await ctx.registry.list(user_id=query.get("user_id"), status=status, page=page)
     return web.json_response(
         {
             "sessions": items,

@@ -4,15 +4,15 @@ it lists them by, and the cluster-wide slots; and a session as the API shows it.
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from voxbus.common.constants import Key, SessionStatus
+from voxbus.common.listing import Page, newest_first
 from voxbus.common.records import AudioFormat, EchoSettings
 from voxbus.common.session_state import SessionHashes, SessionState, SessionUpdate
-from voxbus.common.store.base import ScoreRange, StateStore, StoreBatch
-
-MAX_EXAMINED = 1000  # sessions one list request looks at, at most
+from voxbus.common.store.base import StateStore, StoreBatch
 
 # docs/api.md's `format` names → the codec names records carry
 CODEC_OF_FORMAT = {"pcm": "pcm_s16le"}
@@ -75,31 +75,19 @@ class SessionRegistry(SessionHashes):
         await batch.execute()
 
     async def list(
-        self, *, user_id: str | None, status: str | None, limit: int, cursor: float | None
+        self, *, user_id: str | None, status: str | None, page: Page
     ) -> tuple[list[dict[str, Any]], float | None]:
-        """Newest first; `cursor` is the created_at of the last session the previous page looked
-        at. A request looks at no more than `MAX_EXAMINED` sessions (a status filter that matches
-        few would otherwise read every session ever made, holding up every socket of the pod):
-        a page may then hold fewer than `limit`, and `next_cursor` goes on from where it stopped.
-        None: nothing is left."""
+        """Newest first, a page at a time (`listing.newest_first`)."""
         index = Key.SESSIONS_BY_USER + user_id if user_id else Key.SESSIONS_ALL
-        bound = ScoreRange() if cursor is None else ScoreRange(max=cursor, max_exclusive=True)
-        items: list[dict[str, Any]] = []
-        examined, last_created, offset = 0, cursor, 0
-        while len(items) < limit and examined < MAX_EXAMINED:
-            size = min(max(limit, 20), MAX_EXAMINED - examined)
-            page = await self._store.zrange(index, bound, descending=True, offset=offset, limit=size)
-            if not page:
-                return items, None
-            offset += len(page)
-            states = await self.read_many([session_id for session_id, _ in page])
-            for (_, created), state in zip(page, states, strict=True):
-                examined, last_created = examined + 1, created
-                if state is not None and (not status or state.status == status):
-                    items.append(public_info(state))
-                    if len(items) == limit:
-                        break
-        return items, last_created
+
+        async def read(session_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+            states = await self.read_many(list(session_ids))
+            return [
+                public_info(state) if state is not None and (not status or state.status == status) else None
+                for state in states
+            ]
+
+        return await newest_first(self._store, index, page, read)
 
 
 def public_info(state: SessionState) -> dict[str, Any]:

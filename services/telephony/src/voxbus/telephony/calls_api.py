@@ -1,13 +1,11 @@
 """`/api/calls…`: call records (docs/api.md), and a barge-in for a call in progress."""
 
-import math
-
 from aiohttp import web
 
 from voxbus.common.api_keys import authorized
+from voxbus.common.listing import Page, PageError
 from voxbus.telephony.context import TELEPHONY
 
-MAX_PAGE = 100
 PROVIDERS = ("vonage", "exotel", "twilio")
 _ID_LIMIT = 128
 
@@ -23,20 +21,15 @@ async def list_calls(request: web.Request) -> web.Response:
         return refused
     query = request.query
     try:
-        limit = int(query.get("limit", "20"))
-        cursor = float(query["cursor"]) if "cursor" in query else None
-    except ValueError:
-        return web.json_response({"error": "Invalid limit or cursor"}, status=422)
-    if cursor is not None and not math.isfinite(cursor):
-        return web.json_response({"error": "Invalid limit or cursor"}, status=422)
-    if not 1 <= limit <= MAX_PAGE:
-        return web.json_response({"error": "Invalid limit", "valid_range": [1, MAX_PAGE]}, status=422)
+        page = Page.from_query(query)
+    except PageError as exc:
+        return web.json_response(exc.body, status=422)
     provider = query.get("provider")
     if provider is not None and provider not in PROVIDERS:
         return web.json_response({"error": "Invalid provider", "valid_values": list(PROVIDERS)}, status=422)
     status = query.get("status")
     calls, next_cursor = await request.app[TELEPHONY].calls.list(
-        provider=provider, status=status[:64] if status else None, limit=limit, cursor=cursor
+        provider=provider, status=status[:64] if status else None, page=page
     )
     return web.json_response(
         {
