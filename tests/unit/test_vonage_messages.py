@@ -33,7 +33,9 @@ def test_the_answer_ncco_connects_the_call_to_the_media_socket_of_the_public_hos
         telephony_greeting_text="Hello.",
         vonage_signature_secret=SECRET,
     )
-    webhook = CallWebhook.parse({"uuid": "aaa-111", "from": 447700900000, "to": "447700900001"})
+    webhook = CallWebhook.parse(
+        {"uuid": "aaa-111", "from": 447700900000, "to": "447700900001"}, what="answer"
+    )
     assert answer_ncco(settings, webhook, "record+echo") == [
         {"action": "talk", "text": "Hello."},
         {
@@ -54,7 +56,7 @@ def test_the_answer_ncco_connects_the_call_to_the_media_socket_of_the_public_hos
 
 def test_a_plain_http_host_name_gets_a_plain_ws_media_url_and_no_socket_signature() -> None:
     settings = Settings(host_name="http://localhost:8000")
-    (connect,) = answer_ncco(settings, CallWebhook.parse({"uuid": "u"}), "record")
+    (connect,) = answer_ncco(settings, CallWebhook.parse({"uuid": "u"}, what="answer"), "record")
     assert connect["endpoint"][0]["uri"] == "ws://localhost:8000/ws/vonage?call=u&mode=record"
     assert "authorization" not in connect
 

@@ -9,7 +9,7 @@ unknown fields (a connected message carries the call's `headers` flattened into 
 
 import json
 import re
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -37,6 +37,17 @@ class _Outbound(BaseModel):
 
 class _Inbound(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="allow", coerce_numbers_to_str=True)
+
+    @classmethod
+    def parse(cls, data: Any, *, what: str) -> Self:
+        """The message in `data` (decoded JSON), or `VonageMessageError("invalid")` saying which
+        field of `what` is wrong."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "message"
+            raise VonageMessageError("invalid", f"{what}: {where}: {error['msg']}") from None
 
 
 # -- NCCO (the answer webhook's reply) ----------------------------------------------------------
@@ -108,15 +119,6 @@ class CallWebhook(_Inbound):
     direction: str | None = Field(default=None, max_length=64)
     timestamp: str | None = None
 
-    @classmethod
-    def parse(cls, data: Any) -> "CallWebhook":
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in error["loc"]) or "body"
-            raise VonageMessageError("invalid", f"{where}: {error['msg']}") from None
-
 
 # -- the media socket, Vonage to voxbus ---------------------------------------------------------
 
@@ -184,12 +186,7 @@ def parse_socket_event(text: str) -> SocketEvent:
     model = _EVENTS.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise VonageMessageError("unknown_event", f"unknown event {str(kind)[:64]!r}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "message"
-        raise VonageMessageError("invalid", f"{kind}: {where}: {error['msg']}") from None
+    return model.parse(data, what=str(kind))
 
 
 # -- the media socket, voxbus to Vonage ---------------------------------------------------------

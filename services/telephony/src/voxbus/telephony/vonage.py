@@ -62,7 +62,7 @@ async def _signed_body(request: web.Request, webhook: str) -> bytes:
 
 def _webhook(data: Any, webhook: str) -> CallWebhook:
     try:
-        return CallWebhook.parse(data)
+        return CallWebhook.parse(data, what=f"{webhook} webhook")
     except VonageMessageError as exc:
         metrics.WEBHOOKS.labels(PROVIDER, webhook, "invalid").inc()
         log.warning("webhook refused: %s", exc, extra={"webhook": webhook})
