@@ -158,7 +158,8 @@ async def test_echo_mode_plays_the_greeting_first_then_the_caller_in_exact_frame
         server.stop()
     assert call["mode"] == "echo"
     assert call["recording"] is None  # echo mode keeps no audio
-    assert session["duration_seconds"] == 0
+    assert (session["duration_seconds"], session["file_path"], session["segments"]) == (0, None, [])
+    assert not list((tmp_path / "audio").iterdir())  # and leaves no file behind
 
     assert all(len(frame) == FRAME for _, frame in media.frames)
     greeting_frames = len(greeting) // FRAME

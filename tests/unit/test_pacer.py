@@ -189,3 +189,38 @@ async def test_a_socket_that_went_away_stops_the_pacer_quietly(line: Line) -> No
         await tried.wait()
     await pacer.close()  # nothing raised: the socket's end is not an error of the pacer's
     assert pacer.queued_frames == 2
+
+
+async def test_frames_the_callers_network_bunched_still_leave_one_per_period(line: Line) -> None:
+    pacer = make_pacer(line)
+    # pairs: two frames received together every 40 ms, so each pair's echoes are due together
+    for number, frame in enumerate(frames(8)):
+        pacer.push(frame, due=1000.0 + 0.04 * (number // 2))
+    await line.until_sent(8)
+    await pacer.close()
+    assert line.times() == [0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.14]
+
+
+async def test_a_steady_offset_from_the_due_times_is_corrected_after_a_few_frames(line: Line) -> None:
+    pacer = make_pacer(line)
+    pacer.push(frames(1)[0], due=1000.0)
+    await line.until_sent(1)
+    # from here on every frame is due 15 ms before its slot (the stream's clock moved)
+    for number, frame in enumerate(frames(7, first=1), start=1):
+        pacer.push(frame, due=1000.0 + number * PERIOD - 0.015)
+    await line.until_sent(8)
+    await pacer.close()
+    # 15 ms early is within what bunching looks like, for EARLY_FRAMES frames; then the schedule moves
+    assert line.times() == [0.0, 0.02, 0.04, 0.06, 0.08, 0.085, 0.105, 0.125]
+
+
+async def test_the_first_live_frame_after_a_prompt_goes_at_its_own_due_time(line: Line) -> None:
+    pacer = make_pacer(line)
+    pacer.push(b"".join(frames(2, first=100)), prompt=True)
+    await line.until_sent(2)
+    await asyncio.sleep(0)
+    pacer.push(frames(1)[0], due=1000.0 + 0.047)  # on no grid of the prompt's
+    pacer.push(frames(1, first=1)[0], due=1000.0 + 0.067)
+    await line.until_sent(4)
+    await pacer.close()
+    assert line.times() == [0.0, 0.02, 0.047, 0.067]

@@ -245,6 +245,15 @@ class SessionRecording:
         self._completed.clear()
         self._current = None
 
+    def discard(self) -> None:
+        """Close and delete the files: a session whose audio is not kept (a call in echo mode)."""
+        self.abandon()
+        (self._root / self.file_path).unlink(missing_ok=True)
+        directory = self._root / self._session_id
+        if directory.is_dir():
+            _delete_segments(directory, 0)
+            directory.rmdir()
+
     def _start_segment(self) -> WavAppender:
         directory = self._root / self._session_id
         name = segment_name(self._segment_index)

@@ -273,18 +273,21 @@ class WriteHandler:
             # A replayed stop after a restart: its chunks were committed, its files are durable.
             # (A session that never had audio gets an empty file of the default format.)
             fmt = stored.audio_format()
-            recording = await self._recording(stored, fmt.rate, fmt.channels)
+            recording, keep = await self._recording(stored, fmt.rate, fmt.channels), stored.record
         else:
-            recording = state.recording
+            recording, keep = state.recording, state.keep
         # in the loop, not a thread: nothing may come between taking it out of `_open` and closing
         # it (a cancellation would leave it open); once per session, two fsyncs
-        recording.close()
+        if keep:
+            recording.close()
+        else:
+            recording.discard()  # no file to show, and none left on disk
         finalized = SessionUpdate(
             status=final.status,
             finalized=True,
             writer_pod=self._pod,
-            file_path=recording.file_path,
-            segments=recording.segments,
+            file_path=recording.file_path if keep else None,
+            segments=recording.segments if keep else (),
             duration_seconds=recording.duration_seconds,
             written_frames=recording.frames,
             updated_at=time.time(),
@@ -295,7 +298,12 @@ class WriteHandler:
             error=final.reason if final.status == SessionStatus.ERROR else None,
         )
         await self._hashes.update(final.session_id, finalized)
-        await self._announce(final, recording.file_path, recording.duration_seconds, recording.segments)
+        await self._announce(
+            final,
+            recording.file_path if keep else "",
+            recording.duration_seconds,
+            recording.segments if keep else (),
+        )
         self._remember_finished(final.session_id)
         metrics.FINALIZED.labels(final.status.value).inc()
         log.info(
