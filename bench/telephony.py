@@ -95,6 +95,7 @@ class Call:
 
 
 async def listen(ws: aiohttp.ClientWebSocketResponse, call: Call) -> None:
+    """Everything the server sends, sorted into echoes (matched to the frame sent) and the rest."""
     async for message in ws:
         now = time.monotonic()
         if message.type != aiohttp.WSMsgType.BINARY:
@@ -413,12 +414,15 @@ def report(
         print(f"CPU during {server}, {count} calls: {stats.share.line()}")
 
 
-def write_json(path: Path, results: dict[tuple[int, str], Stats], args: argparse.Namespace) -> None:
+def write_json(
+    path: Path, results: dict[tuple[int, str], Stats], idle: dict[str, float], args: argparse.Namespace
+) -> None:
     runs: list[dict[str, Any]] = [
         {"server": server, **dataclasses.asdict(stats)} for (_, server), stats in results.items()
     ]
     settings = {"seconds": args.seconds, "delay_ms": args.delay_ms, "distributed": args.distributed}
-    path.write_text(json.dumps({**settings, "runs": runs}, indent=2) + "\n")
+    document = {**settings, "cores": os.cpu_count(), "idle_ms_per_second": idle, "runs": runs}
+    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 def main() -> None:
@@ -456,7 +460,7 @@ def main() -> None:
                 results[count, server.name] = measure(server, count, args, run=str(run))
     report(results, servers[1].name, idle, busy, args)
     if args.json is not None:
-        write_json(args.json, results, args)
+        write_json(args.json, results, idle, args)
 
 
 if __name__ == "__main__":
