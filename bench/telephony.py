@@ -14,7 +14,9 @@ is matched to the one sent. For each load (`--calls 20 50 100`), pooled over its
   other: anything else received (a duplicate, a frame never sent, a text message);
 - delay error: arrival - sent - delay, p50 / p99;
 - send jitter p99: the callers' own |interval - 20 ms| between sends, which an echo inherits;
-- server CPU (from /proc) per echoed frame, for each process, over the whole run.
+- server CPU (from /proc) per echoed frame, for each process, over the whole run;
+- voxbus's pacers by ingest's own clock (`voxbus_ingest_pacer_lateness_seconds` from its
+  /metrics): how late they wrote their frames, the server's event loop's share of the jitter.
 
 In the same run, at each load, the baseline: bench/bare_pacer.py, a bare aiohttp server that
 answers the same webhook and sends each socket's frames back against an accumulated 20 ms
@@ -48,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +68,7 @@ GRACE = 3.0  # seconds after a call's last frame (on top of the delay) before th
 BODIES = [bytes((k + j) & 0xFF for j in range(8, FRAME_BYTES)) for k in range(256)]
 SERVICES = ("ingest", "telephony", "echo", "transcoder", "writer")
 BASELINE = "bare aiohttp pacer (baseline)"
+LATENESS = "voxbus_ingest_pacer_lateness_seconds"  # ingest's histogram: frame sent - its scheduled time
 
 
 def call_frame(index: int, n: int) -> bytes:
@@ -217,9 +221,17 @@ class Stats:
     send_jitter_p99: float
     cpu_us_per_frame: dict[str, float]
     share: CpuShare
+    pacer: "PacerLateness | None"  # voxbus's own measure; None for the baseline
 
     @classmethod
-    def of(cls, calls: Sequence[Call], delay_ms: int, cpu: dict[str, float], share: CpuShare) -> "Stats":
+    def of(
+        cls,
+        calls: Sequence[Call],
+        delay_ms: int,
+        cpu: dict[str, float],
+        share: CpuShare,
+        pacer: "PacerLateness | None",
+    ) -> "Stats":
         jitter = sorted(j for call in calls for j in jitters_ms(call.arrivals))
         send_jitter = sorted(j for call in calls for j in jitters_ms(call.sent_at))
         errors = sorted(
@@ -246,6 +258,7 @@ class Stats:
             send_jitter_p99=percentile(send_jitter, 0.99),
             cpu_us_per_frame={name: 1e6 * seconds / max(received, 1) for name, seconds in cpu.items()},
             share=share,
+            pacer=pacer,
         )
 
     @property
@@ -269,14 +282,55 @@ HEADER = (
 )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PacerLateness:
+    """How late voxbus's pacers wrote their frames, by ingest's own clock, over one run: what its
+    event loop adds to the caller's jitter (the rest is the network's and the client's)."""
+
+    frames: int
+    mean_ms: float
+    over_5ms: float  # fractions of the frames
+    over_20ms: float
+
+    @classmethod
+    def between(cls, before: dict[str, float], after: dict[str, float]) -> "PacerLateness":
+        def grew(name: str) -> float:
+            return after.get(name, 0.0) - before.get(name, 0.0)
+
+        frames = grew("count")
+        return cls(
+            frames=int(frames),
+            mean_ms=1000 * grew("sum") / frames if frames else float("nan"),
+            over_5ms=1 - grew("0.005") / frames if frames else float("nan"),
+            over_20ms=1 - grew("0.02") / frames if frames else float("nan"),
+        )
+
+
+def pacer_lateness(metrics_url: str) -> dict[str, float]:
+    """Ingest's lateness histogram for Vonage sockets: cumulative counts by bucket bound, `count`, `sum`."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(LATENESS) and 'protocol="vonage"' in line:
+            name, value = line.rsplit(" ", 1)
+            if name.startswith(f"{LATENESS}_bucket"):
+                values[name.split('le="', 1)[1].split('"', 1)[0]] = float(value)
+            elif name.startswith((f"{LATENESS}_count", f"{LATENESS}_sum")):
+                values[name.split("{", 1)[0].rsplit("_", 1)[1]] = float(value)
+    return values
+
+
 @dataclass(frozen=True, slots=True)
 class Server:
     name: str
     base: str  # where the answer webhook goes
     pids: dict[str, int]  # by process name
+    metrics: str | None = None  # ingest's /metrics (voxbus only)
 
 
 def measure(server: Server, count: int, args: argparse.Namespace, run: str) -> Stats:
+    lateness = pacer_lateness(server.metrics) if server.metrics else {}
     before = {name: cpu_seconds(pid) for name, pid in server.pids.items()}
     with CpuWatch(list(server.pids.values())) as watch:
         calls = asyncio.run(
@@ -284,7 +338,8 @@ def measure(server: Server, count: int, args: argparse.Namespace, run: str) -> S
         )
     cpu = {name: cpu_seconds(pid) - before[name] for name, pid in server.pids.items()}
     assert watch.share is not None
-    return Stats.of(calls, args.delay_ms, cpu, watch.share)
+    pacer = PacerLateness.between(lateness, pacer_lateness(server.metrics)) if server.metrics else None
+    return Stats.of(calls, args.delay_ms, cpu, watch.share, pacer)
 
 
 def stop(processes: Sequence["subprocess.Popen[bytes]"]) -> None:
@@ -331,7 +386,7 @@ def embedded(args: argparse.Namespace) -> Iterator[Server]:
         process = subprocess.Popen([sys.executable, "-m", "voxbus.cli", "up"], env=env, cwd=folder)
         try:
             asyncio.run(wait_ready(f"{base}/ready"))
-            yield Server("voxbus up (embedded)", base, {"voxbus up": process.pid})
+            yield Server("voxbus up (embedded)", base, {"voxbus up": process.pid}, f"{base}/metrics")
         finally:
             stop([process])
 
@@ -347,7 +402,7 @@ def distributed(args: argparse.Namespace) -> Iterator[Server]:
             for url in urls.values():
                 asyncio.run(wait_ready(f"{url}/ready"))
             pids = {name: process.pid for name, process in processes.items()}
-            yield Server("voxbus over Kafka+Redis", urls["telephony"], pids)
+            yield Server("voxbus over Kafka+Redis", urls["telephony"], pids, f"{urls['ingest']}/metrics")
         finally:
             stop(list(processes.values()))
 
@@ -405,6 +460,13 @@ def report(
             for name, us in results[count, server].cpu_us_per_frame.items()
         ]
         print(f"{count} calls, CPU per echoed frame by process, us (of which idle): {', '.join(processes)}")
+    for count in args.calls:
+        if (pacer := results[count, voxbus].pacer) is not None:
+            print(
+                f"{count} calls, voxbus's pacers by ingest's own clock (its event loop's share of the"
+                f" jitter): {pacer.frames} frames, {pacer.mean_ms:.2f} ms late on average,"
+                f" {pacer.over_5ms:.2%} over 5 ms late, {pacer.over_20ms:.2%} over 20 ms"
+            )
     for (count, server), stats in results.items():
         if stats.failed:
             print(f"{server}, {count} calls: {stats.failed} calls failed, the first: {stats.first_error}")

@@ -92,6 +92,9 @@ def test_telephony_benchmark_prints_both_servers_and_writes_json(
         assert calls == "2" and int(sent) > 0 and received == sent, row
         assert (lost, wrong_size, other) == ("0", "0", "0"), row
     assert any(line.startswith("2 calls, voxbus over the baseline: jitter p50") for line in out.splitlines())
+    echoed = next(row for row in rows if row.startswith(voxbus)).split()[-11]
+    pacers = next(line for line in out.splitlines() if line.startswith("2 calls, voxbus's pacers"))
+    assert f": {echoed} frames," in pacers, pacers  # ingest paced every frame the callers got
     assert sum("cores busy: server" in line for line in out.splitlines()) == 2, out
     runs = json.loads(results.read_text())["runs"]
     assert [run["server"] for run in runs] == ["bare aiohttp pacer (baseline)", voxbus]
