@@ -31,10 +31,13 @@ real Kafka and Redis (local processes from voxbus.devinfra, or KAFKA_BOOTSTRAP_S
 REDIS_URL); there the webhooks go to telephony, and HOST_NAME is ingest's URL, so that the NCCO
 points the media socket at ingest (a load balancer's job in a deployment).
 
+`--bunch 2` makes the callers send their frames two at a time every 40 ms (the same rate, bunched
+as a jittery network delivers them): what a pacer is for.
+
 Target (issue #13): jitter p99 ≤ 5 ms; no frame lost; every frame 640 bytes; delay error ± 20 ms.
 
 Usage: uv run python bench/telephony.py [--calls 20 50 100] [--seconds 12] [--delay-ms 200]
-           [--warmup 5] [--distributed] [--json results.json]
+           [--warmup 5] [--distributed] [--bunch 1] [--json results.json]
 """
 
 import argparse
@@ -119,12 +122,13 @@ async def listen(ws: aiohttp.ClientWebSocketResponse, call: Call) -> None:
             call.settled.set()
 
 
-async def speak(ws: aiohttp.ClientWebSocketResponse, call: Call, seconds: float) -> None:
-    """20 ms frames at real time for `seconds`: the next send time is accumulated, so no drift."""
+async def speak(ws: aiohttp.ClientWebSocketResponse, call: Call, seconds: float, bunch: int) -> None:
+    """20 ms frames at real time for `seconds`: the next send time is accumulated, so no drift.
+    With `bunch` > 1, that many frames go back to back every `bunch` x 20 ms (a jittery network)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time()
     for n in range(round(seconds / FRAME_SECONDS)):
-        if (wait := deadline - loop.time()) > 0:
+        if n % bunch == 0 and (wait := deadline - loop.time()) > 0:
             await asyncio.sleep(wait)
         if ws.closed:
             return
@@ -134,7 +138,14 @@ async def speak(ws: aiohttp.ClientWebSocketResponse, call: Call, seconds: float)
 
 
 async def place_call(
-    http: aiohttp.ClientSession, base: str, call_id: str, call: Call, *, seconds: float, delay: float
+    http: aiohttp.ClientSession,
+    base: str,
+    call_id: str,
+    call: Call,
+    *,
+    seconds: float,
+    delay: float,
+    bunch: int,
 ) -> None:
     """The answer webhook, the NCCO's media socket, `seconds` of frames; back once they are echoed."""
     query = {
@@ -159,7 +170,7 @@ async def place_call(
         await ws.send_str(json.dumps(connected))
         reader = asyncio.create_task(listen(ws, call), name=f"call-reader-{call.index}")
         try:
-            await speak(ws, call, seconds)
+            await speak(ws, call, seconds, bunch)
             call.done_sending = True
             if len(call.echoed) < len(call.sent_at):
                 with contextlib.suppress(TimeoutError):  # what is still out by then is lost
@@ -173,7 +184,9 @@ async def place_call(
             call.error = f"the server closed the media socket ({ws.close_code})"
 
 
-async def run_calls(base: str, count: int, *, seconds: float, delay_ms: int, run: str) -> list[Call]:
+async def run_calls(
+    base: str, count: int, *, seconds: float, delay_ms: int, run: str, bunch: int = 1
+) -> list[Call]:
     """`count` concurrent calls, their starts spread over a second (calls are not in phase)."""
     calls = [Call(index) for index in range(count)]
 
@@ -181,7 +194,13 @@ async def run_calls(base: str, count: int, *, seconds: float, delay_ms: int, run
         await asyncio.sleep(call.index / count)
         try:
             await place_call(
-                http, base, f"BENCH-{run}-{call.index}", call, seconds=seconds, delay=delay_ms / 1000
+                http,
+                base,
+                f"BENCH-{run}-{call.index}",
+                call,
+                seconds=seconds,
+                delay=delay_ms / 1000,
+                bunch=bunch,
             )
         except (aiohttp.ClientError, OSError, ValueError, LookupError, StopIteration) as exc:
             call.error = f"{type(exc).__name__}: {exc}"
@@ -334,7 +353,9 @@ def measure(server: Server, count: int, args: argparse.Namespace, run: str) -> S
     before = {name: cpu_seconds(pid) for name, pid in server.pids.items()}
     with CpuWatch(list(server.pids.values())) as watch:
         calls = asyncio.run(
-            run_calls(server.base, count, seconds=args.seconds, delay_ms=args.delay_ms, run=run)
+            run_calls(
+                server.base, count, seconds=args.seconds, delay_ms=args.delay_ms, run=run, bunch=args.bunch
+            )
         )
     cpu = {name: cpu_seconds(pid) - before[name] for name, pid in server.pids.items()}
     assert watch.share is not None
@@ -427,9 +448,10 @@ def report(
     args: argparse.Namespace,
 ) -> None:
     loads = ", ".join(map(str, args.calls))
+    bunched = f" sent {args.bunch} at a time every {20 * args.bunch} ms" if args.bunch > 1 else ""
     print(
         f"{loads} concurrent 16 kHz Vonage calls in echo mode (ECHO_DELAY_MS {args.delay_ms}),"
-        f" {args.seconds:g} s of 20 ms frames each, against {voxbus} and {BASELINE};"
+        f" {args.seconds:g} s of 20 ms frames each{bunched}, against {voxbus} and {BASELINE};"
         f" after {args.warmup:g} s of warm-up at {max(args.calls)} calls"
     )
     print(
@@ -482,7 +504,12 @@ def write_json(
     runs: list[dict[str, Any]] = [
         {"server": server, **dataclasses.asdict(stats)} for (_, server), stats in results.items()
     ]
-    settings = {"seconds": args.seconds, "delay_ms": args.delay_ms, "distributed": args.distributed}
+    settings = {
+        "seconds": args.seconds,
+        "delay_ms": args.delay_ms,
+        "bunch": args.bunch,
+        "distributed": args.distributed,
+    }
     document = {**settings, "cores": os.cpu_count(), "idle_ms_per_second": idle, "runs": runs}
     path.write_text(json.dumps(document, indent=2) + "\n")
 
@@ -498,8 +525,17 @@ def main() -> None:
     parser.add_argument(
         "--distributed", action="store_true", help="voxbus as separate services over Kafka and Redis"
     )
+    parser.add_argument(
+        "--bunch",
+        type=int,
+        default=1,
+        help="callers send this many frames back to back every N x 20 ms, as they arrive over a jittery"
+        " network (default 1: one every 20 ms)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if args.bunch < 1:
+        parser.error("--bunch is at least 1")
     with contextlib.ExitStack() as stack:
         servers = [
             stack.enter_context(baseline(args.delay_ms)),
