@@ -1,10 +1,13 @@
 """The benchmark scripts still run end to end (tiny loads, real Kafka and Redis): a user who
 runs them gets their table, not a traceback. Their figures are not judged here."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
 
@@ -72,3 +75,26 @@ def test_wearables_benchmark_prints_its_table_baselines_and_latency(
     assert any(line.startswith("socket-to-file p99 (target ≤ 1000 ms): 2 streams") for line in lines)
     assert any(line.startswith("streams one core carries") for line in lines)
     assert sum("cores busy: server" in line for line in lines) == 1, out
+
+
+@pytest.mark.parametrize("mode", [[], ["--distributed"]], ids=["embedded", "distributed"])
+def test_telephony_benchmark_prints_both_servers_and_writes_json(
+    mode: list[str], kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint, tmp_path: Path
+) -> None:
+    results = tmp_path / "telephony.json"
+    args = ["--calls", "2", "--seconds", "1", "--warmup", "0", "--delay-ms", "100", "--json", str(results)]
+    out = _run("telephony.py", [*args, *mode], kafka_endpoint, redis_endpoint)
+    voxbus = "voxbus over Kafka+Redis" if mode else "voxbus up (embedded)"
+    rows = [line for line in out.splitlines() if line.startswith(("bare aiohttp pacer", voxbus))]
+    assert len(rows) == 2, out
+    for row in rows:
+        calls, sent, received, lost, wrong_size, other = row.split()[-13:-7]
+        assert calls == "2" and int(sent) > 0 and received == sent, row
+        assert (lost, wrong_size, other) == ("0", "0", "0"), row
+    assert any(line.startswith("2 calls, voxbus over the baseline: jitter p50") for line in out.splitlines())
+    echoed = next(row for row in rows if row.startswith(voxbus)).split()[-11]
+    pacers = next(line for line in out.splitlines() if line.startswith("2 calls, voxbus's pacers"))
+    assert f": {echoed} frames," in pacers, pacers  # ingest paced every frame the callers got
+    assert sum("cores busy: server" in line for line in out.splitlines()) == 2, out
+    runs = json.loads(results.read_text())["runs"]
+    assert [run["server"] for run in runs] == ["bare aiohttp pacer (baseline)", voxbus]
