@@ -34,7 +34,7 @@ points the media socket at ingest (a load balancer's job in a deployment).
 `--bunch 2` makes the callers send their frames two at a time every 40 ms (the same rate, bunched
 as a jittery network delivers them): what a pacer is for.
 
-Target (issue #13): jitter p99 ≤ 5 ms; no frame lost; every frame 640 bytes; delay error ± 20 ms.
+Targets: jitter p99 ≤ 5 ms; no frame lost; every frame 640 bytes; delay error ± 20 ms.
 
 Usage: uv run python bench/telephony.py [--calls 20 50 100] [--seconds 12] [--delay-ms 200]
            [--warmup 5] [--distributed] [--bunch 1] [--json results.json]
