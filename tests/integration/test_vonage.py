@@ -455,3 +455,53 @@ async def test_with_an_api_key_the_call_api_needs_it_and_vonage_stays_on_its_own
         assert await session_of(http, base, "CALL-K", **{"X-API-Key": "client-key"})
         async with http.get(f"{base}/api/calls", params={"token": "client-key"}) as response:
             assert [call["call_id"] for call in (await response.json())["calls"]] == ["CALL-K"]
+
+
+async def test_json_nested_too_deep_neither_ends_a_call_nor_fails_a_webhook(tmp_path: Path) -> None:
+    """json.loads raises RecursionError on a few thousand `[`: refused like any other bad JSON."""
+    deep = "[" * 5000
+    before = _rejected("bad_json")
+    async with embedded_app(tmp_path) as (base, _), aiohttp.ClientSession() as http:
+        carrier = VonageCarrier(http, [base])
+        media = await carrier.connect(await carrier.answer("CALL-D"), via=base)
+        await media.ws.send_str(deep)
+        await media.dtmf("5")
+        await media.hang_up()
+
+        async def pressed() -> bool:
+            async with http.get(f"{base}/api/calls/CALL-D") as response:
+                return (await response.json())["dtmf"] == "5"
+
+        await eventually(pressed, what="the digit pressed after the deep message", timeout=10)
+        async with http.post(f"{base}/callback", data=deep[:1500]) as response:
+            assert response.status == 204  # seed: a body that is not JSON is logged, never a 500
+        for webhook in ("answer", "event"):
+            async with http.post(f"{base}/vonage/{webhook}", data=deep) as response:
+                assert response.status == 400
+                assert (await response.json())["detail"] == "the body is not JSON"
+    assert _rejected("bad_json") - before == 1
+
+
+async def test_a_media_sockets_call_id_is_bounded_as_the_webhooks_is(tmp_path: Path) -> None:
+    """A call id only the socket gives (its query or connected message) is held to the answer
+    webhook's limit: /api/calls never lists a call that GET /api/calls/{id} cannot read."""
+    connected = {"event": "websocket:connected", "content-type": "audio/l16;rate=16000"}
+    async with embedded_app(tmp_path) as (base, _), aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{base}/ws/vonage?call={'q' * 5000}") as ws:
+            await ws.send_str(json.dumps(connected))
+            await ws.send_bytes(bytes(FRAME))
+        async with http.ws_connect(f"{base}/ws/vonage") as ws:
+            await ws.send_str(json.dumps({**connected, "call_uuid": "h" * 100_000}))
+            await ws.send_bytes(bytes(FRAME))
+
+        async def both_linked() -> bool:
+            async with http.get(f"{base}/api/calls") as response:
+                calls = (await response.json())["calls"]
+            return len(calls) == 2 and all(call["session_id"] for call in calls)
+
+        await eventually(both_linked, what="both sockets' calls recorded", timeout=10)
+        async with http.get(f"{base}/api/calls") as response:
+            listed = [call["call_id"] for call in (await response.json())["calls"]]
+        for call_id in listed:
+            async with http.get(f"{base}/api/calls/{call_id}") as response:
+                assert response.status == 200, f"listed, not readable: a call id of {len(call_id)} characters"

@@ -91,6 +91,21 @@ def test_malformed_socket_messages_say_why(text: str, reason: str) -> None:
     assert refused.value.reason == reason
 
 
+def test_json_nested_past_the_parsers_depth_is_bad_json_not_a_crash() -> None:
+    # json.loads raises RecursionError (not a ValueError) about 1000 levels down
+    with pytest.raises(VonageMessageError) as refused:
+        parse_socket_event("[" * 5000)
+    assert refused.value.reason == "bad_json"
+
+
+def test_a_webhook_timestamp_is_bounded_like_its_other_fields() -> None:
+    # stored in the call's status history: a megabyte of it would be kept a hundred times
+    with pytest.raises(VonageMessageError, match="timestamp"):
+        CallWebhook.parse({"uuid": "u", "status": "answered", "timestamp": "9" * 1000}, what="event")
+    stamp = "2026-12-02T03:15:32.371Z"
+    assert CallWebhook.parse({"uuid": "u", "timestamp": stamp}, what="event").timestamp == stamp
+
+
 def test_a_connected_message_at_another_rate_or_codec_is_refused_by_its_reason() -> None:
     for content_type in ("audio/l16;rate=44100", "audio/pcmu;rate=8000"):
         event = parse_socket_event(json.dumps({"event": "websocket:connected", "content-type": content_type}))

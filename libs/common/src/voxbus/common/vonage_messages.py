@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 VONAGE_RATES: Final = (8000, 16000, 24000)
+CALL_ID_MAX: Final = 128  # characters of a call id (Vonage's are 36-character UUIDs)
 _CONTENT_TYPE = re.compile(r"\s*audio/l16\s*;\s*rate\s*=\s*(\d+)\s*", re.IGNORECASE)
 
 
@@ -111,13 +112,13 @@ class CallWebhook(_Inbound):
     """The answer webhook's query (or JSON body) and the event webhook's body: what voxbus uses
     of them. `uuid` is the call leg's id, the call's id in voxbus."""
 
-    uuid: str = Field(min_length=1, max_length=128)
+    uuid: str = Field(min_length=1, max_length=CALL_ID_MAX)
     conversation_uuid: str | None = None
     from_: str | None = Field(default=None, alias="from")
     to: str | None = None
     status: str | None = Field(default=None, max_length=64)
     direction: str | None = Field(default=None, max_length=64)
-    timestamp: str | None = None
+    timestamp: str | None = Field(default=None, max_length=64)
 
 
 # -- the media socket, Vonage to voxbus ---------------------------------------------------------
@@ -180,7 +181,7 @@ def parse_socket_event(text: str) -> SocketEvent:
     `unknown_event` or `invalid`) if it is not one voxbus knows."""
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past the parser's depth
         raise VonageMessageError("bad_json", f"not JSON: {exc}") from None
     kind = data.get("event") if isinstance(data, dict) else None
     model = _EVENTS.get(kind) if isinstance(kind, str) else None

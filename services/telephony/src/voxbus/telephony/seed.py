@@ -61,7 +61,7 @@ async def callback(request: web.Request) -> web.Response:
         if len(text) > _LOGGED_BODY:
             raise ValueError("too long to log whole")
         logged: object = json.loads(text) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         logged = text[:_LOGGED_BODY]
         log.info("callback with a body that is not JSON", extra={"body": logged, "method": request.method})
     else:

@@ -74,7 +74,7 @@ def _webhook(data: Any, webhook: str) -> CallWebhook:
 def _json(body: bytes, webhook: str) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         metrics.WEBHOOKS.labels(PROVIDER, webhook, "invalid").inc()
         raise _Refused(
             web.json_response(

@@ -26,6 +26,7 @@ from voxbus.common.client_messages import InvalidCallMode
 from voxbus.common.records import AudioFormat, EchoSettings, EgressAudio, EgressKind
 from voxbus.common.settings import TELEPHONY_MODES, Settings, call_mode
 from voxbus.common.vonage_messages import (
+    CALL_ID_MAX,
     ClearAction,
     Cleared,
     Connected,
@@ -122,7 +123,7 @@ class VonageAdapter(Adapter):
                 record=mode != "echo",
             )
         )
-        self._call_id = self._call_id or event.header("call_uuid") or event.header("uuid") or session_id
+        self._call_id = self._known_call_id(event) or session_id
         self._frame_bytes = int(rate * FRAME_SECONDS) * SAMPLE_BYTES
         self._pacer = Pacer(
             protocol=self.protocol,
@@ -143,6 +144,16 @@ class VonageAdapter(Adapter):
                 mode=mode,
             )
         )
+
+    def _known_call_id(self, event: Connected) -> str | None:
+        """The call id the query or the connected message gives, held to the webhooks' limit (a
+        longer one would make a call record `GET /api/calls/{id}` cannot read)."""
+        for given in (self._call_id, event.header("call_uuid"), event.header("uuid")):
+            if given and len(given) <= CALL_ID_MAX:
+                return given
+            if given:
+                self._reject("call_id", f"a call id of {len(given)} characters, more than {CALL_ID_MAX}")
+        return None
 
     async def _dtmf(self, conn: Connection, event: Dtmf) -> None:
         self._digits += 1
