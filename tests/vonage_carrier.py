@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,6 +22,7 @@ import aiohttp
 import jwt
 
 FRAME_SECONDS = 0.02
+EPOCH = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 
 
 def signed(secret: str, body: bytes | None = None) -> dict[str, str]:
@@ -129,7 +131,10 @@ class VonageCarrier:
                 "conversation_uuid": f"CON-{call_id}",
                 "status": status,
                 "direction": "inbound",
-                "timestamp": f"2026-12-02T03:00:{len(self.webhook_targets):02d}.000Z",
+                # ISO 8601 as Vonage writes it, later for every webhook this carrier sends
+                "timestamp": (EPOCH + timedelta(milliseconds=10 * len(self.webhook_targets)))
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
                 **extra,
             }
         ).encode()

@@ -505,3 +505,18 @@ async def test_a_media_sockets_call_id_is_bounded_as_the_webhooks_is(tmp_path: P
         for call_id in listed:
             async with http.get(f"{base}/api/calls/{call_id}") as response:
                 assert response.status == 200, f"listed, not readable: a call id of {len(call_id)} characters"
+
+
+async def test_a_status_the_carrier_sent_earlier_does_not_replace_a_later_one(tmp_path: Path) -> None:
+    async with embedded_app(tmp_path) as (base, _), aiohttp.ClientSession() as http:
+        carrier = VonageCarrier(http, [base])
+        await carrier.answer("CALL-O")
+        assert await carrier.event("CALL-O", "completed", timestamp="2026-12-02T03:00:09.000Z") == 204
+        # a retried `answered` from before it, arriving after it (another instance, a retry)
+        assert await carrier.event("CALL-O", "answered", timestamp="2026-12-02T03:00:02.000Z") == 204
+        async with http.get(f"{base}/api/calls/CALL-O") as response:
+            call = await response.json()
+        assert call["status"] == "completed"
+        assert [entry["status"] for entry in call["statuses"]] == ["completed", "answered"]  # as they came
+        async with http.get(f"{base}/api/calls?status=answered") as response:
+            assert (await response.json())["calls"] == []

@@ -58,17 +58,20 @@ class CallRecords:
         await batch.execute()
 
     async def status(self, start: CallStart, status: str, carrier_time: str | None) -> None:
-        """The carrier reported `status`: the latest status, and one more line of history (a
-        webhook sent again, with the same carrier timestamp, adds none; past `MAX_STATUSES`
-        only the latest status changes)."""
+        """The carrier reported `status`: one more line of history (a webhook sent again, with the
+        same carrier timestamp, adds none; past `MAX_STATUSES` none), and the call's status
+        unless the carrier timestamped a later one already (webhooks retried, or answered by
+        two instances, arrive out of order; Vonage's ISO-8601 times sort as text)."""
         await self.seen(start)
-        now = time.time()
+        key, now = Key.CALL + start.call_id, time.time()
         entry = json.dumps({"status": status, "carrier_time": carrier_time or str(now)}, sort_keys=True)
         batch = self._store.batch()
         history = Key.CALL_HISTORY + start.call_id
         if await self._store.zcount(history, ScoreRange()) < MAX_STATUSES:
             batch.zadd(history, {entry: now})
-        batch.hset(Key.CALL + start.call_id, {"status": status, "updated_at": now})
+        latest = await self._store.hget(key, "status_time")
+        if carrier_time is None or latest is None or carrier_time >= latest:
+            batch.hset(key, {"status": status, "status_time": carrier_time or "", "updated_at": now})
         await batch.execute()
 
     async def media(self, event: CallMedia) -> None:
@@ -134,10 +137,18 @@ class CallRecords:
         index = Key.CALLS_BY_PROVIDER + provider if provider else Key.CALLS_ALL
 
         async def read(call_ids: Sequence[str]) -> list[dict[str, Any] | None]:
-            calls = [await self.read(call_id) for call_id in call_ids]
+            # the page's hashes in one round trip; whole records (history, digits, session) only
+            # for the calls the filter keeps
+            batch = self._store.batch()
+            for call_id in call_ids:
+                batch.hgetall(Key.CALL + call_id)
+            kept = [
+                "created_at" in fields and (not status or fields.get("status") == status)
+                for fields in await batch.execute()
+            ]
             return [
-                call if call is not None and (not status or call["status"] == status) else None
-                for call in calls
+                await self.read(call_id) if keep else None
+                for call_id, keep in zip(call_ids, kept, strict=True)
             ]
 
         return await newest_first(self._store, index, page, read)

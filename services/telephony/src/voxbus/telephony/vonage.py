@@ -54,9 +54,7 @@ async def _signed_body(request: web.Request, webhook: str) -> bytes:
         except SignatureError as exc:
             metrics.WEBHOOKS.labels(PROVIDER, webhook, "unsigned").inc()
             log.warning("webhook refused: %s", exc, extra={"webhook": webhook})
-            raise _Refused(
-                web.json_response({"error": "Invalid signature", "detail": str(exc)}, status=401)
-            ) from None
+            raise _Refused(web.json_response({"error": "Invalid signature"}, status=401)) from None
     return body
 
 

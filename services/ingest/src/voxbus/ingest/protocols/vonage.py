@@ -15,6 +15,7 @@ Malformed messages are logged and counted (`voxbus_ingest_rejected_messages_tota
 call goes on. Vonage never resumes a socket: when it closes, the session is finished.
 """
 
+import json
 import logging
 import time
 from typing import ClassVar, Final
@@ -47,6 +48,8 @@ PROVIDER: Final = "vonage"
 FRAME_SECONDS: Final = 0.02
 SAMPLE_BYTES: Final = 2
 _LOGGED_REJECTIONS: Final = 10  # per call; then one line per 1000, with the count
+_CLEAR: Final = ClearAction().to_wire()
+_LOGGED_PAYLOAD: Final = 256  # characters of a notify payload put in the log
 MAX_DTMF: Final = 1000  # digits a call passes on (each is an event on the bus); more are refused
 
 
@@ -97,7 +100,11 @@ class VonageAdapter(Adapter):
         elif isinstance(event, Dtmf):
             await self._dtmf(conn, event)
         elif isinstance(event, Notify):
-            log.info("notify: queued audio played", extra={"payload": event.payload})
+            payload = json.dumps(event.payload)
+            log.info(
+                "notify: queued audio played",
+                extra={"payload": payload[:_LOGGED_PAYLOAD], "size": len(payload)},
+            )
         elif isinstance(event, Cleared):
             log.info("the carrier cleared its audio buffer")
 
@@ -161,7 +168,7 @@ class VonageAdapter(Adapter):
             self._reject("too_many_dtmf", f"more than {MAX_DTMF} DTMF digits in one call")
             return
         if self._pacer is not None and self._pacer.prompting and self._pacer.clear():
-            await conn.send_text(ClearAction().to_wire())  # barge-in: Vonage drops its buffer too
+            await conn.send_text(_CLEAR)  # barge-in: Vonage drops its buffer too
         await conn.publish(
             CallDtmf(
                 call_id=self._call_id,
@@ -189,8 +196,8 @@ class VonageAdapter(Adapter):
         if self._pacer is None:
             return False
         if egress.kind == EgressKind.CLEAR:
-            if self._pacer.clear():
-                await conn.send_text(ClearAction().to_wire())
+            if self._pacer.clear():  # written by the pacer's task: a carrier that reads nothing
+                self._pacer.mark(lambda: conn.send_text(_CLEAR))  # holds up no other socket
             return False
         due = None
         if egress.due is not None:  # wall clock → the pacer's monotonic clock
