@@ -224,3 +224,15 @@ async def test_the_first_live_frame_after_a_prompt_goes_at_its_own_due_time(line
     await line.until_sent(4)
     await pacer.close()
     assert line.times() == [0.0, 0.02, 0.047, 0.067]
+
+
+async def test_a_frame_that_reached_ingest_late_still_leaves_on_its_slot(line: Line) -> None:
+    pacer = make_pacer(line)
+    # the third frame came in 15 ms late (so is due 15 ms late), the rest on time: handed over
+    # early, all of them leave one per period, the late one within a frame of its due time
+    dues = [0.1, 0.12, 0.155, 0.16, 0.18, 0.2]
+    for frame, due in zip(frames(6), dues, strict=True):
+        pacer.push(frame, due=1000.0 + due)
+    await line.until_sent(6)
+    await pacer.close()
+    assert line.times() == [0.1, 0.12, 0.14, 0.16, 0.18, 0.2]

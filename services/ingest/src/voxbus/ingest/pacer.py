@@ -9,13 +9,14 @@ one task, whatever the number of frames.
 
 - Live audio (an echo) comes with the time it is due, and ahead of it (the egress router hands
   a paced socket its records `Adapter.egress_lead` early): each frame goes out on the schedule,
-  never before its slot, so frames the caller's network bunched leave one per period. The
-  schedule moves to a frame's due time when the frame is due later than its slot by more than
-  `REANCHOR_SECONDS` (the stream paused), when it trails the due times by more than
+  never before its slot, so frames the caller's network bunched leave one per period, and a
+  frame that reached ingest late (but reaches the pacer before its slot) leaves on its slot.
+  The schedule moves to a frame's due time when the frame is due later than its slot by more
+  than `LATE_SECONDS` (the stream paused), when it trails the due times by more than
   `MAX_TRAIL_SECONDS` (the caller's clock runs faster than ours), when `EARLY_FRAMES` frames in
-  a row were due early by more than `REANCHOR_SECONDS` (a steady offset, e.g. the grid a prompt
-  left), and at the first live frame after a prompt. So an echo is on time to the pacer's
-  wake-up, not to the bus's or the router's.
+  a row were due before their slots by more than `EARLY_SECONDS` (a steady offset, e.g. the grid
+  a prompt left), and at the first live frame after a prompt. So an echo is on time to the
+  pacer's wake-up, not to the bus's or the router's, within a frame of its due time.
 - Audio without a due time (a prompt) goes out on the schedule; when the pacer runs out of audio
   the schedule restarts at the next frame; when the task wakes late (a busy event loop) it
   catches up by sending at once, and if it is more than `MAX_BEHIND_SECONDS` late it restarts the
@@ -41,7 +42,8 @@ from voxbus.ingest import metrics
 log = logging.getLogger(__name__)
 
 MAX_BEHIND_SECONDS: Final = 0.1
-REANCHOR_SECONDS: Final = 0.01
+LATE_SECONDS: Final = 0.02
+EARLY_SECONDS: Final = 0.01
 MAX_TRAIL_SECONDS: Final = 0.06
 EARLY_FRAMES: Final = 5
 
@@ -80,7 +82,7 @@ class Pacer:
         self._live_partial = bytearray()
         self._next: float | None = None  # when the next frame is due; None: restart at the next
         self._last_prompt = False  # the last frame sent was a prompt's
-        self._early = 0  # live frames in a row due early by more than REANCHOR_SECONDS
+        self._early = 0  # live frames in a row due before their slots by more than EARLY_SECONDS
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sent = metrics.PACED_FRAMES.labels(protocol)
@@ -203,12 +205,12 @@ class Pacer:
         """When `frame` goes out: on the schedule, unless the schedule has to move."""
         scheduled, due = self._next, frame.due
         if due is not None:
-            early = scheduled is not None and scheduled - due > REANCHOR_SECONDS
+            early = scheduled is not None and scheduled - due > EARLY_SECONDS
             self._early = self._early + 1 if early else 0
             if (
                 scheduled is None
                 or self._last_prompt
-                or due - scheduled > REANCHOR_SECONDS
+                or due - scheduled > LATE_SECONDS
                 or scheduled - due > MAX_TRAIL_SECONDS
                 or self._early >= EARLY_FRAMES
             ):
