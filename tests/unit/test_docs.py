@@ -22,6 +22,7 @@ REQUIRED = [
     "docs/protocols/delayed-echo.md",
     "docs/protocols/wyoming.md",
     "docs/protocols/vonage.md",
+    "docs/protocols/exotel.md",
 ]
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)

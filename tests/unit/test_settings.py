@@ -94,3 +94,19 @@ def test_the_default_pod_name_is_unique_per_process(monkeypatch: pytest.MonkeyPa
     assert load_settings().pod_name == here
     monkeypatch.setenv("POD_NAME", "ingest-0")  # given (Kubernetes: metadata.name): kept as given
     assert load_settings().pod_name == "ingest-0"
+
+
+def test_exotel_credentials_come_in_pairs_and_the_error_shows_no_value() -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(exotel_api_key="exo-key-value")
+    assert "EXOTEL_API_KEY and EXOTEL_API_TOKEN are set together" in str(refused.value)
+    assert "exo-key-value" not in str(refused.value)
+
+
+def test_allowed_ips_and_trusted_proxies_are_lists_of_networks() -> None:
+    settings = load_settings(exotel_allowed_ips="10.0.0.0/8, 203.0.113.7", trusted_proxies="::1")
+    assert [str(network) for network in settings.exotel_allowed_ips] == ["10.0.0.0/8", "203.0.113.7/32"]
+    assert [str(network) for network in settings.trusted_proxies] == ["::1/128"]
+    with pytest.raises(SettingsError) as refused:
+        load_settings(exotel_allowed_ips="10.0.0/33")
+    assert "EXOTEL_ALLOWED_IPS" in str(refused.value)

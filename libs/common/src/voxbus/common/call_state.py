@@ -57,11 +57,14 @@ class CallRecords:
         batch.hset(key, fields)
         await batch.execute()
 
-    async def status(self, start: CallStart, status: str, carrier_time: str | None) -> None:
+    async def status(
+        self, start: CallStart, status: str, carrier_time: str | None, *, latest: bool = True
+    ) -> None:
         """The carrier reported `status`: one more line of history (a webhook sent again, with the
         same carrier timestamp, adds none; past `MAX_STATUSES` none), and the call's status
         unless the carrier timestamped a later one already (webhooks retried, or answered by
-        two instances, arrive out of order; Vonage's ISO-8601 times sort as text)."""
+        two instances, arrive out of order; Vonage's ISO-8601 times sort as text). Not `latest`:
+        history only (a step of the call, such as Exotel's passthru, that is no call status)."""
         await self.seen(start)
         key, now = Key.CALL + start.call_id, time.time()
         entry = json.dumps({"status": status, "carrier_time": carrier_time or str(now)}, sort_keys=True)
@@ -69,8 +72,8 @@ class CallRecords:
         history = Key.CALL_HISTORY + start.call_id
         if await self._store.zcount(history, ScoreRange()) < MAX_STATUSES:
             batch.zadd(history, {entry: now})
-        latest = await self._store.hget(key, "status_time")
-        if carrier_time is None or latest is None or carrier_time >= latest:
+        current = await self._store.hget(key, "status_time") if latest else None
+        if latest and (carrier_time is None or current is None or carrier_time >= current):
             batch.hset(key, {"status": status, "status_time": carrier_time or "", "updated_at": now})
         await batch.execute()
 
@@ -85,6 +88,10 @@ class CallRecords:
             "updated_at": time.time(),
         }
         await self._store.hset(Key.CALL + event.call_id, fields)
+
+    async def stream(self, call_id: str, info: dict[str, str]) -> None:
+        """What the carrier reported about the call's media stream (Exotel's passthru)."""
+        await self._store.hset(Key.CALL + call_id, {"stream": json.dumps(info, sort_keys=True)})
 
     async def dtmf(self, event: CallDtmf) -> None:
         entry = json.dumps(
@@ -120,6 +127,7 @@ class CallRecords:
             "dtmf_presses": presses,
             "session_id": session_id,
             "sample_rate": int(fields["sample_rate"]) if "sample_rate" in fields else None,
+            "stream": json.loads(fields["stream"]) if "stream" in fields else None,
             "recording": None
             if session is None or not session.record  # an `echo` call keeps no audio
             else {

@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from voxbus.common.constants import SAMPLE_RATES, Topic
@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     vonage_sample_rate: VonageRate = 16000
     # set: Vonage's signed webhooks (and the media socket's Authorization) are verified, HS256
     vonage_signature_secret: str | None = None
+    # Exotel (docs/protocols/exotel.md): both set, its callbacks must carry them as HTTP Basic auth
+    exotel_api_key: str | None = None
+    exotel_api_token: str | None = None
+    # set: Exotel's callbacks are taken only from these addresses (IPs or networks, comma-separated)
+    exotel_allowed_ips: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
+    # load balancers whose X-Forwarded-For names the client (IPs or networks, comma-separated)
+    trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
 
     # Infrastructure: unset → in-process backends
     kafka_bootstrap_servers: str | None = None
@@ -137,6 +144,20 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("exotel_allowed_ips", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        """`10.0.0.0/8, 203.0.113.7` is a list of networks (an address is a network of one)."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _exotel_credentials_in_pairs(self) -> "Settings":
+        if (self.exotel_api_key is None) != (self.exotel_api_token is None):
+            raise ValueError("EXOTEL_API_KEY and EXOTEL_API_TOKEN are set together, or neither")
+        return self
+
     @field_validator("host_name")
     @classmethod
     def _public_url(cls, value: str) -> str:
@@ -152,7 +173,14 @@ class Settings(BaseSettings):
             raise ValueError("no such file")
         return value
 
-    @field_validator("kafka_bootstrap_servers", "redis_url", "vonage_signature_secret", mode="before")
+    @field_validator(
+        "kafka_bootstrap_servers",
+        "redis_url",
+        "vonage_signature_secret",
+        "exotel_api_key",
+        "exotel_api_token",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -196,7 +224,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            variable = "_".join(str(part) for part in error["loc"][:1]).upper() or "?"
+            variable = "_".join(str(part) for part in error["loc"][:1]).upper()
+            if not variable:  # a rule across settings: its message names them (and no values)
+                lines.append(error["msg"].removeprefix("Value error, "))
+                continue
             lines.append(f"{variable}: {error['msg']} (got {error.get('input')!r})")
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
 

@@ -1,0 +1,141 @@
+"""Exotel's HTTP callbacks (docs/protocols/exotel.md): the Passthru applet's (`GET|POST
+/exotel/passthru`) and the StatusCallback's (`GET|POST /exotel/status`), recorded in the call
+record and answered 200 at once (Exotel retries what takes over 15 s).
+
+When `EXOTEL_ALLOWED_IPS` is set, a callback from another address is refused with 403 (the address
+is the peer's, or the one a `TRUSTED_PROXIES` load balancer forwarded); when `EXOTEL_API_KEY` and
+`EXOTEL_API_TOKEN` are set, it must carry them as HTTP Basic auth, or it is refused with 401.
+"""
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import hdrs, web
+
+from voxbus.common.call_events import CallStatus
+from voxbus.common.call_state import CallStart
+from voxbus.common.client_address import allowed, client_address
+from voxbus.common.exotel_callbacks import CallbackError, ExotelCallback
+from voxbus.common.settings import Settings
+from voxbus.telephony import metrics
+from voxbus.telephony.context import TELEPHONY
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "exotel"
+PASSTHRU = "passthru"  # the history entry a passthru callback adds
+
+
+def refusal(request: web.Request, settings: Settings, webhook: str) -> web.Response | None:
+    """The response refusing a request that is not Exotel's by address or credentials; None if it is."""
+    if settings.exotel_allowed_ips:
+        address = client_address(request, settings.trusted_proxies)
+        if not allowed(address, settings.exotel_allowed_ips):
+            metrics.WEBHOOKS.labels(PROVIDER, webhook, "address").inc()
+            log.warning("exotel callback refused: address not allowed", extra={"address": str(address)})
+            return web.json_response({"error": "Address not allowed"}, status=403)
+    if settings.exotel_api_key is not None and settings.exotel_api_token is not None:
+        expected = f"{settings.exotel_api_key}:{settings.exotel_api_token}".encode()
+        if not hmac.compare_digest(_basic_credentials(request), expected):
+            metrics.WEBHOOKS.labels(PROVIDER, webhook, "unsigned").inc()
+            log.warning("exotel callback refused: no valid Basic credentials")
+            return web.json_response(
+                {"error": "Invalid credentials"},
+                status=401,
+                headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="voxbus"'},
+            )
+    return None
+
+
+def _basic_credentials(request: web.Request) -> bytes:
+    scheme, _, encoded = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    if scheme.lower() != "basic":
+        return b""
+    try:
+        return base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+async def _fields(request: web.Request) -> Mapping[str, Any]:
+    """The callback's fields: the query of a GET, or a POST's JSON object or form."""
+    if request.method != "POST":
+        return request.query
+    if request.content_type == "application/json":
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, RecursionError):
+            raise CallbackError("the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise CallbackError("the body is not a JSON object")
+        return body
+    return await request.post()
+
+
+async def _callback(request: web.Request, webhook: str) -> tuple[ExotelCallback, CallStart] | web.Response:
+    settings = request.app[TELEPHONY].settings
+    refused = refusal(request, settings, webhook)
+    if refused is not None:
+        return refused
+    try:
+        callback = ExotelCallback.parse(await _fields(request))
+    except CallbackError as exc:
+        metrics.WEBHOOKS.labels(PROVIDER, webhook, "invalid").inc()
+        return web.json_response({"error": f"Invalid {webhook} callback", "detail": str(exc)}, status=400)
+    parties = {"from": callback.from_, "to": callback.to, "direction": callback.direction}
+    start = CallStart(
+        call_id=callback.call_sid,
+        provider=PROVIDER,
+        parties={name: value for name, value in parties.items() if value},
+    )
+    return callback, start
+
+
+async def passthru(request: web.Request) -> web.Response:
+    parsed = await _callback(request, "passthru")
+    if isinstance(parsed, web.Response):
+        return parsed
+    callback, start = parsed
+    calls = request.app[TELEPHONY].calls
+    await calls.status(start, PASSTHRU, callback.time, latest=False)
+    if callback.stream is not None:
+        await calls.stream(callback.call_sid, callback.stream.model_dump(exclude_none=True))
+    metrics.WEBHOOKS.labels(PROVIDER, "passthru", "ok").inc()
+    log.info("exotel passthru", extra={"call_id": callback.call_sid})
+    return web.json_response({"success": True})
+
+
+async def status(request: web.Request) -> web.Response:
+    parsed = await _callback(request, "status")
+    if isinstance(parsed, web.Response):
+        return parsed
+    callback, start = parsed
+    ctx = request.app[TELEPHONY]
+    if callback.status is None:
+        await ctx.calls.seen(start)
+    else:
+        await ctx.calls.status(start, callback.status, callback.time)
+        event = CallStatus(
+            call_id=callback.call_sid, provider=PROVIDER, at=time.time(), status=callback.status
+        )
+        try:
+            await (await ctx.bus.send(ctx.events_topic, event.to_message()))
+        except Exception as exc:  # the record has it; only the event stream misses it
+            log.warning(
+                "call status not published", extra={"call_id": callback.call_sid, "reason": repr(exc)}
+            )
+    metrics.WEBHOOKS.labels(PROVIDER, "status", "ok").inc()
+    log.info("exotel status", extra={"call_id": callback.call_sid, "status": callback.status})
+    return web.json_response({"success": True})
+
+
+def add_routes(app: web.Application) -> None:
+    for method in ("GET", "POST"):
+        app.router.add_route(method, "/exotel/passthru", passthru)
+        app.router.add_route(method, "/exotel/status", status)
