@@ -7,22 +7,18 @@ is the peer's, or the one a `TRUSTED_PROXIES` load balancer forwarded); when `EX
 `EXOTEL_API_TOKEN` are set, it must carry them as HTTP Basic auth, or it is refused with 401.
 """
 
-import base64
-import binascii
-import hmac
 import json
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from voxbus.common.call_events import CallStatus
 from voxbus.common.call_state import CallStart
-from voxbus.common.client_address import allowed, client_address
+from voxbus.common.exotel_auth import refusal
 from voxbus.common.exotel_callbacks import CallbackError, ExotelCallback
-from voxbus.common.settings import Settings
 from voxbus.telephony import metrics
 from voxbus.telephony.context import TELEPHONY
 
@@ -30,37 +26,6 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "exotel"
 PASSTHRU = "passthru"  # the history entry a passthru callback adds
-
-
-def refusal(request: web.Request, settings: Settings, webhook: str) -> web.Response | None:
-    """The response refusing a request that is not Exotel's by address or credentials; None if it is."""
-    if settings.exotel_allowed_ips:
-        address = client_address(request, settings.trusted_proxies)
-        if not allowed(address, settings.exotel_allowed_ips):
-            metrics.WEBHOOKS.labels(PROVIDER, webhook, "address").inc()
-            log.warning("exotel callback refused: address not allowed", extra={"address": str(address)})
-            return web.json_response({"error": "Address not allowed"}, status=403)
-    if settings.exotel_api_key is not None and settings.exotel_api_token is not None:
-        expected = f"{settings.exotel_api_key}:{settings.exotel_api_token}".encode()
-        if not hmac.compare_digest(_basic_credentials(request), expected):
-            metrics.WEBHOOKS.labels(PROVIDER, webhook, "unsigned").inc()
-            log.warning("exotel callback refused: no valid Basic credentials")
-            return web.json_response(
-                {"error": "Invalid credentials"},
-                status=401,
-                headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="voxbus"'},
-            )
-    return None
-
-
-def _basic_credentials(request: web.Request) -> bytes:
-    scheme, _, encoded = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
-    if scheme.lower() != "basic":
-        return b""
-    try:
-        return base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return b""
 
 
 async def _fields(request: web.Request) -> Mapping[str, Any]:
@@ -79,10 +44,10 @@ async def _fields(request: web.Request) -> Mapping[str, Any]:
 
 
 async def _callback(request: web.Request, webhook: str) -> tuple[ExotelCallback, CallStart] | web.Response:
-    settings = request.app[TELEPHONY].settings
-    refused = refusal(request, settings, webhook)
+    refused = refusal(request, request.app[TELEPHONY].settings)
     if refused is not None:
-        return refused
+        metrics.WEBHOOKS.labels(PROVIDER, webhook, refused.reason).inc()
+        return refused.response()
     try:
         callback = ExotelCallback.parse(await _fields(request))
     except CallbackError as exc:
