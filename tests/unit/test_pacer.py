@@ -236,3 +236,25 @@ async def test_a_frame_that_reached_ingest_late_still_leaves_on_its_slot(line: L
     await line.until_sent(6)
     await pacer.close()
     assert line.times() == [0.1, 0.12, 0.14, 0.16, 0.18, 0.2]
+
+
+async def test_several_frames_per_message_go_together_on_a_schedule_of_as_many_periods(line: Line) -> None:
+    pacer = Pacer(
+        protocol="test",
+        frame_bytes=FRAME,
+        frame_seconds=PERIOD,
+        send=line.send,
+        max_queued_bytes=100 * FRAME,
+        frames_per_message=5,
+        clock=line.clock,
+        sleep=line.sleep,
+    )
+    pacer.start("test-pacer")
+    audio = frames(12)
+    pacer.push(b"".join(audio))
+    await line.until_sent(3)
+    await pacer.close()
+    # 5 frames every 100 ms, and what is left when fewer are queued
+    assert [len(message) for _, message in line.sent] == [5 * FRAME, 5 * FRAME, 2 * FRAME]
+    assert b"".join(message for _, message in line.sent) == b"".join(audio)
+    assert line.times() == [0.0, 0.1, 0.2]

@@ -23,6 +23,8 @@ one task, whatever the number of frames.
   schedule instead of bursting.
 - Prompts (`EgressKind.PROMPT`, a greeting) take the line: live audio that arrives while a prompt
   is queued is dropped, so the echo that follows the prompt keeps its delay.
+- A carrier that takes several frames per message (Exotel: 100 ms) gets, at each send, the
+  frames queued up to `frames_per_message`, and the next send that many periods later.
 - `clear()` drops everything queued (barge-in). `mark(callback)` runs `callback` once the audio
   queued before it has been sent (Exotel's and Twilio's marks).
 - At most `max_queued_bytes` wait; past that the oldest frames are dropped and counted.
@@ -67,11 +69,13 @@ class Pacer:
         frame_seconds: float,
         send: Send,
         max_queued_bytes: int,
+        frames_per_message: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if frame_bytes <= 0 or frame_seconds <= 0:
-            raise ValueError("a frame has a size and a duration")
+        if frame_bytes <= 0 or frame_seconds <= 0 or frames_per_message < 1:
+            raise ValueError("a frame has a size and a duration, and a message at least one frame")
+        self._per_message = frames_per_message
         self._frame_bytes, self._period, self._send = frame_bytes, frame_seconds, send
         self._max_frames = max(1, max_queued_bytes // frame_bytes)
         self._clock, self._sleep = clock, sleep
@@ -187,19 +191,33 @@ class Pacer:
                 await self._sleep(self._next - now)
                 if not self._queue or self._queue[0] is not item:  # cleared meanwhile
                     continue
-            self._queue.popleft()
-            self._taken(item)
+            message = self._take_message(item)
             self._lateness.observe(max(0.0, self._clock() - self._next))
             try:
-                await self._send(item.audio)
+                await self._send(b"".join(frame.audio for frame in message))
             except ConnectionError:  # the carrier went away: the socket's end stops the pacer
                 log.info("media socket gone: pacing stopped", extra={"queued": self._frames})
                 return
-            self._sent.inc()
+            self._sent.inc(len(message))
             self._last_prompt = item.prompt
-            self._next += self._period
+            self._next += self._period * len(message)
             if not self._queue and item.due is None:
                 self._next = None  # out of scheduled audio: restart at the next frame
+
+    def _take_message(self, head: _Frame) -> list[_Frame]:
+        """`head` (the queue's first) and the frames queued after it, of its kind, up to a
+        message's worth, out of the queue."""
+        self._queue.popleft()
+        message = [head]
+        while len(message) < self._per_message and self._queue:
+            following = self._queue[0]
+            if not isinstance(following, _Frame) or following.prompt != head.prompt:
+                break
+            message.append(following)
+            self._queue.popleft()
+        for frame in message:
+            self._taken(frame)
+        return message
 
     def _when(self, frame: _Frame, now: float) -> float:
         """When `frame` goes out: on the schedule, unless the schedule has to move."""
