@@ -54,6 +54,7 @@ class CallMedia(_CallEvent):
     session_id: str
     rate: int
     mode: str
+    codec: str = "pcm_s16le"  # what the socket carries, and prompts to it must be in (or "mulaw")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

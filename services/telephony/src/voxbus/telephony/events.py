@@ -35,7 +35,7 @@ class CallEventHandler:
                 continue
             if isinstance(event, CallMedia):
                 await self._calls.media(event)
-                await self._prompts.greet(event.session_id, event.rate)
+                await self._prompts.greet(event.session_id, event.rate, event.codec)
             elif isinstance(event, CallDtmf):
                 await self._calls.dtmf(event)
             else:

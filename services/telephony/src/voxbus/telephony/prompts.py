@@ -24,6 +24,7 @@ from voxbus.common.settings import SettingsError
 from voxbus.common.state import Route, StateError
 from voxbus.common.store.base import StateStore
 from voxbus.telephony import metrics
+from voxbus.telephony.mulaw import mulaw_encode
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +80,17 @@ class Prompts:
         """What a call at `rate` hears as its greeting (nothing without one)."""
         return b"" if self._greeting is None else self._greeting.pcm(rate)
 
-    async def greet(self, session_id: str, rate: int) -> None:
-        """Play the greeting on the session's socket, once."""
+    async def greet(self, session_id: str, rate: int, codec: str = "pcm_s16le") -> None:
+        """Play the greeting on the session's socket, once, in the socket's codec."""
         if self._greeting is None:
             return
         if not await self._store.set(Key.GREETED + session_id, "1", ttl_ms=GREETED_TTL_MS, nx=True):
             return  # a replay of the event: produced already
-        pcm = self._greeting.pcm(rate)
-        step = int(rate * RECORD_SECONDS) * 2
-        await self._send(session_id, [pcm[start : start + step] for start in range(0, len(pcm), step)])
+        audio, width = self._greeting.pcm(rate), 2
+        if codec == "mulaw":
+            audio, width = mulaw_encode(np.frombuffer(audio, dtype="<i2")), 1
+        step = int(rate * RECORD_SECONDS) * width
+        await self._send(session_id, [audio[start : start + step] for start in range(0, len(audio), step)])
 
     async def clear(self, session_id: str) -> bool:
         """Drop what the session's socket has queued for the caller; False with no socket."""
