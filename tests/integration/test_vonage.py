@@ -21,7 +21,7 @@ from tests.servers import Process, embedded_app
 from tests.vonage_carrier import VonageCarrier, signed
 from voxbus.common.call_state import MAX_STATUSES
 from voxbus.common.runtime import STORE
-from voxbus.ingest.protocols.vonage import MAX_DTMF
+from voxbus.ingest.protocols.carrier import MAX_DTMF
 from voxbus.telephony.prompts import Greeting
 
 RATE = 16000

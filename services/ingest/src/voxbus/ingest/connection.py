@@ -306,15 +306,16 @@ class SocketConnection:
 async def serve_socket(request: web.Request, adapter_class: type[Adapter]) -> web.StreamResponse:
     ctx = request.app[INGEST]
     settings = ctx.settings
+    refused = adapter_class.refuse_upgrade(settings, request)
+    if refused is not None:
+        metrics.REFUSED.labels(adapter_class.protocol, "auth").inc()
+        return refused
     opening = Opening(
         query=request.query,
         match_info=request.match_info,
         transport=request.transport,
         authenticated=adapter_class.authenticate(settings, request),
     )
-    if not opening.authenticated and adapter_class.refuses_upgrade:
-        metrics.REFUSED.labels(adapter_class.protocol, "auth").inc()
-        return web.json_response({"error": "Invalid signature"}, status=401)
     adapter = adapter_class(opening)
     # aiohttp refuses messages over max_msg_size with a bare 1009; up to twice the limit we read
     # them, so the client gets docs/api.md's JSON error first. No permessage-deflate (which the

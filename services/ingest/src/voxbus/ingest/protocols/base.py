@@ -118,7 +118,6 @@ class Adapter(ABC):
 
     protocol: ClassVar[str]
     auth_close_code: ClassVar[int] = 1008  # 4001 for /ws/echo, whose clients expect it
-    refuses_upgrade: ClassVar[bool] = False  # True: a bad key is an HTTP 401, not a close code
     # egress with a due time is handed over this long before it (an adapter that paces its
     # output writes it on time itself; 0: the router writes it when due)
     egress_lead: ClassVar[float] = 0.0
@@ -127,8 +126,15 @@ class Adapter(ABC):
         self.opening = opening
 
     @classmethod
+    def refuse_upgrade(cls, settings: Settings, request: web.Request) -> web.Response | None:
+        """The HTTP answer refusing the upgrade request before it becomes a socket (a carrier's
+        signature or address, as its webhooks are refused); None: go on (the default)."""
+        return None
+
+    @classmethod
     def authenticate(cls, settings: Settings, request: web.Request) -> bool:
-        """Whether the upgrade request may open a socket (default: the API key, when one is set)."""
+        """Whether the upgraded socket may open a session (default: the API key, when one is
+        set); one that may not is closed with `auth_close_code`."""
         return authorized(settings, request)
 
     @abstractmethod

@@ -17,17 +17,14 @@ call goes on. Vonage never resumes a socket: when it closes, the session is fini
 
 import json
 import logging
-import time
 from typing import ClassVar, Final
 
 from aiohttp import web
 
-from voxbus.common.call_events import CallDtmf, CallMedia
 from voxbus.common.client_messages import InvalidCallMode
-from voxbus.common.records import AudioFormat, EchoSettings, EgressAudio, EgressKind
+from voxbus.common.records import AudioFormat
 from voxbus.common.settings import TELEPHONY_MODES, Settings, call_mode
 from voxbus.common.vonage_messages import (
-    CALL_ID_MAX,
     ClearAction,
     Cleared,
     Connected,
@@ -37,50 +34,48 @@ from voxbus.common.vonage_messages import (
     parse_socket_event,
 )
 from voxbus.common.vonage_signature import SignatureError, verify
-from voxbus.ingest import metrics
-from voxbus.ingest.pacer import Pacer
-from voxbus.ingest.protocols.base import Adapter, Connection, Opening, SessionRefused
-from voxbus.ingest.sessions import SessionSpec
+from voxbus.ingest.protocols.base import Connection, Opening, SessionRefused
+from voxbus.ingest.protocols.carrier import CarrierAdapter, no_ack
 
 log = logging.getLogger(__name__)
 
-PROVIDER: Final = "vonage"
 FRAME_SECONDS: Final = 0.02
 SAMPLE_BYTES: Final = 2
-_LOGGED_REJECTIONS: Final = 10  # per call; then one line per 1000, with the count
 _CLEAR: Final = ClearAction().to_wire()
 _LOGGED_PAYLOAD: Final = 256  # characters of a notify payload put in the log
-MAX_DTMF: Final = 1000  # digits a call passes on (each is an event on the bus); more are refused
 
 
-class VonageAdapter(Adapter):
+class VonageAdapter(CarrierAdapter):
     protocol = "vonage"
-    refuses_upgrade: ClassVar[bool] = True  # a bad signature is an HTTP 401, as for the webhooks
+    provider = "vonage"
     egress_lead: ClassVar[float] = 0.06  # echoes reach the pacer early, so they leave on time
 
     def __init__(self, opening: Opening) -> None:
         super().__init__(opening)
-        self._call_id = opening.query.get("call", "")
         self._mode = call_mode(opening.query.get("mode", ""))
-        self._pacer: Pacer | None = None  # once connected
         self._frame_bytes = 0
-        self._rejections = 0
-        self._digits = 0
 
     @classmethod
-    def authenticate(cls, settings: Settings, request: web.Request) -> bool:
-        """Vonage's signature when a secret is set; otherwise open, as the webhooks are (Vonage
-        cannot present voxbus's API key, and an answer webhook that handed it out would give
-        it to anyone who asks)."""
+    def refuse_upgrade(cls, settings: Settings, request: web.Request) -> web.Response | None:
+        """Vonage's signature when a secret is set (401 without it, as for the webhooks);
+        otherwise open, as the webhooks are (Vonage cannot present voxbus's API key, and an
+        answer webhook that handed it out would give it to anyone who asks)."""
         secret = settings.vonage_signature_secret
         if secret is None:
-            return True
+            return None
         try:
             verify(secret, request.headers.get("Authorization"), None)
         except SignatureError as exc:
             log.warning("media socket refused: %s", exc, extra={"protocol": cls.protocol})
-            return False
-        return True
+            return web.json_response({"error": "Invalid signature"}, status=401)
+        return None
+
+    @classmethod
+    def authenticate(cls, settings: Settings, request: web.Request) -> bool:
+        return True  # `refuse_upgrade` decides
+
+    def clear_message(self) -> str:
+        return _CLEAR
 
     async def on_open(self, conn: Connection) -> bool:
         if self._mode and self._mode not in TELEPHONY_MODES:
@@ -91,14 +86,14 @@ class VonageAdapter(Adapter):
         try:
             event = parse_socket_event(text)
         except VonageMessageError as exc:
-            self._reject(exc.reason, str(exc))
+            self.reject(exc.reason, str(exc))
             return
         if isinstance(event, Connected):
             await self._connected(conn, event)
-        elif self._pacer is None:
-            self._reject("before_connected", f"{event.event} before websocket:connected")
+        elif self.pacer is None:
+            self.reject("before_connected", f"{event.event} before websocket:connected")
         elif isinstance(event, Dtmf):
-            await self._dtmf(conn, event)
+            await self.dtmf(conn, event.digit, event.duration)
         elif isinstance(event, Notify):
             payload = json.dumps(event.payload)
             log.info(
@@ -109,119 +104,33 @@ class VonageAdapter(Adapter):
             log.info("the carrier cleared its audio buffer")
 
     async def _connected(self, conn: Connection, event: Connected) -> None:
-        if self._pacer is not None:
-            self._reject("duplicate_connected", "a second websocket:connected")
+        if self.pacer is not None:
+            self.reject("duplicate_connected", "a second websocket:connected")
             return
         try:
             rate = event.rate()
         except VonageMessageError as exc:
-            self._reject(exc.reason, str(exc))
+            self.reject(exc.reason, str(exc))
             return
-        settings = conn.settings
-        mode = self._mode or call_mode(event.header("mode") or "") or settings.telephony_mode
-        if mode not in TELEPHONY_MODES:
-            mode = settings.telephony_mode
-        session_id = await conn.open(
-            SessionSpec(
-                user_id=PROVIDER,
-                protocol=self.protocol,
-                format=AudioFormat(codec="pcm_s16le", rate=rate, channels=1),
-                echo=EchoSettings(enabled="echo" in mode, delay_ms=settings.echo_delay_ms),
-                record=mode != "echo",
-            )
-        )
-        self._call_id = self._known_call_id(event) or session_id
         self._frame_bytes = int(rate * FRAME_SECONDS) * SAMPLE_BYTES
-        self._pacer = Pacer(
-            protocol=self.protocol,
+        await self.start_call(
+            conn,
+            call_ids=(self.opening.query.get("call"), event.header("call_uuid"), event.header("uuid")),
+            mode=self._mode or event.header("mode") or "",
+            audio_format=AudioFormat(codec="pcm_s16le", rate=rate, channels=1),
             frame_bytes=self._frame_bytes,
             frame_seconds=FRAME_SECONDS,
             send=conn.send_binary,
-            max_queued_bytes=int(settings.telephony_max_queued_seconds * rate) * SAMPLE_BYTES,
-        )
-        self._pacer.start(f"pacer-{session_id}")
-        log.info("call connected", extra={"call_id": self._call_id, "rate": rate, "mode": mode})
-        await conn.publish(
-            CallMedia(
-                call_id=self._call_id,
-                provider=PROVIDER,
-                at=time.time(),
-                session_id=session_id,
-                rate=rate,
-                mode=mode,
-            )
-        )
-
-    def _known_call_id(self, event: Connected) -> str | None:
-        """The call id the query or the connected message gives, held to the webhooks' limit (a
-        longer one would make a call record `GET /api/calls/{id}` cannot read)."""
-        for given in (self._call_id, event.header("call_uuid"), event.header("uuid")):
-            if given and len(given) <= CALL_ID_MAX:
-                return given
-            if given:
-                self._reject("call_id", f"a call id of {len(given)} characters, more than {CALL_ID_MAX}")
-        return None
-
-    async def _dtmf(self, conn: Connection, event: Dtmf) -> None:
-        self._digits += 1
-        if self._digits > MAX_DTMF:
-            self._reject("too_many_dtmf", f"more than {MAX_DTMF} DTMF digits in one call")
-            return
-        if self._pacer is not None and self._pacer.prompting and self._pacer.clear():
-            await conn.send_text(_CLEAR)  # barge-in: Vonage drops its buffer too
-        await conn.publish(
-            CallDtmf(
-                call_id=self._call_id,
-                provider=PROVIDER,
-                at=time.time(),
-                session_id=conn.session_id or "",
-                digit=event.digit,
-                duration_ms=event.duration,
-            )
         )
 
     async def on_binary(self, conn: Connection, data: bytes) -> None:
-        if self._pacer is None:
-            self._reject("before_connected", "audio before websocket:connected")
+        if self.pacer is None:
+            self.reject("before_connected", "audio before websocket:connected")
             return
         if conn.finished:
             return
         if len(data) != self._frame_bytes:
-            self._reject("frame_size", f"a frame of {len(data)} bytes, not {self._frame_bytes}")
+            self.reject("frame_size", f"a frame of {len(data)} bytes, not {self._frame_bytes}")
             if len(data) % SAMPLE_BYTES:
                 return  # half a sample would shift every sample after it
-        await conn.audio(data, _no_ack)
-
-    async def on_egress(self, conn: Connection, egress: EgressAudio) -> bool:
-        if self._pacer is None:
-            return False
-        if egress.kind == EgressKind.CLEAR:
-            if self._pacer.clear():  # written by the pacer's task: a carrier that reads nothing
-                self._pacer.mark(lambda: conn.send_text(_CLEAR))  # holds up no other socket
-            return False
-        due = None
-        if egress.due is not None:  # wall clock → the pacer's monotonic clock
-            due = self._pacer.clock + (egress.due - time.time())
-        self._pacer.push(egress.audio, prompt=egress.kind == EgressKind.PROMPT, due=due)
-        return True
-
-    async def on_disconnect(self, conn: Connection) -> None:
-        await conn.finish("call ended", wait=False)  # Vonage never comes back to a socket
-
-    async def on_end(self, conn: Connection) -> None:
-        if self._pacer is not None:
-            await self._pacer.close()
-
-    def _reject(self, reason: str, detail: str) -> None:
-        metrics.REJECTED.labels(self.protocol, reason).inc()
-        self._rejections += 1
-        if self._rejections <= _LOGGED_REJECTIONS or self._rejections % 1000 == 0:
-            log.warning(
-                "message refused: %s",
-                detail,
-                extra={"call_id": self._call_id, "reason": reason, "count": self._rejections},
-            )
-
-
-async def _no_ack(ok: bool) -> None:
-    return None  # Vonage takes no acknowledgements; a chunk not stored ends the socket (1011)
+        await conn.audio(data, no_ack)
