@@ -26,6 +26,7 @@ from voxbus.common.client_messages import (
     InternalError,
     InvalidApiKey,
     InvalidCallMode,
+    InvalidCarrierRate,
     InvalidChannels,
     InvalidDelay,
     InvalidEcho,
@@ -149,6 +150,7 @@ GOLDEN: list[tuple[ClientMessage, str]] = [
         InvalidWearableParameter(),
         '{"error": "Invalid parameter", "valid": "codec opus|pcm, strip_header true|false, sample_rate"}',
     ),
+    (InvalidCarrierRate(), '{"error": "Invalid sample rate", "valid_values": [8000, 16000, 24000]}'),
     (
         InvalidCallMode(),
         '{"error": "Invalid mode", "valid_values": ["record", "echo", "record+echo"]}',

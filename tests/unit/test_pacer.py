@@ -258,3 +258,18 @@ async def test_several_frames_per_message_go_together_on_a_schedule_of_as_many_p
     assert [len(message) for _, message in line.sent] == [5 * FRAME, 5 * FRAME, 2 * FRAME]
     assert b"".join(message for _, message in line.sent) == b"".join(audio)
     assert line.times() == [0.0, 0.1, 0.2]
+
+
+async def test_a_mark_with_a_time_goes_after_the_frames_due_by_then(line: Line) -> None:
+    pacer = make_pacer(line)
+    reached: list[int] = []
+
+    async def mark() -> None:
+        reached.append(len(line.sent))
+
+    for number, frame in enumerate(frames(5)):
+        pacer.push(frame, due=1000.0 + number * PERIOD)
+    pacer.mark(mark, after=1000.0 + 2 * PERIOD)  # after the frame due at 40 ms, before the rest
+    await line.until_sent(5)
+    await pacer.close()
+    assert reached == [3]

@@ -340,6 +340,13 @@ class InvalidCallMode(ErrorReply):
     valid_values: list[str] = Field(default_factory=lambda: ["record", "echo", "record+echo"])
 
 
+class InvalidCarrierRate(ErrorReply):
+    """`/ws/exotel`: the `sample-rate` query is not one Exotel streams at; close 1008."""
+
+    error: Literal["Invalid sample rate"] = "Invalid sample rate"
+    valid_values: list[int] = Field(default_factory=lambda: [8000, 16000, 24000])
+
+
 class InvalidWearableParameter(ErrorReply):
     """`/ws`: `codec`, `strip_header`, `sample_rate` or `user_id` (1-256 characters) is invalid;
     close 1008."""

@@ -37,7 +37,7 @@ def _sample_rate(value: int) -> int:
 SampleRate = Annotated[int, AfterValidator(_sample_rate)]
 
 
-def _vonage_rate(value: int) -> int:
+def _carrier_rate(value: int) -> int:
     if value not in (8000, 16000, 24000):
         raise ValueError("must be 8000, 16000 or 24000")
     return value
@@ -45,7 +45,7 @@ def _vonage_rate(value: int) -> int:
 
 # an int checked after parsing, not a Literal[8000, …]: an environment value is a string, which a
 # Literal of ints refuses whatever it says
-VonageRate = Annotated[int, AfterValidator(_vonage_rate)]
+CarrierRate = Annotated[int, AfterValidator(_carrier_rate)]  # Vonage's and Exotel's rates
 
 
 def _default_pod_name() -> str:
@@ -95,10 +95,11 @@ class Settings(BaseSettings):
     telephony_greeting_text: str = ""  # a Vonage `talk` action before the call is connected
     # outbound audio a call's socket holds before its oldest is dropped (the carrier plays it in real time)
     telephony_max_queued_seconds: float = Field(default=60.0, gt=0, le=600)
-    vonage_sample_rate: VonageRate = 16000
+    vonage_sample_rate: CarrierRate = 16000
     # set: Vonage's signed webhooks (and the media socket's Authorization) are verified, HS256
     vonage_signature_secret: str | None = None
     # Exotel (docs/protocols/exotel.md): both set, its callbacks must carry them as HTTP Basic auth
+    exotel_sample_rate: CarrierRate = 8000  # the rate `GET /exotel/stream` asks Exotel's stream for
     exotel_api_key: str | None = None
     exotel_api_token: str | None = None
     # set: Exotel's callbacks are taken only from these addresses (IPs or networks, comma-separated)

@@ -145,9 +145,18 @@ class Pacer:
             self._drop_oldest()
         self._ready.set()
 
-    def mark(self, callback: Mark) -> None:
-        """Run `callback` once every frame queued before it was sent (at once if none is)."""
-        self._queue.append(callback)
+    def mark(self, callback: Mark, *, after: float | None = None) -> None:
+        """Run `callback` once every frame queued before it was sent (at once if none is); with
+        `after` (on `clock`), before the queued frames due later than that (an echo's mark:
+        after the echoes of the audio before it, which are queued by their due times)."""
+        position = len(self._queue)
+        if after is not None:
+            while position:
+                item = self._queue[position - 1]
+                if not isinstance(item, _Frame) or item.due is None or item.due <= after:
+                    break
+                position -= 1
+        self._queue.insert(position, callback)
         self._ready.set()
 
     def clear(self) -> int:

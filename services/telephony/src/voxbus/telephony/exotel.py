@@ -19,12 +19,15 @@ from voxbus.common.call_events import CallStatus
 from voxbus.common.call_state import CallStart
 from voxbus.common.exotel_auth import refusal
 from voxbus.common.exotel_callbacks import CallbackError, ExotelCallback
+from voxbus.common.settings import TELEPHONY_MODES, call_mode
 from voxbus.telephony import metrics
 from voxbus.telephony.context import TELEPHONY
+from voxbus.telephony.urls import socket_url
 
 log = logging.getLogger(__name__)
 
 PROVIDER = "exotel"
+MEDIA_PATH = "/ws/exotel"
 PASSTHRU = "passthru"  # the history entry a passthru callback adds
 
 
@@ -60,6 +63,27 @@ async def _callback(request: web.Request, webhook: str) -> tuple[ExotelCallback,
         parties={name: value for name, value in parties.items() if value},
     )
     return callback, start
+
+
+async def stream(request: web.Request) -> web.Response:
+    """The Voicebot applet's URL: where Exotel opens the call's media socket. `?mode=` (or the
+    applet's custom parameter `mode`) chooses the call's mode."""
+    ctx = request.app[TELEPHONY]
+    refused = refusal(request, ctx.settings)
+    if refused is not None:
+        metrics.WEBHOOKS.labels(PROVIDER, "stream", refused.reason).inc()
+        return refused.response()
+    query = {"sample-rate": str(ctx.settings.exotel_sample_rate)}
+    mode = call_mode(request.query.get("mode", ""))
+    if mode:
+        if mode not in TELEPHONY_MODES:
+            metrics.WEBHOOKS.labels(PROVIDER, "stream", "invalid").inc()
+            return web.json_response(
+                {"error": "Invalid mode", "valid_values": list(TELEPHONY_MODES)}, status=400
+            )
+        query["mode"] = mode
+    metrics.WEBHOOKS.labels(PROVIDER, "stream", "ok").inc()
+    return web.json_response({"url": socket_url(ctx.settings, MEDIA_PATH, query)})
 
 
 async def passthru(request: web.Request) -> web.Response:
@@ -101,6 +125,7 @@ async def status(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/exotel/stream", stream)
     for method in ("GET", "POST"):
         app.router.add_route(method, "/exotel/passthru", passthru)
         app.router.add_route(method, "/exotel/status", status)

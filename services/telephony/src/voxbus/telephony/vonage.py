@@ -11,7 +11,6 @@ import json
 import logging
 import time
 from typing import Any
-from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -31,6 +30,7 @@ from voxbus.common.vonage_messages import (
 from voxbus.common.vonage_signature import SignatureError, verify
 from voxbus.telephony import metrics
 from voxbus.telephony.context import TELEPHONY
+from voxbus.telephony.urls import socket_url
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,7 @@ def _start(webhook: CallWebhook, mode: str | None = None) -> CallStart:
 
 
 def media_url(settings: Settings, call_id: str, mode: str) -> str:
-    """The media socket's URL: HOST_NAME's host, `wss://` for https (`ws://` for a plain http one)."""
-    base = settings.host_name
-    scheme = "wss" if base.startswith("https://") else "ws"
-    return f"{scheme}://{base.partition('://')[2]}{MEDIA_PATH}?{urlencode({'call': call_id, 'mode': mode})}"
+    return socket_url(settings, MEDIA_PATH, {"call": call_id, "mode": mode})
 
 
 def answer_ncco(settings: Settings, webhook: CallWebhook, mode: str) -> list[dict[str, Any]]:

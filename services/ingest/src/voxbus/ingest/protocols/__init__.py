@@ -7,6 +7,7 @@ Telephony carriers' media sockets (Vonage; Exotel and Twilio next) pace their ou
 from voxbus.ingest.protocols.base import Adapter
 from voxbus.ingest.protocols.delayed_echo import DelayedEchoAdapter
 from voxbus.ingest.protocols.echo import EchoAdapter
+from voxbus.ingest.protocols.exotel import ExotelAdapter
 from voxbus.ingest.protocols.session import SessionAdapter
 from voxbus.ingest.protocols.vonage import VonageAdapter
 from voxbus.ingest.protocols.wyoming import WyomingAdapter
@@ -18,6 +19,7 @@ ROUTES: dict[str, type[Adapter]] = {
     "/ws/echo": DelayedEchoAdapter,
     "/ws": WyomingAdapter,
     "/ws/vonage": VonageAdapter,
+    "/ws/exotel": ExotelAdapter,
 }
 
 __all__ = ["ROUTES", "Adapter"]

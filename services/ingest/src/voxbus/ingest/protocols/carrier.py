@@ -49,10 +49,10 @@ class CarrierAdapter(Adapter):
         frame_seconds: float,
         send: Callable[[bytes], Awaitable[None]],
         frames_per_message: int = 1,
-    ) -> None:
+    ) -> str:
         """Open the call's session (in `mode`, or TELEPHONY_MODE when it is none), start its
-        pacer, and tell the telephony service (`CallMedia`). The call id is the first of
-        `call_ids` within the webhooks' limit, else the session's id."""
+        pacer, and tell the telephony service (`CallMedia`); the mode it took. The call id is
+        the first of `call_ids` within the webhooks' limit, else the session's id."""
         settings = conn.settings
         mode = call_mode(mode)
         if mode not in TELEPHONY_MODES:
@@ -97,6 +97,7 @@ class CarrierAdapter(Adapter):
                 codec=audio_format.codec,
             )
         )
+        return mode
 
     def _known_call_id(self, given_ids: Iterable[str | None]) -> str | None:
         """The first call id given within the webhooks' limit (a longer one would make a call
