@@ -1,7 +1,8 @@
-"""An Exotel Voicebot stream for tests, as docs/protocols/exotel.md says Exotel behaves: it opens
-`/ws/exotel?sample-rate=…`, sends `connected` and `start` (snake_case, numbers as strings), then
-`media` about every 100 ms at real time, `dtmf`, `mark` and `stop`. What voxbus sends back is kept
-with the monotonic time each message arrived.
+"""An Exotel Voicebot stream (or, `camel=True`, a Twilio Media Stream) for tests, as
+docs/protocols/exotel.md and twilio.md say the carriers behave: it opens the socket, sends
+`connected` and `start` (Exotel: snake_case, numbers as strings, `media` about every 100 ms;
+Twilio: camelCase, μ-law, `media` every 20 ms) at real time, `dtmf`, `mark` and `stop`. What
+voxbus sends back is kept with the monotonic time each message arrived.
 
 Only Exotel's cloud is simulated; voxbus is the real thing, over real sockets.
 """
@@ -32,6 +33,8 @@ class ExotelStream:
     reader: "asyncio.Task[None] | None" = None
     sequence: int = 1
     next_send: float = 0.0
+    camel: bool = False
+    chunk_seconds: float = CHUNK_SECONDS
 
     async def read(self) -> None:
         async for message in self.ws:
@@ -54,8 +57,8 @@ class ExotelStream:
         await self.ws.send_str(json.dumps(body))
 
     async def speak(self, audio: bytes) -> None:
-        """`audio` in 100 ms media messages at real time (an accumulated deadline)."""
-        size = int(self.rate * CHUNK_SECONDS) * self.sample_bytes
+        """`audio` in media messages of `chunk_seconds` at real time (an accumulated deadline)."""
+        size = int(self.rate * self.chunk_seconds) * self.sample_bytes
         loop = asyncio.get_running_loop()
         deadline = max(self.next_send, loop.time())
         for start in range(0, len(audio), size):
@@ -68,7 +71,7 @@ class ExotelStream:
             await self.send(
                 "media", media={"chunk": str(chunk), "timestamp": str(chunk * 100), "payload": payload}
             )
-            deadline += CHUNK_SECONDS
+            deadline += self.chunk_seconds
         self.next_send = deadline
 
     async def dtmf(self, digit: str) -> None:
@@ -86,8 +89,13 @@ class ExotelStream:
     def marks(self) -> list[str]:
         return [body["mark"]["name"] for _, body in self.texts if body.get("event") == "mark"]
 
+    def ids(self) -> set[str]:
+        """The stream id keys voxbus used (Exotel: stream_sid; Twilio: streamSid)."""
+        return {key for _, body in self.texts for key in body if key.lower().startswith("stream")}
+
     async def stop(self) -> None:
-        await self.send("stop", stop={"call_sid": "C", "account_sid": "A", "reason": "callended"})
+        ids = {"callSid": "C", "accountSid": "A"} if self.camel else {"call_sid": "C", "account_sid": "A"}
+        await self.send("stop", stop={**ids, "reason": "callended"})
         if self.reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.reader
@@ -123,6 +131,32 @@ async def open_stream(
             "sample_rate": str(stream.rate),
             "bit_rate": "8" if mulaw else "16",
         },
+    }
+    await stream.send("start", start=start)
+    return stream
+
+
+async def open_twilio_stream(
+    http: aiohttp.ClientSession,
+    url: str,
+    call_sid: str,
+    parameters: dict[str, str],
+    headers: dict[str, str] | None = None,
+) -> ExotelStream:
+    """A Twilio Media Stream to `url` (the TwiML's `<Stream url>`), with the TwiML's parameters."""
+    ws = await http.ws_connect(url, headers=headers or {})
+    stream = ExotelStream(
+        ws=ws, stream_sid=f"MZ-{call_sid}", rate=8000, sample_bytes=1, camel=True, chunk_seconds=0.02
+    )
+    stream.reader = asyncio.create_task(stream.read(), name="twilio-reader")
+    await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+    start = {
+        "accountSid": "AC1",
+        "streamSid": stream.stream_sid,
+        "callSid": call_sid,
+        "tracks": ["inbound"],
+        "customParameters": parameters,
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
     }
     await stream.send("start", start=start)
     return stream

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     # set: Vonage's signed webhooks (and the media socket's Authorization) are verified, HS256
     vonage_signature_secret: str | None = None
     # Exotel (docs/protocols/exotel.md): both set, its callbacks must carry them as HTTP Basic auth
+    # set: Twilio's webhooks and media sockets must carry its X-Twilio-Signature, else 401
+    twilio_auth_token: str | None = None
     exotel_sample_rate: CarrierRate = 8000  # the rate `GET /exotel/stream` asks Exotel's stream for
     exotel_api_key: str | None = None
     exotel_api_token: str | None = None
@@ -180,6 +182,7 @@ class Settings(BaseSettings):
         "vonage_signature_secret",
         "exotel_api_key",
         "exotel_api_token",
+        "twilio_auth_token",
         mode="before",
     )
     @classmethod

@@ -10,7 +10,7 @@ from voxbus.common.call_state import CallRecords
 from voxbus.common.constants import Topic
 from voxbus.common.consumer import ConsumerLoop
 from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, Work, consuming
-from voxbus.telephony import calls_api, exotel, metrics, seed, vonage
+from voxbus.telephony import calls_api, exotel, metrics, seed, twilio, vonage
 from voxbus.telephony.context import TELEPHONY, TelephonyContext
 from voxbus.telephony.events import CallEventHandler
 from voxbus.telephony.prompts import Greeting, Prompts
@@ -65,11 +65,12 @@ def setup(app: web.Application) -> None:
     seed.add_routes(app)
     vonage.add_routes(app)
     exotel.add_routes(app)
+    twilio.add_routes(app)
     calls_api.add_routes(app)
 
 
 SERVICE = ServiceSpec(
     name="telephony",
     setup=setup,
-    description="Carrier webhooks (Vonage; Exotel and Twilio next), call records and prompts.",
+    description="Carrier webhooks (Vonage, Exotel, Twilio), call records and prompts.",
 )

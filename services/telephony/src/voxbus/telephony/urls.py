@@ -9,4 +9,5 @@ from voxbus.common.settings import Settings
 def socket_url(settings: Settings, path: str, query: dict[str, str]) -> str:
     base = settings.host_name
     scheme = "wss" if base.startswith("https://") else "ws"
-    return f"{scheme}://{base.partition('://')[2]}{path}?{urlencode(query)}"
+    url = f"{scheme}://{base.partition('://')[2]}{path}"
+    return f"{url}?{urlencode(query)}" if query else url

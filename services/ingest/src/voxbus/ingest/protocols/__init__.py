@@ -1,6 +1,6 @@
 """WebSocket protocol adapters, one file each, and the paths they serve.
 
-Telephony carriers' media sockets (Vonage; Exotel and Twilio next) pace their outbound audio with
+Telephony carriers' media sockets (Vonage, Exotel, Twilio) pace their outbound audio with
 `voxbus.ingest.pacer`. Wyoming's adapter also serves the TCP port (`voxbus.ingest.wyoming_tcp`).
 """
 
@@ -9,6 +9,7 @@ from voxbus.ingest.protocols.delayed_echo import DelayedEchoAdapter
 from voxbus.ingest.protocols.echo import EchoAdapter
 from voxbus.ingest.protocols.exotel import ExotelAdapter
 from voxbus.ingest.protocols.session import SessionAdapter
+from voxbus.ingest.protocols.twilio import TwilioAdapter
 from voxbus.ingest.protocols.vonage import VonageAdapter
 from voxbus.ingest.protocols.wyoming import WyomingAdapter
 
@@ -20,6 +21,7 @@ ROUTES: dict[str, type[Adapter]] = {
     "/ws": WyomingAdapter,
     "/ws/vonage": VonageAdapter,
     "/ws/exotel": ExotelAdapter,
+    "/ws/twilio": TwilioAdapter,
 }
 
 __all__ = ["ROUTES", "Adapter"]
