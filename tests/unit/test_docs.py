@@ -23,6 +23,7 @@ REQUIRED = [
     "docs/protocols/wyoming.md",
     "docs/protocols/vonage.md",
     "docs/protocols/exotel.md",
+    "docs/protocols/twilio.md",
 ]
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
