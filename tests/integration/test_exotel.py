@@ -73,7 +73,7 @@ async def test_echo_comes_back_in_paced_3200_byte_messages_with_the_mark_after_i
 ) -> None:
     """`voxbus up` in a process of its own, as a user runs it."""
     delay_ms = 500
-    talk = pcm(3.0, seed=3)
+    talk = pcm(5.0, seed=3)  # 24 intervals between messages to measure
     server = Process(
         "up",
         {
