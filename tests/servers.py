@@ -56,6 +56,24 @@ async def embedded(tmp_path: Path, **overrides: Any) -> AsyncIterator[str]:
         yield base
 
 
+@contextlib.asynccontextmanager
+async def up_process(tmp_path: Path, **env: str) -> AsyncIterator["Process"]:
+    """`voxbus up` in a process of its own (in-process backends, storage in tmp_path), as a user
+    runs it, ready; stopped on the way out. Timing tests use it: the client's event loop is not
+    the server's."""
+    server = Process(
+        "up",
+        {"AUDIO_STORAGE_PATH": str(tmp_path / "audio"), "WYOMING_PORT": "0", "HOST": "127.0.0.1", **env},
+        tmp_path,
+    )
+    server.start()
+    try:
+        await server.ready()
+        yield server
+    finally:
+        server.stop()
+
+
 class Process:
     """One `voxbus serve NAME` process (NAME "up": `voxbus up`, every service in one process)
     that can be stopped, killed and started again."""

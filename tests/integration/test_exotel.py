@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from tests.exotel_carrier import open_stream
 from tests.helpers import eventually
 from tests.pipeline import read_wav, wait_finalized
-from tests.servers import Process, embedded_app
+from tests.servers import embedded_app, up_process
 from voxbus.common.runtime import STORE
 from voxbus.transcoder.samples import MULAW
 
@@ -74,27 +74,12 @@ async def test_echo_comes_back_in_paced_3200_byte_messages_with_the_mark_after_i
     """`voxbus up` in a process of its own, as a user runs it."""
     delay_ms = 500
     talk = pcm(5.0, seed=3)  # 24 intervals between messages to measure
-    server = Process(
-        "up",
-        {
-            "AUDIO_STORAGE_PATH": str(tmp_path / "audio"),
-            "WYOMING_PORT": "0",
-            "HOST": "127.0.0.1",
-            "ECHO_DELAY_MS": str(delay_ms),
-        },
-        tmp_path,
-    )
-    server.start()
-    try:
-        await server.ready()
-        async with aiohttp.ClientSession() as http:
-            stream = await open_stream(http, server.url, "EXC-E", mode="echo")
-            await stream.speak(talk)
-            await stream.mark("end")
-            await stream.until(lambda: "end" in stream.marks())
-            await stream.stop()
-    finally:
-        server.stop()
+    async with up_process(tmp_path, ECHO_DELAY_MS=str(delay_ms)) as server, aiohttp.ClientSession() as http:
+        stream = await open_stream(http, server.url, "EXC-E", mode="echo")
+        await stream.speak(talk)
+        await stream.mark("end")
+        await stream.until(lambda: "end" in stream.marks())
+        await stream.stop()
     payloads = [payload for _, payload in stream.media]
     echoed = b"".join(payloads)
     assert (len(echoed), echoed[:64]) == (len(talk), talk[:64])

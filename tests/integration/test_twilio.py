@@ -16,7 +16,7 @@ from twilio.request_validator import RequestValidator
 from tests.exotel_carrier import open_twilio_stream
 from tests.helpers import eventually
 from tests.pipeline import read_wav, wait_finalized
-from tests.servers import Process, embedded_app
+from tests.servers import embedded_app, up_process
 from voxbus.common.runtime import STORE
 from voxbus.transcoder.samples import MULAW
 
@@ -99,30 +99,15 @@ async def test_echo_comes_back_in_160_byte_frames_every_20_ms_with_the_mark_afte
     tmp_path: Path,
 ) -> None:
     talk = mulaw(3.0, seed=5)
-    server = Process(
-        "up",
-        {
-            "AUDIO_STORAGE_PATH": str(tmp_path / "audio"),
-            "WYOMING_PORT": "0",
-            "HOST": "127.0.0.1",
-            "ECHO_DELAY_MS": "500",
-        },
-        tmp_path,
-    )
-    server.start()
-    try:
-        await server.ready()
-        async with aiohttp.ClientSession() as http:
-            _, parameters = await answer(http, server.url, "CA-E", query="?mode=echo")
-            stream = await open_twilio_stream(
-                http, server.url.replace("http", "ws") + "/ws/twilio", "CA-E", parameters
-            )
-            await stream.speak(talk)
-            await stream.mark("end")
-            await stream.until(lambda: "end" in stream.marks())
-            await stream.stop()
-    finally:
-        server.stop()
+    async with up_process(tmp_path, ECHO_DELAY_MS="500") as server, aiohttp.ClientSession() as http:
+        _, parameters = await answer(http, server.url, "CA-E", query="?mode=echo")
+        stream = await open_twilio_stream(
+            http, server.url.replace("http", "ws") + "/ws/twilio", "CA-E", parameters
+        )
+        await stream.speak(talk)
+        await stream.mark("end")
+        await stream.until(lambda: "end" in stream.marks())
+        await stream.stop()
     payloads = [payload for _, payload in stream.media]
     assert b"".join(payloads) == talk
     assert {len(payload) for payload in payloads} == {160}

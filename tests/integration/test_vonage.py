@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from tests.audio import speech
 from tests.helpers import eventually
 from tests.pipeline import read_wav, wait_finalized
-from tests.servers import Process, embedded_app
+from tests.servers import embedded_app, up_process
 from tests.vonage_carrier import VonageCarrier, signed
 from voxbus.common.call_state import MAX_STATUSES
 from voxbus.common.runtime import STORE
@@ -115,47 +115,36 @@ async def test_echo_mode_plays_the_greeting_first_then_the_caller_in_exact_frame
     delay_ms = 500
     silence = caller_audio(1.6, seed=5)  # a phone line carries audio from the start
     talk = caller_audio(3.0, seed=6)
-    server = Process(
-        "up",
-        {
-            "AUDIO_STORAGE_PATH": str(tmp_path / "audio"),
-            "WYOMING_PORT": "0",
-            "HOST": "127.0.0.1",
-            "TELEPHONY_GREETING_WAV": str(greeting_path),
-            "ECHO_DELAY_MS": str(delay_ms),
-        },
-        tmp_path,
-    )
-    server.start()
-    try:
-        await server.ready()
-        async with aiohttp.ClientSession() as http:
-            carrier = VonageCarrier(http, [server.url])
-            ncco = await carrier.answer("CALL-ECHO", mode="echo")
-            media = await carrier.connect(ncco, via=server.url)
-            await media.speak(silence)  # the greeting plays meanwhile; its echo is dropped
-            heard_greeting = len(media.frames)
-            await media.speak(talk)
-            last = _frames(talk)[-1]
-            async with asyncio.timeout(10):
-                while not media.frames or media.frames[-1][1] != last:
-                    media.arrived.clear()
-                    await media.arrived.wait()
-            await media.hang_up()
+    async with (
+        up_process(
+            tmp_path, TELEPHONY_GREETING_WAV=str(greeting_path), ECHO_DELAY_MS=str(delay_ms)
+        ) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        carrier = VonageCarrier(http, [server.url])
+        ncco = await carrier.answer("CALL-ECHO", mode="echo")
+        media = await carrier.connect(ncco, via=server.url)
+        await media.speak(silence)  # the greeting plays meanwhile; its echo is dropped
+        heard_greeting = len(media.frames)
+        await media.speak(talk)
+        last = _frames(talk)[-1]
+        async with asyncio.timeout(10):
+            while not media.frames or media.frames[-1][1] != last:
+                media.arrived.clear()
+                await media.arrived.wait()
+        await media.hang_up()
 
-            session_id = await session_of(http, server.url, "CALL-ECHO")
+        session_id = await session_of(http, server.url, "CALL-ECHO")
 
-            async def completed() -> bool:
-                async with http.get(f"{server.url}/api/audio/sessions/{session_id}") as response:
-                    return bool((await response.json())["status"] == "completed")
-
-            await eventually(completed, what="the echo call's session completed", timeout=20)
-            async with http.get(f"{server.url}/api/calls/CALL-ECHO") as response:
-                call = await response.json()
+        async def completed() -> bool:
             async with http.get(f"{server.url}/api/audio/sessions/{session_id}") as response:
-                session = await response.json()
-    finally:
-        server.stop()
+                return bool((await response.json())["status"] == "completed")
+
+        await eventually(completed, what="the echo call's session completed", timeout=20)
+        async with http.get(f"{server.url}/api/calls/CALL-ECHO") as response:
+            call = await response.json()
+        async with http.get(f"{server.url}/api/audio/sessions/{session_id}") as response:
+            session = await response.json()
     assert call["mode"] == "echo"
     assert call["recording"] is None  # echo mode keeps no audio
     assert (session["duration_seconds"], session["file_path"], session["segments"]) == (0, None, [])

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from voxbus.common.carrier_events import CarrierMessageError
 from voxbus.common.stream_messages import (
     MAX_PAYLOAD_BYTES,
     ClearOut,
@@ -18,7 +19,6 @@ from voxbus.common.stream_messages import (
     MediaOut,
     Start,
     Stop,
-    StreamMessageError,
     parse_stream_event,
 )
 
@@ -119,7 +119,7 @@ def test_media_dtmf_mark_and_stop_from_either_carrier() -> None:
     ],
 )
 def test_malformed_messages_say_why(text: str, reason: str) -> None:
-    with pytest.raises(StreamMessageError) as refused:
+    with pytest.raises(CarrierMessageError) as refused:
         parse_stream_event(text)
     assert refused.value.reason == reason
 
@@ -131,7 +131,7 @@ def test_malformed_messages_say_why(text: str, reason: str) -> None:
 def test_a_payload_that_is_not_base64_or_too_large_says_why(payload: str, reason: str) -> None:
     media = parse_stream_event(json.dumps({"event": "media", "media": {"payload": payload}}))
     assert isinstance(media, Media)
-    with pytest.raises(StreamMessageError) as refused:
+    with pytest.raises(CarrierMessageError) as refused:
         media.audio()
     assert refused.value.reason == reason
 

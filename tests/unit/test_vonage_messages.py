@@ -10,6 +10,7 @@ import pytest
 
 from tests.vonage_carrier import signed
 from voxbus.common.call_events import CallDtmf, CallMedia, CallStatus, decode_call_event
+from voxbus.common.carrier_events import CarrierMessageError
 from voxbus.common.records import EgressAudio, EgressKind, RecordError, SessionFinalized
 from voxbus.common.settings import Settings
 from voxbus.common.vonage_messages import (
@@ -17,7 +18,6 @@ from voxbus.common.vonage_messages import (
     ClearAction,
     Connected,
     Dtmf,
-    VonageMessageError,
     parse_socket_event,
 )
 from voxbus.common.vonage_signature import SignatureError, verify
@@ -86,21 +86,21 @@ def test_the_connected_message_gives_the_rate_and_the_ncco_headers(content_type:
     ],
 )
 def test_malformed_socket_messages_say_why(text: str, reason: str) -> None:
-    with pytest.raises(VonageMessageError) as refused:
+    with pytest.raises(CarrierMessageError) as refused:
         parse_socket_event(text)
     assert refused.value.reason == reason
 
 
 def test_json_nested_past_the_parsers_depth_is_bad_json_not_a_crash() -> None:
     # json.loads raises RecursionError (not a ValueError) about 1000 levels down
-    with pytest.raises(VonageMessageError) as refused:
+    with pytest.raises(CarrierMessageError) as refused:
         parse_socket_event("[" * 5000)
     assert refused.value.reason == "bad_json"
 
 
 def test_a_webhook_timestamp_is_bounded_like_its_other_fields() -> None:
     # stored in the call's status history: a megabyte of it would be kept a hundred times
-    with pytest.raises(VonageMessageError, match="timestamp"):
+    with pytest.raises(CarrierMessageError, match="timestamp"):
         CallWebhook.parse({"uuid": "u", "status": "answered", "timestamp": "9" * 1000}, what="event")
     stamp = "2026-12-02T03:15:32.371Z"
     assert CallWebhook.parse({"uuid": "u", "timestamp": stamp}, what="event").timestamp == stamp
@@ -110,7 +110,7 @@ def test_a_connected_message_at_another_rate_or_codec_is_refused_by_its_reason()
     for content_type in ("audio/l16;rate=44100", "audio/pcmu;rate=8000"):
         event = parse_socket_event(json.dumps({"event": "websocket:connected", "content-type": content_type}))
         assert isinstance(event, Connected)
-        with pytest.raises(VonageMessageError) as refused:
+        with pytest.raises(CarrierMessageError) as refused:
             event.rate()
         assert refused.value.reason == "content_type"
 

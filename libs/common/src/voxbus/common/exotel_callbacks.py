@@ -12,6 +12,8 @@ from typing import Any, Final
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
+from voxbus.common.carrier_events import first_error
+
 _TEXT: Final = 128  # characters kept of a value
 
 
@@ -66,6 +68,4 @@ class ExotelCallback(BaseModel):
         try:
             return cls.model_validate(fields)
         except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in error["loc"]) or "body"
-            raise CallbackError(f"{where}: {error['msg']}") from None
+            raise CallbackError(first_error(exc, "body")) from None

@@ -13,17 +13,11 @@ import binascii
 import json
 from typing import Any, Final, Literal, Self
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from voxbus.common.carrier_events import CarrierMessageError, parse_event
 
 MAX_PAYLOAD_BYTES: Final = 100 * 1024  # decoded audio in one media message (Exotel's outbound limit)
-
-
-class StreamMessageError(ValueError):
-    """Not a media-stream message voxbus takes; `reason` labels it for metrics."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 def _either(snake: str, camel: str) -> Any:
@@ -77,15 +71,15 @@ class Media(_Inbound):
     media: MediaPayload
 
     def audio(self) -> bytes:
-        """The payload's bytes; `StreamMessageError("bad_base64")` when it is not base64 or
+        """The payload's bytes; `CarrierMessageError("bad_base64")` when it is not base64 or
         decodes to more than `MAX_PAYLOAD_BYTES`."""
         text = self.media.payload
         if len(text) > (MAX_PAYLOAD_BYTES * 4) // 3 + 4:
-            raise StreamMessageError("too_large", f"a media payload over {MAX_PAYLOAD_BYTES} bytes")
+            raise CarrierMessageError("too_large", f"a media payload over {MAX_PAYLOAD_BYTES} bytes")
         try:
             return base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise StreamMessageError("bad_base64", f"media payload is not base64: {exc}") from None
+            raise CarrierMessageError("bad_base64", f"media payload is not base64: {exc}") from None
 
 
 class DtmfInfo(_Inbound):
@@ -130,22 +124,9 @@ _EVENTS: Final[dict[str, type[StreamEvent]]] = {
 
 
 def parse_stream_event(text: str) -> StreamEvent:
-    """A text message of the stream; `StreamMessageError` (reason `bad_json`, `unknown_event` or
-    `invalid`) when it is not one voxbus knows."""
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise StreamMessageError("bad_json", f"not JSON: {exc!r}"[:200]) from None
-    kind = data.get("event") if isinstance(data, dict) else None
-    model = _EVENTS.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        raise StreamMessageError("unknown_event", f"unknown event {str(kind)[:64]!r}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "message"
-        raise StreamMessageError("invalid", f"{kind}: {where}: {error['msg']}") from None
+    """A text message of the stream; `CarrierMessageError` (reason `bad_json`, `unknown_event`
+    or `invalid`) when it is not one voxbus knows."""
+    return parse_event(text, _EVENTS)
 
 
 # -- voxbus to the carrier ------------------------------------------------------------------------

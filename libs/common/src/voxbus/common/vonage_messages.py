@@ -11,19 +11,13 @@ import json
 import re
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from voxbus.common.carrier_events import CarrierMessageError, parse_event, validated
 
 VONAGE_RATES: Final = (8000, 16000, 24000)
 CALL_ID_MAX: Final = 128  # characters of a call id (Vonage's are 36-character UUIDs)
 _CONTENT_TYPE = re.compile(r"\s*audio/l16\s*;\s*rate\s*=\s*(\d+)\s*", re.IGNORECASE)
-
-
-class VonageMessageError(ValueError):
-    """Not the Vonage message expected; `reason` is a short label for metrics, the text says why."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 class _Outbound(BaseModel):
@@ -41,14 +35,9 @@ class _Inbound(BaseModel):
 
     @classmethod
     def parse(cls, data: Any, *, what: str) -> Self:
-        """The message in `data` (decoded JSON), or `VonageMessageError("invalid")` saying which
-        field of `what` is wrong."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in error["loc"]) or "message"
-            raise VonageMessageError("invalid", f"{what}: {where}: {error['msg']}") from None
+        """The message in `data` (decoded JSON), or `CarrierMessageError("invalid")` saying
+        which field of `what` is wrong."""
+        return validated(cls, data, what=what)
 
 
 # -- NCCO (the answer webhook's reply) ----------------------------------------------------------
@@ -134,7 +123,7 @@ class Connected(_Inbound):
         match = _CONTENT_TYPE.fullmatch(self.content_type)
         rate = int(match.group(1)) if match else None
         if rate not in VONAGE_RATES:
-            raise VonageMessageError(
+            raise CarrierMessageError(
                 "content_type",
                 f"content-type {self.content_type!r} is not audio/l16 at {', '.join(map(str, VONAGE_RATES))}",
             )
@@ -177,17 +166,9 @@ _EVENTS: Final[dict[str, type[SocketEvent]]] = {
 
 
 def parse_socket_event(text: str) -> SocketEvent:
-    """A text message from the media socket; `VonageMessageError` (reason `bad_json`,
+    """A text message from the media socket; `CarrierMessageError` (reason `bad_json`,
     `unknown_event` or `invalid`) if it is not one voxbus knows."""
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested past the parser's depth
-        raise VonageMessageError("bad_json", f"not JSON: {exc}") from None
-    kind = data.get("event") if isinstance(data, dict) else None
-    model = _EVENTS.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        raise VonageMessageError("unknown_event", f"unknown event {str(kind)[:64]!r}")
-    return model.parse(data, what=str(kind))
+    return parse_event(text, _EVENTS)
 
 
 # -- the media socket, voxbus to Vonage ---------------------------------------------------------

@@ -16,13 +16,13 @@ from aiohttp import web
 
 from voxbus.common.call_events import CallStatus
 from voxbus.common.call_state import CallStart
+from voxbus.common.carrier_events import CarrierMessageError
 from voxbus.common.settings import TELEPHONY_MODES, Settings, call_mode
 from voxbus.common.vonage_messages import (
     CallWebhook,
     ConnectAction,
     SocketAuthorization,
     TalkAction,
-    VonageMessageError,
     WebsocketEndpoint,
     content_type,
     ncco,
@@ -61,7 +61,7 @@ async def _signed_body(request: web.Request, webhook: str) -> bytes:
 def _webhook(data: Any, webhook: str) -> CallWebhook:
     try:
         return CallWebhook.parse(data, what=f"{webhook} webhook")
-    except VonageMessageError as exc:
+    except CarrierMessageError as exc:
         metrics.WEBHOOKS.labels(PROVIDER, webhook, "invalid").inc()
         log.warning("webhook refused: %s", exc, extra={"webhook": webhook})
         raise _Refused(

@@ -13,6 +13,7 @@ from typing import ClassVar, Final
 
 from aiohttp import web
 
+from voxbus.common.carrier_events import CarrierMessageError
 from voxbus.common.client_messages import InvalidCallMode
 from voxbus.common.records import AudioFormat
 from voxbus.common.settings import TELEPHONY_MODES, Settings, call_mode
@@ -28,7 +29,6 @@ from voxbus.common.stream_messages import (
     Start,
     StartInfo,
     Stop,
-    StreamMessageError,
     parse_stream_event,
 )
 from voxbus.ingest.pacer import Pacer
@@ -90,7 +90,7 @@ class MediaStreamAdapter(CarrierAdapter):
     async def on_text(self, conn: Connection, text: str) -> None:
         try:
             event = parse_stream_event(text)
-        except StreamMessageError as exc:
+        except CarrierMessageError as exc:
             self.reject(exc.reason, str(exc))
             return
         if isinstance(event, Connected):
@@ -139,7 +139,7 @@ class MediaStreamAdapter(CarrierAdapter):
     async def _media(self, conn: Connection, event: Media) -> None:
         try:
             audio = event.audio()
-        except StreamMessageError as exc:
+        except CarrierMessageError as exc:
             self.reject(exc.reason, str(exc))
             return
         if conn.finished or not audio:

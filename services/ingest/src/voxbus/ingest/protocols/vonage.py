@@ -21,6 +21,7 @@ from typing import ClassVar, Final
 
 from aiohttp import web
 
+from voxbus.common.carrier_events import CarrierMessageError
 from voxbus.common.client_messages import InvalidCallMode
 from voxbus.common.records import AudioFormat
 from voxbus.common.settings import TELEPHONY_MODES, Settings, call_mode
@@ -30,7 +31,6 @@ from voxbus.common.vonage_messages import (
     Connected,
     Dtmf,
     Notify,
-    VonageMessageError,
     parse_socket_event,
 )
 from voxbus.common.vonage_signature import SignatureError, verify
@@ -85,7 +85,7 @@ class VonageAdapter(CarrierAdapter):
     async def on_text(self, conn: Connection, text: str) -> None:
         try:
             event = parse_socket_event(text)
-        except VonageMessageError as exc:
+        except CarrierMessageError as exc:
             self.reject(exc.reason, str(exc))
             return
         if isinstance(event, Connected):
@@ -109,7 +109,7 @@ class VonageAdapter(CarrierAdapter):
             return
         try:
             rate = event.rate()
-        except VonageMessageError as exc:
+        except CarrierMessageError as exc:
             self.reject(exc.reason, str(exc))
             return
         self._frame_bytes = int(rate * FRAME_SECONDS) * SAMPLE_BYTES
