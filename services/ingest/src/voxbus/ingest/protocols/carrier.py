@@ -6,6 +6,7 @@ its own messages and calls these."""
 
 import logging
 import time
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
 from typing import ClassVar, Final
 
@@ -34,9 +35,9 @@ class CarrierAdapter(Adapter):
         self._rejections = 0
         self._digits = 0
 
+    @abstractmethod
     def clear_message(self) -> str:
         """The text that makes the carrier drop the audio it buffered for the caller."""
-        raise NotImplementedError
 
     async def start_call(
         self,

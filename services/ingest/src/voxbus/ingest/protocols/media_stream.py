@@ -8,6 +8,7 @@ outbound audio (`plan`)."""
 
 import asyncio
 import logging
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
@@ -75,9 +76,9 @@ class MediaStreamAdapter(CarrierAdapter):
     def authenticate(cls, settings: Settings, request: web.Request) -> bool:
         return True  # `refuse_upgrade` decides, as for the carrier's webhooks
 
+    @abstractmethod
     def plan(self, info: StartInfo) -> Plan:
         """The call's format and outbound framing, from its `start`."""
-        raise NotImplementedError
 
     def clear_message(self) -> str:
         return ClearOut(stream_sid=self._stream_sid).to_wire(camel=self.camel)
