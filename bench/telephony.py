@@ -47,7 +47,6 @@ import dataclasses
 import itertools
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -64,6 +63,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import CpuShare, CpuWatch, cpu_seconds, serve, voxbus_env, wait_idle, wait_ready
+from voxbus.devinfra.ports import free_port
 
 FRAME_BYTES = 640  # 20 ms of 16 kHz mono L16
 FRAME_SECONDS = 0.02
@@ -77,13 +77,6 @@ LATENESS = "voxbus_ingest_pacer_lateness_seconds"  # ingest's histogram: frame s
 def call_frame(index: int, n: int) -> bytes:
     """Frame `n` of call `index`: u32 LE call index, u32 LE frame number, a pattern."""
     return struct.pack("<II", index, n) + BODIES[n & 0xFF]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(slots=True)

@@ -1,13 +1,13 @@
 """Small helpers the test modules share."""
 
 import asyncio
-import socket
 import time
 from collections.abc import Awaitable, Callable
 
 from voxbus.common.bus.base import ConsumedRecord, Consumer
 from voxbus.common.records import BusMessage
 from voxbus.common.store.base import StateStore
+from voxbus.devinfra.ports import free_port  # noqa: F401 - re-exported: the tests' server ports
 
 
 def message(key: str, value: bytes, **headers: str) -> BusMessage:
@@ -82,10 +82,3 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

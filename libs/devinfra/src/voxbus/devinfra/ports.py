@@ -1,29 +1,59 @@
-"""Free TCP ports on the loopback interface."""
+"""Free TCP ports on the loopback interface, below the kernel's ephemeral range.
+
+A port the kernel handed out for `bind(0)` comes from the same range it takes the local ports of
+outgoing connections from (Linux: `net.ipv4.ip_local_port_range`, 32768-60999 by default). Between
+the moment a port is found free and the moment a server binds it, any client in any process
+(a Kafka consumer, a Redis client) may be given that port for a connection, and the server fails
+with "address already in use". Ports below that range are never handed out that way, so a port
+picked there stays free unless something binds it by number.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
+from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+LOWEST = 10_000  # below: ports that well-known services are configured to use
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_DEFAULT_EPHEMERAL_LOW = 32_768  # Linux's default; IANA's (and macOS's) starts at 49152
+_TRIES = 200
 
 
-def free_ports(count: int) -> list[int]:
-    """Return `count` distinct ports that were free on 127.0.0.1 a moment ago.
+def ephemeral_low(source: Path = _EPHEMERAL_RANGE) -> int:
+    """The lowest port the kernel gives outgoing connections."""
+    try:
+        return int(source.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _DEFAULT_EPHEMERAL_LOW
 
-    All sockets stay bound until every port is read, so the ports differ from one another.
-    """
+
+def free_ports(count: int, *, rng: random.Random | None = None) -> list[int]:
+    """Return `count` distinct ports, free on 127.0.0.1 a moment ago, that the kernel does not
+    hand to outgoing connections. All sockets stay bound until every port is read."""
+    rng = rng or random.SystemRandom()
+    high = ephemeral_low()
     with contextlib.ExitStack() as stack:
         ports: list[int] = []
-        for _ in range(count):
+        for _ in range(_TRIES * count):
+            if len(ports) == count:
+                break
+            port = rng.randrange(LOWEST, high) if high > LOWEST else 0
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((LOOPBACK, 0))
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
             ports.append(int(sock.getsockname()[1]))
+        if len(ports) < count:
+            raise OSError(f"no {count} free ports between {LOWEST} and {high} on {LOOPBACK}")
         return ports
 
 
 def free_port() -> int:
-    """Return one port that was free on 127.0.0.1 a moment ago."""
+    """Return one port that was free on 127.0.0.1 a moment ago (see `free_ports`)."""
     return free_ports(1)[0]
 
 
