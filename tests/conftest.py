@@ -4,6 +4,7 @@ Kafka and Redis come from the environment, testcontainers, or local processes (s
 `voxbus.devinfra`). When none can be had the tests that need them FAIL with the fix in the message.
 """
 
+import gc
 import os
 import time
 import uuid
@@ -60,6 +61,21 @@ def kafka_endpoint() -> Iterator[KafkaEndpoint]:
 def redis_endpoint() -> Iterator[RedisEndpoint]:
     with ExitStack() as stack:
         yield _provided(stack, "redis", provide_redis)
+
+
+@pytest.fixture
+def steady_client() -> Iterator[None]:
+    """For a test that times what voxbus sends: no garbage collection in the test's own process
+    (the measuring client) until it ends. Late in a suite pytest holds millions of objects, and a
+    full collection there stops the client for tens of milliseconds: a frame read that late looks
+    like voxbus's jitter. voxbus's own processes keep their startup heap out of collections
+    (`voxbus.common.runtime.serve`), so what is measured is the server's timing."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @pytest.fixture

@@ -171,23 +171,37 @@ async def place_call(
     return Call(caller, line, ncco, setup_targets, greeting_heard_at, (first, end))
 
 
-async def ingest_lateness(http: aiohttp.ClientSession, ingest: Process) -> str:
-    """What an ingest instance measured of its own lateness: echo records handed to the pacer after
-    their due time, frames the pacer sent after its schedule (for a failure's message)."""
+@dataclass(frozen=True)
+class Lateness:
+    """What an ingest instance measured of its own timing, per frame: echo records handed to the
+    pacer after their due time, and frames the pacer sent after their slot."""
+
+    where: str
+    late: dict[str, tuple[float, float]]  # histogram → (frames over DELAY_TOLERANCE, frames)
+
+    def __str__(self) -> str:
+        seen = (
+            f"{name}: {late:g} of {total:g} over {DELAY_TOLERANCE * 1000:g} ms"
+            for name, (late, total) in self.late.items()
+        )
+        return f"{self.where}: {'; '.join(seen)}"
+
+
+async def ingest_lateness(http: aiohttp.ClientSession, ingest: Process) -> Lateness:
     async with http.get(f"{ingest.url}/metrics") as response:
         text = await response.text()
-    seen = []
+    late = {}
     for family in text_string_to_metric_families(text):
         if family.name in ("voxbus_ingest_egress_lateness_seconds", "voxbus_ingest_pacer_lateness_seconds"):
             buckets = {
                 sample.labels["le"]: sample.value for sample in family.samples if "le" in sample.labels
             }
-            late = buckets["+Inf"] - buckets[f"{DELAY_TOLERANCE:g}"]
-            seen.append(f"{family.name}: {late:g} of {buckets['+Inf']:g} over {DELAY_TOLERANCE * 1000:g} ms")
-    return f"{ingest.name} {ingest.url}: {'; '.join(seen)}"
+            late[family.name] = (buckets["+Inf"] - buckets[f"{DELAY_TOLERANCE:g}"], buckets["+Inf"])
+    assert len(late) == 2, f"{ingest.name} {ingest.url} reports no lateness histograms"
+    return Lateness(f"{ingest.name} {ingest.url}", late)
 
 
-def assert_heard_greeting_then_echo(call: Call, greeting: bytes, lateness: str) -> None:
+def assert_heard_greeting_then_echo(call: Call, greeting: bytes, lateness: Lateness) -> None:
     call_id, media, sent = call.caller.call_id, call.line.media, call.line.sent
     received = [frame for _, frame in media.frames]
     sizes = {len(frame) for frame in received}
@@ -211,14 +225,16 @@ def assert_heard_greeting_then_echo(call: Call, greeting: bytes, lateness: str) 
     assert {frame for _, frame in timed} >= set(sent[first:end]), f"{call_id}: the speech was not all echoed"
     delays = np.array([delay for delay, _ in timed])
     errors = np.abs(delays - ECHO_DELAY_MS / 1000)
-    off = np.flatnonzero(errors > DELAY_TOLERANCE)
-    # seven processes, a broker and the callers share two cores here: a frame or two of a call
-    # may leave late when a process waits for a core (the ingest's own lateness metrics say so
-    # in the message); what a call hears stays on time: its median, and nearly every frame
-    assert np.median(errors) <= 0.005 and off.size <= len(delays) * 0.02 and errors.max() <= 0.1, (
-        f"{call_id}: echo delays {delays.min() * 1000:.1f}…{delays.max() * 1000:.1f} ms; {off.size} of "
-        f"{len(delays)} frames off by more than {DELAY_TOLERANCE * 1000:g} ms from {ECHO_DELAY_MS} ms, "
-        f"the median error {np.median(errors) * 1000:.1f} ms. What the ingest measured: {lateness}"
+    # Per frame, what the ingest measured of itself: seven processes, a broker and the callers
+    # share two cores here, so the callers' own reads and sends wait for a core now and then, and
+    # a frame's delay seen by them says as much about their scheduling as about voxbus (per-frame
+    # timing at the caller is asserted where the machine can carry it: the single-process echo
+    # tests). At the caller: the median frame on time, and none far off.
+    for late, total in lateness.late.values():
+        assert total >= len(delays) and late <= total * 0.02, f"{call_id}: {lateness}"
+    assert np.median(errors) <= 0.005 and errors.max() <= 0.1, (
+        f"{call_id}: echo delays {delays.min() * 1000:.1f}…{delays.max() * 1000:.1f} ms, the median "
+        f"error {np.median(errors) * 1000:.1f} ms from {ECHO_DELAY_MS} ms. The ingest measured: {lateness}"
     )
 
 
@@ -229,6 +245,7 @@ async def call_record(http: aiohttp.ClientSession, base: str, call_id: str) -> d
         return record
 
 
+@pytest.mark.usefixtures("steady_client")
 async def test_two_calls_at_once_over_two_telephony_and_two_ingest_processes(
     tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
 ) -> None:
