@@ -11,12 +11,16 @@ one task, whatever the number of frames.
   a paced socket its records `Adapter.egress_lead` early): each frame goes out on the schedule,
   never before its slot, so frames the caller's network bunched leave one per period, and a
   frame that reached ingest late (but reaches the pacer before its slot) leaves on its slot.
-  The schedule moves to a frame's due time when the frame is due later than its slot by more
-  than `LATE_SECONDS` (the stream paused), when it trails the due times by more than
-  `MAX_TRAIL_SECONDS` (the caller's clock runs faster than ours), when `EARLY_FRAMES` frames in
-  a row were due before their slots by more than `EARLY_SECONDS` (a steady offset, e.g. the grid
-  a prompt left), and at the first live frame after a prompt. So an echo is on time to the
-  pacer's wake-up, not to the bus's or the router's, within a frame of its due time.
+  The schedule moves to a frame's due time when the frame is due more than `MAX_OFFSET_SECONDS`
+  off its slot, later (the stream paused) or earlier (the caller's clock runs faster than ours),
+  and at the first live frame after a prompt. When `OFFSET_FRAMES` frames in a row were due more
+  than `OFFSET_SECONDS` off their slots on the same side (a steady offset: the frame the
+  schedule started from reached ingest late, a stream resumed a little later, the grid a prompt
+  left), the schedule moves by the smallest of their offsets: a frame's due time is the caller's
+  send time plus whatever delayed it, so the frame least off is the best measure of the caller's
+  clock. One frame that reached ingest late, with the frames after it on time, moves nothing: the
+  caller sent it on time, so its slot is when its echo is due by the caller's clock. So an echo
+  is on time to the pacer's wake-up, not to the bus's or the router's.
 - Audio without a due time (a prompt) goes out on the schedule; when the pacer runs out of audio
   the schedule restarts at the next frame; when the task wakes late (a busy event loop) it
   catches up by sending at once, and if it is more than `MAX_BEHIND_SECONDS` late it restarts the
@@ -44,10 +48,9 @@ from voxbus.ingest import metrics
 log = logging.getLogger(__name__)
 
 MAX_BEHIND_SECONDS: Final = 0.1
-LATE_SECONDS: Final = 0.02
-EARLY_SECONDS: Final = 0.01
-MAX_TRAIL_SECONDS: Final = 0.06
-EARLY_FRAMES: Final = 5
+MAX_OFFSET_SECONDS: Final = 0.06
+OFFSET_SECONDS: Final = 0.002
+OFFSET_FRAMES: Final = 5
 
 Send = Callable[[bytes], Awaitable[None]]
 Mark = Callable[[], Awaitable[None]]
@@ -86,7 +89,9 @@ class Pacer:
         self._live_partial = bytearray()
         self._next: float | None = None  # when the next frame is due; None: restart at the next
         self._last_prompt = False  # the last frame sent was a prompt's
-        self._early = 0  # live frames in a row due before their slots by more than EARLY_SECONDS
+        # live frames in a row due more than OFFSET_SECONDS off their slots on one side, and the
+        # offset of the one least off (seconds, + for due after its slot)
+        self._offset_run, self._least_offset = 0, 0.0
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sent = metrics.PACED_FRAMES.labels(protocol)
@@ -232,21 +237,29 @@ class Pacer:
         """When `frame` goes out: on the schedule, unless the schedule has to move."""
         scheduled, due = self._next, frame.due
         if due is not None:
-            early = scheduled is not None and scheduled - due > EARLY_SECONDS
-            self._early = self._early + 1 if early else 0
-            if (
-                scheduled is None
-                or self._last_prompt
-                or due - scheduled > LATE_SECONDS
-                or scheduled - due > MAX_TRAIL_SECONDS
-                or self._early >= EARLY_FRAMES
-            ):
-                self._early = 0
+            if scheduled is None or self._last_prompt or abs(due - scheduled) > MAX_OFFSET_SECONDS:
+                self._offset_run = 0
                 return due
-            return scheduled
+            return scheduled + self._steady_offset(due - scheduled)
         if scheduled is None or now - scheduled > MAX_BEHIND_SECONDS:
             return now
         return scheduled
+
+    def _steady_offset(self, offset: float) -> float:
+        """Count a live frame due `offset` seconds after its slot (before, if negative); how far
+        the schedule moves now (0.0: it stays)."""
+        if abs(offset) <= OFFSET_SECONDS:
+            self._offset_run = 0
+            return 0.0
+        if self._offset_run and (offset > 0) == (self._least_offset > 0):
+            self._offset_run += 1
+            self._least_offset = min(offset, self._least_offset, key=abs)
+        else:
+            self._offset_run, self._least_offset = 1, offset
+        if self._offset_run < OFFSET_FRAMES:
+            return 0.0
+        self._offset_run = 0
+        return self._least_offset
 
 
 _DROP_REASONS: Final = ("prompt_playing", "cleared", "overflow")
