@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from voxbus.cli import echo_client
+from voxbus.cli import echo_client, records
 from voxbus.common.bus import BusError
 from voxbus.common.constants import SERVICE_NAMES
 from voxbus.common.runtime import ServiceSpec, configure_logging, create_app, serve
@@ -25,6 +25,10 @@ voxbus: real-time audio over WebSocket that scales out.
   voxbus serve SERVICE   one service alone (ingest, transcoder, writer, echo, telephony), for a
                          deployment where each runs in its own pods over Kafka and Redis.
   voxbus echo-client URL stream a WAV file or the microphone to /ws/echo; report the echo delay.
+  voxbus sessions list|show ID|download ID
+                         recorded sessions of a running voxbus (--url, --api-key).
+  voxbus calls list|show ID
+                         its telephony call records.
 
 Configuration comes from the environment and a .env file in the working directory
 (see README.md, "Configuration"). An invalid value stops voxbus with exit status 2.
@@ -49,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--host", help="listen address (overrides HOST)")
         sub.add_argument("--port", type=int, help="listen port (overrides PORT)")
     echo_client.add_arguments(commands.add_parser("echo-client", help="a client of /ws/echo"))
+    records.add_arguments(commands)
     return parser
 
 
@@ -56,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "echo-client":
         return echo_client.main(args)
+    if args.command in ("sessions", "calls"):
+        return records.main(args)
     overrides = {name: value for name in ("host", "port") if (value := getattr(args, name)) is not None}
     try:
         settings = load_settings(**overrides)
