@@ -67,6 +67,16 @@ def frames(count: int, first: int = 0) -> list[bytes]:
     return [bytes([(first + number) % 256]) * FRAME for number in range(count)]
 
 
+async def sent_at(line: Line, dues: list[float]) -> list[float]:
+    """Live frames handed over at once, due at `dues` (seconds from 1000.0): when each was sent."""
+    pacer = make_pacer(line)
+    for frame, due in zip(frames(len(dues)), dues, strict=True):
+        pacer.push(frame, due=1000.0 + due)
+    await line.until_sent(len(dues))
+    await pacer.close()
+    return line.times()
+
+
 async def test_audio_of_any_size_goes_out_in_exact_frames_on_an_accumulated_schedule(line: Line) -> None:
     pacer = make_pacer(line)
     audio = b"".join(frames(50))
@@ -201,17 +211,28 @@ async def test_frames_the_callers_network_bunched_still_leave_one_per_period(lin
     assert line.times() == [0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.14]
 
 
-async def test_a_steady_offset_from_the_due_times_is_corrected_after_a_few_frames(line: Line) -> None:
+@pytest.mark.parametrize(
+    ("offset", "sent"),
+    [
+        # the stream's clock moved: every frame due 15 ms before its slot
+        (-0.015, [0.0, 0.02, 0.04, 0.06, 0.08, 0.085, 0.105, 0.125]),
+        # the stream resumed a little later: every frame due 15 ms after its slot
+        (0.015, [0.0, 0.02, 0.04, 0.06, 0.08, 0.115, 0.135, 0.155]),
+    ],
+)
+async def test_a_steady_offset_from_the_due_times_is_corrected_after_a_few_frames(
+    line: Line, offset: float, sent: list[float]
+) -> None:
     pacer = make_pacer(line)
     pacer.push(frames(1)[0], due=1000.0)
     await line.until_sent(1)
-    # from here on every frame is due 15 ms before its slot (the stream's clock moved)
     for number, frame in enumerate(frames(7, first=1), start=1):
-        pacer.push(frame, due=1000.0 + number * PERIOD - 0.015)
+        pacer.push(frame, due=1000.0 + number * PERIOD + offset)
     await line.until_sent(8)
     await pacer.close()
-    # 15 ms early is within what bunching looks like, for OFFSET_FRAMES frames; then the schedule moves
-    assert line.times() == [0.0, 0.02, 0.04, 0.06, 0.08, 0.085, 0.105, 0.125]
+    # 15 ms off is within what bunching or one late frame looks like, for OFFSET_FRAMES frames;
+    # then the schedule moves by it
+    assert line.times() == sent
 
 
 async def test_the_first_live_frame_after_a_prompt_goes_at_its_own_due_time(line: Line) -> None:
@@ -227,15 +248,9 @@ async def test_the_first_live_frame_after_a_prompt_goes_at_its_own_due_time(line
 
 
 async def test_a_frame_that_reached_ingest_late_still_leaves_on_its_slot(line: Line) -> None:
-    pacer = make_pacer(line)
     # the third frame came in 15 ms late (so is due 15 ms late), the rest on time: handed over
     # early, all of them leave one per period, the late one within a frame of its due time
-    dues = [0.1, 0.12, 0.155, 0.16, 0.18, 0.2]
-    for frame, due in zip(frames(6), dues, strict=True):
-        pacer.push(frame, due=1000.0 + due)
-    await line.until_sent(6)
-    await pacer.close()
-    assert line.times() == [0.1, 0.12, 0.14, 0.16, 0.18, 0.2]
+    assert await sent_at(line, [0.1, 0.12, 0.155, 0.16, 0.18, 0.2]) == [0.1, 0.12, 0.14, 0.16, 0.18, 0.2]
 
 
 async def test_one_frame_30_ms_late_leaves_on_its_slot_and_the_frames_after_it_keep_theirs(
@@ -243,40 +258,34 @@ async def test_one_frame_30_ms_late_leaves_on_its_slot_and_the_frames_after_it_k
 ) -> None:
     """A CI run's caller sent one frame 30 ms late: the schedule moved to it, and the next five
     echoes (on time) left 30 ms late, until the early ones moved it back."""
-    pacer = make_pacer(line)
-    dues = [0.1, 0.12, 0.17, 0.16, 0.18, 0.2, 0.22, 0.24]
-    for frame, due in zip(frames(8), dues, strict=True):
-        pacer.push(frame, due=1000.0 + due)
-    await line.until_sent(8)
-    await pacer.close()
-    assert line.times() == [0.1, 0.12, 0.14, 0.16, 0.18, 0.2, 0.22, 0.24]
+    assert await sent_at(line, [0.1, 0.12, 0.17, 0.16, 0.18, 0.2, 0.22, 0.24]) == [
+        0.1,
+        0.12,
+        0.14,
+        0.16,
+        0.18,
+        0.2,
+        0.22,
+        0.24,
+    ]
 
 
 async def test_a_schedule_started_from_a_late_frame_moves_to_the_callers_clock(line: Line) -> None:
     """The first echo after a greeting starts the schedule at its due time. When that frame had
     reached ingest 6 ms late, every echo after it left 6 ms late (a CI run's cluster test: median
     error 6.0 ms), as 6 ms was within what counted as on time."""
-    pacer = make_pacer(line)
     # the frames after the first are due 5-7 ms before their slots: the schedule moves by the
     # smallest of those offsets once OFFSET_FRAMES of them came in a row
-    dues = [0.106, 0.12, 0.1405, 0.16, 0.181, 0.2, 0.22, 0.24]
-    for frame, due in zip(frames(8), dues, strict=True):
-        pacer.push(frame, due=1000.0 + due)
-    await line.until_sent(8)
-    await pacer.close()
-    assert line.times() == [0.106, 0.126, 0.146, 0.166, 0.186, 0.201, 0.221, 0.241]
-
-
-async def test_a_stream_that_resumed_a_little_later_moves_the_schedule_after_a_few_frames(line: Line) -> None:
-    pacer = make_pacer(line)
-    pacer.push(frames(1)[0], due=1000.0)
-    await line.until_sent(1)
-    # from here on every frame is due 15 ms after its slot
-    for number, frame in enumerate(frames(7, first=1), start=1):
-        pacer.push(frame, due=1000.0 + number * PERIOD + 0.015)
-    await line.until_sent(8)
-    await pacer.close()
-    assert line.times() == [0.0, 0.02, 0.04, 0.06, 0.08, 0.115, 0.135, 0.155]
+    assert await sent_at(line, [0.106, 0.12, 0.1405, 0.16, 0.181, 0.2, 0.22, 0.24]) == [
+        0.106,
+        0.126,
+        0.146,
+        0.166,
+        0.186,
+        0.201,
+        0.221,
+        0.241,
+    ]
 
 
 async def test_several_frames_per_message_go_together_on_a_schedule_of_as_many_periods(line: Line) -> None:

@@ -5,9 +5,10 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from voxbus.cli import echo_client, records
+from voxbus.cli.stream import command as stream
 from voxbus.common.bus import BusError
 from voxbus.common.constants import SERVICE_NAMES
 from voxbus.common.runtime import ServiceSpec, configure_logging, create_app, serve
@@ -25,6 +26,8 @@ voxbus: real-time audio over WebSocket that scales out.
   voxbus serve SERVICE   one service alone (ingest, transcoder, writer, echo, telephony), for a
                          deployment where each runs in its own pods over Kafka and Redis.
   voxbus echo-client URL stream a WAV file or the microphone to /ws/echo; report the echo delay.
+  voxbus stream FILE     stream an audio file (WAV, FLAC, MP3, Ogg) to a recording session, with
+                         progress; --fast, --resume SESSION_ID; resumes by itself after a 1012.
   voxbus sessions list|show ID|download ID
                          recorded sessions of a running voxbus (--url, --api-key).
   voxbus calls list|show ID
@@ -53,16 +56,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--host", help="listen address (overrides HOST)")
         sub.add_argument("--port", type=int, help="listen port (overrides PORT)")
     echo_client.add_arguments(commands.add_parser("echo-client", help="a client of /ws/echo"))
+    stream.add_arguments(commands.add_parser("stream", help="stream an audio file to a recording session"))
     records.add_arguments(commands)
     return parser
 
 
+_CLIENTS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "echo-client": echo_client.main,
+    "stream": stream.main,
+    "sessions": records.main,
+    "calls": records.main,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "echo-client":
-        return echo_client.main(args)
-    if args.command in ("sessions", "calls"):
-        return records.main(args)
+    client = _CLIENTS.get(args.command)
+    if client is not None:
+        return client(args)
     overrides = {name: value for name in ("host", "port") if (value := getattr(args, name)) is not None}
     try:
         settings = load_settings(**overrides)

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -77,16 +78,26 @@ async def _run(args: argparse.Namespace) -> None:
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     base = args.url.rstrip("/")
     try:
-        async with aiohttp.ClientSession(base, headers=headers, timeout=_TIMEOUT) as http:
-            await _COMMANDS[(args.command, args.action)](http, args)
+        async with aiohttp.ClientSession(headers=headers, timeout=_TIMEOUT) as http:
+            await _COMMANDS[(args.command, args.action)](_Api(http, base), args)
     except (aiohttp.ClientConnectionError, TimeoutError) as exc:
         raise ApiError(f"cannot reach {base}: {exc or type(exc).__name__}") from None
-    except aiohttp.InvalidURL:
-        raise ApiError(f"not an HTTP address: {base}") from None
+    except aiohttp.ClientError as exc:  # not an HTTP address, a body cut short, not JSON
+        raise ApiError(f"{base}: {exc or type(exc).__name__}") from None
 
 
-async def _get_json(http: aiohttp.ClientSession, path: str, query: dict[str, str]) -> Any:
-    async with http.get(path, params=query) as response:
+@dataclass(frozen=True, slots=True)
+class _Api:
+    http: aiohttp.ClientSession
+    base: str  # http(s)://host[:port][/prefix], no trailing slash
+
+    def get(self, path: str, query: dict[str, str] | None = None) -> Any:
+        """`GET base + path` (an async context manager, as `ClientSession.get`)."""
+        return self.http.get(f"{self.base}{path}", params=query or {})
+
+
+async def _get_json(api: _Api, path: str, query: dict[str, str]) -> Any:
+    async with api.get(path, query) as response:
         await _raise_for(response)
         return await response.json()
 
@@ -124,44 +135,46 @@ def _cell(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
-async def _list_sessions(http: aiohttp.ClientSession, args: argparse.Namespace) -> None:
+async def _list_sessions(api: _Api, args: argparse.Namespace) -> None:
     query = _query(args, "status", "limit", "cursor")
     if args.user_id is not None:
         query["user_id"] = args.user_id
-    page = await _get_json(http, "/api/audio/sessions", query)
+    page = await _get_json(api, "/api/audio/sessions", query)
     columns = ("session_id", "status", "duration_seconds", "format", "user_id", "created_at")
     _print_page(page["sessions"], page["next_cursor"], columns)
 
 
-async def _show_session(http: aiohttp.ClientSession, args: argparse.Namespace) -> None:
-    _say(json.dumps(await _get_json(http, f"/api/audio/sessions/{args.id}", {}), indent=2))
+async def _show_session(api: _Api, args: argparse.Namespace) -> None:
+    _say(json.dumps(await _get_json(api, f"/api/audio/sessions/{args.id}", {}), indent=2))
 
 
-async def _download_session(http: aiohttp.ClientSession, args: argparse.Namespace) -> None:
+async def _download_session(api: _Api, args: argparse.Namespace) -> None:
     target: Path = args.output or Path(f"{args.id}.wav")
     partial = target.with_name(target.name + ".part")
     size = 0
-    async with http.get(f"/api/audio/sessions/{args.id}/audio") as response:
-        await _raise_for(response)
-        try:
+    try:
+        async with api.get(f"/api/audio/sessions/{args.id}/audio") as response:
+            await _raise_for(response)
             with partial.open("wb") as out:
                 async for chunk in response.content.iter_chunked(_DOWNLOAD_CHUNK):
                     out.write(chunk)
                     size += len(chunk)
-        except OSError as exc:
-            raise ApiError(f"cannot write {target}: {exc.strerror or exc}") from None
-    partial.replace(target)
+        partial.replace(target)
+    except OSError as exc:
+        raise ApiError(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        partial.unlink(missing_ok=True)
     _say(f"{target} ({size} bytes)")
 
 
-async def _list_calls(http: aiohttp.ClientSession, args: argparse.Namespace) -> None:
-    page = await _get_json(http, "/api/calls", _query(args, "provider", "status", "limit", "cursor"))
+async def _list_calls(api: _Api, args: argparse.Namespace) -> None:
+    page = await _get_json(api, "/api/calls", _query(args, "provider", "status", "limit", "cursor"))
     columns = ("call_id", "provider", "status", "mode", "from", "to", "session_id")
     _print_page(page["calls"], page["next_cursor"], columns)
 
 
-async def _show_call(http: aiohttp.ClientSession, args: argparse.Namespace) -> None:
-    _say(json.dumps(await _get_json(http, f"/api/calls/{args.id}", {}), indent=2))
+async def _show_call(api: _Api, args: argparse.Namespace) -> None:
+    _say(json.dumps(await _get_json(api, f"/api/calls/{args.id}", {}), indent=2))
 
 
 _COMMANDS: Final = {
