@@ -187,8 +187,16 @@ async def test_every_error_is_one_line_and_a_non_zero_exit_status(tmp_path: Path
         assert (gone.code, gone.err) == (1, "voxbus: Session not found (close 1008)\n")
         fine = await stream(str(tmp_path / "ok.wav"), "--fast", "--url", url, "--api-key", KEY)
         assert (fine.code, fine.result()["status"]) == (0, "completed")
+        stereo = f"{url}?sample_rate=16000&channels=2&format=pcm&token={KEY}"
+        other = (await record_with_aiohttp(stereo, [bytes(640)], close=False))["hello"]["session_id"]
+        mismatch = await stream(str(tmp_path / "ok.wav"), "--resume", other, "--url", url, "--api-key", KEY)
+        assert (mismatch.code, mismatch.err) == (
+            1,
+            f"voxbus: session {other} records pcm at 16000 Hz, 2 channel(s); ok.wav is sent as pcm at "
+            "16000 Hz, 1 channel(s): it cannot continue that session\n",
+        )
     nobody = f"ws://127.0.0.1:{free_port()}/api/ws/audio"
     unreachable = await stream(str(tmp_path / "ok.wav"), "--url", nobody)
     assert unreachable.code == 1 and unreachable.err.startswith(f"voxbus: cannot reach {nobody}: ")
-    assert all(ran.err.count("\n") == 1 for ran in (missing, text, refused, gone, unreachable))
+    assert all(ran.err.count("\n") == 1 for ran in (missing, text, refused, gone, mismatch, unreachable))
     assert json.dumps(fine.result())  # the result is plain text lines

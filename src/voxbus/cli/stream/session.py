@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -40,6 +41,7 @@ from voxbus.common.client_messages import (
 )
 
 WINDOW: Final = 16  # chunks sent and not yet acknowledged, at most
+SOCKET_PATH: Final = "/api/ws/audio"
 # closes a resume answers: restarting; not stored or internal error; dropped (no close frame, or
 # aiohttp's 1000 for a connection that ended without one). A session that is over answers the
 # resume with `Session not found`, which ends the command.
@@ -92,6 +94,8 @@ class StreamSession:
 
     async def run(self, resume: str | None) -> SessionClosed | SessionFailed:
         """Stream the file to a new session (or to `resume`) and close it; the server's answer."""
+        if resume is not None:
+            await self._check_resumable(resume)
         session_id, failures, acked_before = resume, 0, -1
         while True:
             try:
@@ -118,6 +122,31 @@ class StreamSession:
             await asyncio.sleep(BACKOFF_SECONDS[failures])
             failures += 1
             self._lost = True
+
+    async def _check_resumable(self, session_id: str) -> None:
+        """A session resumes with the format it was opened with (the server ignores the query
+        then): refuse a file that decodes to another rate or channel count, or a session that
+        does not take PCM, before a chunk is sent. Where the session's info cannot be read over
+        HTTP next to the socket's URL, the resume itself is the check."""
+        info_url = _info_url(self._target.url, session_id)
+        if info_url is None:
+            return
+        headers = {"Authorization": f"Bearer {self._target.api_key}"} if self._target.api_key else {}
+        try:
+            async with self._http.get(info_url, headers=headers) as response:
+                if response.status != 200:
+                    return  # the socket says why (not found, a bad key) in its own words
+                info = await response.json()
+        except (aiohttp.ClientError, ValueError):
+            return
+        audio = self._audio
+        session = (info.get("format"), info.get("sample_rate"), info.get("channels"))
+        if session != ("pcm", audio.rate, audio.channels):
+            raise ClientError(
+                f"session {session_id} records {session[0]} at {session[1]} Hz, {session[2]} channel(s); "
+                f"{audio.path.name} is sent as pcm at {audio.rate} Hz, {audio.channels} channel(s): "
+                "it cannot continue that session"
+            )
 
     async def _open(self, session_id: str | None) -> tuple[aiohttp.ClientWebSocketResponse, int]:
         """The socket and the number of chunks the session already has."""
@@ -258,6 +287,15 @@ class StreamSession:
         if ws.close_code in RESUMABLE_CLOSES:
             raise Reconnect(f"the socket closed (close {ws.close_code})")
         raise ClientError(f"the server closed the socket (close {ws.close_code})")
+
+
+def _info_url(socket_url: str, session_id: str) -> str | None:
+    """`GET /api/audio/sessions/{id}` beside the session socket `…/api/ws/audio`, if it is one."""
+    parts = urlsplit(socket_url)
+    if not parts.path.rstrip("/").endswith(SOCKET_PATH) or parts.scheme not in ("ws", "wss"):
+        return None
+    path = parts.path.rstrip("/").removesuffix(SOCKET_PATH) + f"/api/audio/sessions/{session_id}"
+    return urlunsplit(("http" if parts.scheme == "ws" else "https", parts.netloc, path, "", ""))
 
 
 def _cause(failed: ExceptionGroup) -> Exception:
