@@ -4,6 +4,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from prometheus_client import REGISTRY
+
 from voxbus.common.bus.base import ConsumedRecord, Consumer
 from voxbus.common.records import BusMessage
 from voxbus.common.store.base import StateStore
@@ -71,6 +73,15 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, what: str, timeout
                 await asyncio.sleep(0.01)
     except TimeoutError:
         raise AssertionError(f"not within {timeout:g} s: {what}") from None
+
+
+def rejected_messages(protocol: str, reason: str) -> float:
+    """This process's count of `protocol` messages ingest rejected for `reason` (an embedded
+    server's metrics live in the test's registry)."""
+    value = REGISTRY.get_sample_value(
+        "voxbus_ingest_rejected_messages_total", {"protocol": protocol, "reason": reason}
+    )
+    return value or 0.0
 
 
 class ManualClock:

@@ -11,10 +11,9 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
-from prometheus_client import REGISTRY
 
 from tests.exotel_carrier import open_stream
-from tests.helpers import eventually
+from tests.helpers import eventually, rejected_messages
 from tests.pipeline import read_wav, wait_finalized
 from tests.servers import embedded_app, up_process
 from voxbus.common.runtime import STORE
@@ -103,15 +102,6 @@ async def test_echo_comes_back_in_paced_3200_byte_messages_with_the_mark_after_i
     assert abs(first_delay - delay_ms / 1000) <= 0.02, first_delay
 
 
-def _rejected(reason: str) -> float:
-    return (
-        REGISTRY.get_sample_value(
-            "voxbus_ingest_rejected_messages_total", {"protocol": "exotel", "reason": reason}
-        )
-        or 0.0
-    )
-
-
 async def test_malformed_messages_are_counted_and_the_stream_goes_on(tmp_path: Path) -> None:
     audio = pcm(0.4)
     reasons = (
@@ -124,7 +114,7 @@ async def test_malformed_messages_are_counted_and_the_stream_goes_on(tmp_path: P
         "binary",
         "duplicate_start",
     )
-    before = {reason: _rejected(reason) for reason in reasons}
+    before = {reason: rejected_messages("exotel", reason) for reason in reasons}
     async with embedded_app(tmp_path) as (base, app), aiohttp.ClientSession() as http:
         ws = await http.ws_connect(f"{base.replace('http', 'ws')}/ws/exotel")
         await ws.send_str(json.dumps({"event": "media", "media": {"payload": "AAAA"}}))  # before start
@@ -141,7 +131,7 @@ async def test_malformed_messages_are_counted_and_the_stream_goes_on(tmp_path: P
         call = await call_of(http, base, "EXC-M")
         fields = await wait_finalized(app[STORE], str(call["session_id"]))
     assert read_wav(tmp_path / "audio" / fields["file_path"])[0][:, 0].tobytes() == audio
-    assert {reason: _rejected(reason) - before[reason] for reason in reasons} == {
+    assert {reason: rejected_messages("exotel", reason) - before[reason] for reason in reasons} == {
         "before_start": 1,
         "bad_json": 1,
         "unknown_event": 1,

@@ -12,10 +12,9 @@ import aiohttp
 import numpy as np
 import pytest
 import soundfile
-from prometheus_client import REGISTRY
 
 from tests.audio import speech
-from tests.helpers import eventually
+from tests.helpers import eventually, rejected_messages
 from tests.pipeline import read_wav, wait_finalized
 from tests.servers import embedded_app, up_process
 from tests.vonage_carrier import VonageCarrier, signed
@@ -222,13 +221,6 @@ async def test_with_a_signature_secret_unsigned_or_forged_webhooks_and_sockets_a
         assert [entry["status"] for entry in call["statuses"]] == ["answered"]
 
 
-def _rejected(reason: str) -> float:
-    value = REGISTRY.get_sample_value(
-        "voxbus_ingest_rejected_messages_total", {"protocol": "vonage", "reason": reason}
-    )
-    return value or 0.0
-
-
 async def test_malformed_messages_are_counted_and_the_call_goes_on(tmp_path: Path) -> None:
     audio = caller_audio(1.0)
     reasons = (
@@ -239,7 +231,7 @@ async def test_malformed_messages_are_counted_and_the_call_goes_on(tmp_path: Pat
         "frame_size",
         "duplicate_connected",
     )
-    before = {reason: _rejected(reason) for reason in reasons}
+    before = {reason: rejected_messages("vonage", reason) for reason in reasons}
     async with embedded_app(tmp_path) as (base, app), aiohttp.ClientSession() as http:
         ws = await http.ws_connect(f"{base}/ws/vonage?call=CALL-M")
         await ws.send_bytes(audio[:FRAME])  # audio before the connected message
@@ -272,7 +264,7 @@ async def test_malformed_messages_are_counted_and_the_call_goes_on(tmp_path: Pat
         assert recorded.tobytes() == audio
         async with http.get(f"{base}/api/calls/CALL-M") as response:
             assert (await response.json())["dtmf"] == "9"
-    counted = {reason: _rejected(reason) - before[reason] for reason in reasons}
+    counted = {reason: rejected_messages("vonage", reason) - before[reason] for reason in reasons}
     assert counted == {
         "before_connected": 2,
         "bad_json": 1,
@@ -410,7 +402,7 @@ async def test_a_key_pressed_during_the_greeting_or_a_clear_over_http_stops_it(t
 
 
 async def test_a_call_keeps_at_most_its_bounded_digits_and_statuses(tmp_path: Path) -> None:
-    before = _rejected("too_many_dtmf")
+    before = rejected_messages("vonage", "too_many_dtmf")
     async with embedded_app(tmp_path) as (base, _), aiohttp.ClientSession() as http:
         carrier = VonageCarrier(http, [base])
         media = await carrier.connect(await carrier.answer("CALL-B"), via=base)
@@ -427,7 +419,7 @@ async def test_a_call_keeps_at_most_its_bounded_digits_and_statuses(tmp_path: Pa
         await eventually(all_digits, what="the call record holds its digits", timeout=10)
         async with http.get(f"{base}/api/calls/CALL-B") as response:
             call = await response.json()
-    assert _rejected("too_many_dtmf") - before == 5
+    assert rejected_messages("vonage", "too_many_dtmf") - before == 5
     assert len(call["statuses"]) == MAX_STATUSES
     assert call["status"] == f"status-{MAX_STATUSES + 4}"  # the latest is always kept
 
@@ -450,7 +442,7 @@ async def test_with_an_api_key_the_call_api_needs_it_and_vonage_stays_on_its_own
 async def test_json_nested_too_deep_neither_ends_a_call_nor_fails_a_webhook(tmp_path: Path) -> None:
     """json.loads raises RecursionError on a few thousand `[`: refused like any other bad JSON."""
     deep = "[" * 5000
-    before = _rejected("bad_json")
+    before = rejected_messages("vonage", "bad_json")
     async with embedded_app(tmp_path) as (base, _), aiohttp.ClientSession() as http:
         carrier = VonageCarrier(http, [base])
         media = await carrier.connect(await carrier.answer("CALL-D"), via=base)
@@ -469,7 +461,7 @@ async def test_json_nested_too_deep_neither_ends_a_call_nor_fails_a_webhook(tmp_
             async with http.post(f"{base}/vonage/{webhook}", data=deep) as response:
                 assert response.status == 400
                 assert (await response.json())["detail"] == "the body is not JSON"
-    assert _rejected("bad_json") - before == 1
+    assert rejected_messages("vonage", "bad_json") - before == 1
 
 
 async def test_a_media_sockets_call_id_is_bounded_as_the_webhooks_is(tmp_path: Path) -> None:
