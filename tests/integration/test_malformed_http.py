@@ -63,3 +63,21 @@ async def test_malformed_requests_get_400_and_one_brief_log_line(
     assert vars(first)["status"] == 400
     assert "\n" not in vars(first)["reason"]
     assert len(vars(first)["reason"]) <= 160
+
+
+@pytest.mark.parametrize("path", ["/twilio/voice", "/twilio/status", "/exotel/passthru", "/exotel/status"])
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=x"])
+async def test_a_webhook_whose_form_cannot_be_read_gets_400_with_the_reason(
+    tmp_path: Path, path: str, content_type: str
+) -> None:
+    """A form body that is no form (multipart without a boundary, or with one it never uses) is
+    the caller's error: 400 naming the form, never a 500."""
+    async with embedded(tmp_path) as base, aiohttp.ClientSession() as http:
+        headers = {"Content-Type": content_type}
+        async with http.post(
+            base + path, data=b"CallSid=CA1&CallStatus=ringing", headers=headers
+        ) as response:
+            assert response.status == 400
+            body = await response.json()
+    assert body["error"].startswith("Invalid ")
+    assert "form" in body["detail"]

@@ -36,7 +36,7 @@ def test_the_answer_ncco_connects_the_call_to_the_media_socket_of_the_public_hos
     webhook = CallWebhook.parse(
         {"uuid": "aaa-111", "from": 447700900000, "to": "447700900001"}, what="answer"
     )
-    assert answer_ncco(settings, webhook, "record+echo") == [
+    assert answer_ncco(settings, webhook, "record+echo").body() == [
         {"action": "talk", "text": "Hello."},
         {
             "action": "connect",
@@ -56,7 +56,7 @@ def test_the_answer_ncco_connects_the_call_to_the_media_socket_of_the_public_hos
 
 def test_a_plain_http_host_name_gets_a_plain_ws_media_url_and_no_socket_signature() -> None:
     settings = Settings(host_name="http://localhost:8000")
-    (connect,) = answer_ncco(settings, CallWebhook.parse({"uuid": "u"}, what="answer"), "record")
+    (connect,) = answer_ncco(settings, CallWebhook.parse({"uuid": "u"}, what="answer"), "record").body()
     assert connect["endpoint"][0]["uri"] == "ws://localhost:8000/ws/vonage?call=u&mode=record"
     assert "authorization" not in connect
 

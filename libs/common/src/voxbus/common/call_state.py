@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from voxbus.common.call_events import CallDtmf, CallMedia
 from voxbus.common.constants import Key
+from voxbus.common.http_bodies import CallRecord, CallRecording, DtmfPress
 from voxbus.common.listing import Page, newest_first
 from voxbus.common.session_state import SessionHashes
 from voxbus.common.store.base import ScoreRange, StateStore
@@ -101,7 +102,7 @@ class CallRecords:
         if await self._store.zcount(digits, ScoreRange()) < MAX_DTMF:
             await self._store.zadd(digits, {entry: event.at})
 
-    async def read(self, call_id: str) -> dict[str, Any] | None:
+    async def read(self, call_id: str) -> CallRecord | None:
         """The call as the API shows it; None if no webhook or event ever named it."""
         fields = await self._store.hgetall(Key.CALL + call_id)
         if "created_at" not in fields:
@@ -110,41 +111,43 @@ class CallRecords:
         digits = await self._store.zrange(Key.CALL_DTMF + call_id)
         session_id = fields.get("session_id")
         session = await self._sessions.read(session_id) if session_id else None
-        presses = [json.loads(entry) for entry, _ in digits]
-        return {
-            "call_id": call_id,
-            "provider": fields.get("provider"),
-            "from": fields.get("from"),
-            "to": fields.get("to"),
-            "direction": fields.get("direction"),
-            "conversation_id": fields.get("conversation_id"),
-            "mode": fields.get("mode"),
-            "status": fields.get("status"),
-            "created_at": float(fields["created_at"]),
-            "updated_at": float(fields.get("updated_at", fields["created_at"])),
-            "statuses": [{**_status(entry), "at": at} for entry, at in history],
-            "dtmf": "".join(press["digit"] for press in presses),
-            "dtmf_presses": presses,
-            "session_id": session_id,
-            "sample_rate": int(fields["sample_rate"]) if "sample_rate" in fields else None,
-            "stream": json.loads(fields["stream"]) if "stream" in fields else None,
-            "recording": None
-            if session is None or not session.record  # an `echo` call keeps no audio
-            else {
-                "status": session.status,
-                "file_path": session.file_path,
-                "duration_seconds": session.duration_seconds,
-                "segments": list(session.segments),
-            },
-        }
+        presses = [DtmfPress.model_validate_json(entry) for entry, _ in digits]
+        return CallRecord.model_validate(
+            {
+                "call_id": call_id,
+                "provider": fields.get("provider"),
+                "from": fields.get("from"),
+                "to": fields.get("to"),
+                "direction": fields.get("direction"),
+                "conversation_id": fields.get("conversation_id"),
+                "mode": fields.get("mode"),
+                "status": fields.get("status"),
+                "created_at": float(fields["created_at"]),
+                "updated_at": float(fields.get("updated_at", fields["created_at"])),
+                "statuses": [{**_status(entry), "at": at} for entry, at in history],
+                "dtmf": "".join(press.digit for press in presses),
+                "dtmf_presses": presses,
+                "session_id": session_id,
+                "sample_rate": int(fields["sample_rate"]) if "sample_rate" in fields else None,
+                "stream": json.loads(fields["stream"]) if "stream" in fields else None,
+                "recording": None
+                if session is None or not session.record  # an `echo` call keeps no audio
+                else CallRecording(
+                    status=session.status,
+                    file_path=session.file_path,
+                    duration_seconds=session.duration_seconds,
+                    segments=list(session.segments),
+                ),
+            }
+        )
 
     async def list(
         self, *, provider: str | None, status: str | None, page: Page
-    ) -> tuple[list[dict[str, Any]], float | None]:
+    ) -> tuple[list[CallRecord], float | None]:
         """Newest first, a page at a time (`listing.newest_first`), all or one carrier's."""
         index = Key.CALLS_BY_PROVIDER + provider if provider else Key.CALLS_ALL
 
-        async def read(call_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        async def read(call_ids: Sequence[str]) -> list[CallRecord | None]:
             # the page's hashes in one round trip; whole records (history, digits, session) only
             # for the calls the filter keeps
             batch = self._store.batch()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from aiohttp import hdrs, web
 
 from voxbus.common.client_address import allowed, client_address
+from voxbus.common.http_bodies import ErrorBody
 from voxbus.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,10 @@ class Refusal:
     error: str
 
     def response(self) -> web.Response:
-        headers = {hdrs.WWW_AUTHENTICATE: 'Basic realm="voxbus"'} if self.status == 401 else None
-        return web.json_response({"error": self.error}, status=self.status, headers=headers)
+        response = ErrorBody(error=self.error).response(self.status)
+        if self.status == 401:
+            response.headers[hdrs.WWW_AUTHENTICATE] = 'Basic realm="voxbus"'
+        return response
 
 
 def refusal(request: web.Request, settings: Settings) -> Refusal | None:

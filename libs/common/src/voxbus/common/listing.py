@@ -11,11 +11,11 @@ and its next cursor goes on from where it stopped. None: nothing is left.
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
+from voxbus.common.http_bodies import MAX_PAGE, ErrorBody
 from voxbus.common.store.base import ScoreRange, StateStore
 
-MAX_PAGE: Final = 100
 MAX_EXAMINED: Final = 1000
 
 Item = TypeVar("Item")
@@ -24,8 +24,8 @@ Item = TypeVar("Item")
 class PageError(ValueError):
     """A `limit` or `cursor` the API refuses (422); `body` is the error's JSON."""
 
-    def __init__(self, body: dict[str, Any]) -> None:
-        super().__init__(body["error"])
+    def __init__(self, body: ErrorBody) -> None:
+        super().__init__(body.error)
         self.body = body
 
 
@@ -40,11 +40,11 @@ class Page:
             limit = int(query.get("limit", "20"))
             cursor = float(query["cursor"]) if "cursor" in query else None
         except ValueError:
-            raise PageError({"error": "Invalid limit or cursor"}) from None
+            raise PageError(ErrorBody(error="Invalid limit or cursor")) from None
         if cursor is not None and not math.isfinite(cursor):
-            raise PageError({"error": "Invalid limit or cursor"})
+            raise PageError(ErrorBody(error="Invalid limit or cursor"))
         if not 1 <= limit <= MAX_PAGE:
-            raise PageError({"error": "Invalid limit", "valid_range": [1, MAX_PAGE]})
+            raise PageError(ErrorBody(error="Invalid limit", valid_range=[1, MAX_PAGE]))
         return cls(limit, cursor)
 
 

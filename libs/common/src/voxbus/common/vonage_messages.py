@@ -11,7 +11,8 @@ import json
 import re
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from voxbus.common.carrier_events import CarrierMessageError, parse_event, validated
 
@@ -90,8 +91,22 @@ def content_type(rate: int) -> str:
     return f"audio/l16;rate={rate}"
 
 
-def ncco(*actions: TalkAction | ConnectAction) -> list[dict[str, Any]]:
-    return [action.body() for action in actions]
+class Ncco(RootModel[list[Annotated[TalkAction | ConnectAction, Field(discriminator="action")]]]):
+    """A Call Control Object: the actions Vonage runs for the call, in order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    def body(self) -> list[dict[str, Any]]:
+        """The JSON array Vonage reads: each action's `body()`."""
+        return [action.body() for action in self.root]
+
+
+def ncco(*actions: TalkAction | ConnectAction) -> Ncco:
+    return Ncco(list(actions))
+
+
+def ncco_response(actions: Ncco) -> web.Response:
+    return web.json_response(actions.body())
 
 
 # -- webhooks -----------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ class SessionClaim:
         self.finished = True
         await self.ctx.registry.mark_closing(self.session_id, reason)
         await (await self.stream.stop(reason))
-        return await wait_finished(self.ctx, self.session_id) if wait else None
+        return (await wait_finished(self.ctx, self.session_id)).body() if wait else None
 
     async def release(self) -> None:
         """On any way out: stop acking, count what turns out durable, save counters, free the

@@ -1,11 +1,10 @@
 """Ending a session: the stop record, then waiting (event-driven) for the writer's files."""
 
-from typing import Any
-
 from voxbus.common.constants import Key
+from voxbus.common.http_bodies import SessionInfo
 from voxbus.common.session_state import SessionState
 from voxbus.ingest.context import IngestContext
-from voxbus.ingest.sessions import public_info
+from voxbus.ingest.sessions import session_info
 from voxbus.ingest.stream import RawStream
 
 CLOSED_OVER_HTTP = "closed over HTTP"  # the close reason of `POST …/close`
@@ -24,7 +23,7 @@ async def stop_detached(ctx: IngestContext, session_id: str, reason: str) -> Non
     await (await stream.stop(reason))
 
 
-async def wait_finished(ctx: IngestContext, session_id: str) -> dict[str, Any]:
+async def wait_finished(ctx: IngestContext, session_id: str) -> SessionInfo:
     """The session's info once the writer finalized it; `FinishTimeout` after the close timeout."""
 
     async def finalized() -> bool:
@@ -33,4 +32,4 @@ async def wait_finished(ctx: IngestContext, session_id: str) -> dict[str, Any]:
     channel = Key.SESSION_CHANNEL + session_id
     if not await ctx.store.wait_until(channel, finalized, ctx.settings.close_timeout_seconds):
         raise FinishTimeout(f"the recording was not complete within {ctx.settings.close_timeout_seconds:g} s")
-    return public_info(await ctx.registry.read(session_id) or SessionState(session_id=session_id))
+    return session_info(await ctx.registry.read(session_id) or SessionState(session_id=session_id))

@@ -6,24 +6,28 @@ from aiohttp import hdrs, web
 
 from voxbus.common.api_keys import authorized
 from voxbus.common.constants import Key, SessionStatus
+from voxbus.common.http_bodies import (
+    ErrorBody,
+    SessionCloseResult,
+    SessionInfo,
+    SessionList,
+    SessionListQuery,
+)
 from voxbus.common.listing import Page, PageError
+from voxbus.common.runtime.api_docs import Operation, PathParam, Reply, route
 from voxbus.common.session_state import SessionState
 from voxbus.common.state import SessionControl
 from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.finishing import CLOSED_OVER_HTTP, FinishTimeout, stop_detached, wait_finished
-from voxbus.ingest.sessions import canonical_session_id, public_info
+from voxbus.ingest.sessions import canonical_session_id, session_info
 
 _ZERO_SUFFIX = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.IGNORECASE)
-
-
-def _error(status: int, body: dict[str, object]) -> web.Response:
-    return web.json_response(body, status=status)
 
 
 def _checked(request: web.Request) -> tuple[IngestContext, web.Response | None]:
     ctx = request.app[INGEST]
     if not authorized(ctx.settings, request):
-        return ctx, _error(401, {"error": "Invalid API key"})
+        return ctx, ErrorBody(error="Invalid API key").response(401)
     return ctx, None
 
 
@@ -31,7 +35,7 @@ def _session_id(request: web.Request) -> tuple[str, web.Response | None]:
     given = request.match_info["session_id"]
     session_id = canonical_session_id(given)
     if session_id is None:
-        return given, _error(422, {"error": "Invalid session id", "session_id": given})
+        return given, ErrorBody(error="Invalid session id", session_id=given).response(422)
     return session_id, None
 
 
@@ -43,18 +47,14 @@ async def list_sessions(request: web.Request) -> web.Response:
     try:
         page = Page.from_query(query)
     except PageError as exc:
-        return _error(422, exc.body)
+        return exc.body.response(422)
     status = query.get("status")
     if status is not None and status not in {s.value for s in SessionStatus}:
-        return _error(422, {"error": "Invalid status", "valid_values": [s.value for s in SessionStatus]})
+        return ErrorBody(error="Invalid status", valid_values=[s.value for s in SessionStatus]).response(422)
     items, next_cursor = await ctx.registry.list(user_id=query.get("user_id"), status=status, page=page)
-    return web.json_response(
-        {
-            "sessions": items,
-            "count": len(items),
-            "next_cursor": None if next_cursor is None else repr(next_cursor),
-        }
-    )
+    return SessionList(
+        sessions=items, count=len(items), next_cursor=None if next_cursor is None else repr(next_cursor)
+    ).response()
 
 
 async def _session(request: web.Request) -> tuple[IngestContext, SessionState] | web.Response:
@@ -65,7 +65,7 @@ async def _session(request: web.Request) -> tuple[IngestContext, SessionState] |
         return refused or invalid  # type: ignore[return-value]
     state = await ctx.registry.read(session_id)
     if state is None:
-        return _error(404, {"error": "Session not found", "session_id": session_id})
+        return ErrorBody(error="Session not found", session_id=session_id).response(404)
     return ctx, state
 
 
@@ -74,7 +74,7 @@ async def get_session(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     _, state = found
-    return web.json_response(public_info(state))
+    return session_info(state).response()
 
 
 async def close_session(request: web.Request) -> web.Response:
@@ -89,8 +89,8 @@ async def close_session(request: web.Request) -> web.Response:
     try:
         info = await wait_finished(ctx, session_id)
     except FinishTimeout as exc:
-        return _error(504, {"error": str(exc), "session_id": session_id})
-    return web.json_response({"success": True, "session_id": session_id, "final_info": info})
+        return ErrorBody(error=str(exc), session_id=session_id).response(504)
+    return SessionCloseResult(session_id=session_id, final_info=info).response()
 
 
 async def download(request: web.Request) -> web.StreamResponse:
@@ -102,19 +102,113 @@ async def download(request: web.Request) -> web.StreamResponse:
     name = state.file_path if state.file_path is not None else f"{session_id}.wav"
     path = ctx.settings.audio_storage_path / name
     if not path.is_file():
-        return _error(404, {"error": "No audio recorded yet", "session_id": session_id})
+        return ErrorBody(error="No audio recorded yet", session_id=session_id).response(404)
     if _ZERO_SUFFIX.fullmatch(request.headers.get(hdrs.RANGE, "")):
         # "the last 0 bytes" selects nothing, so it is unsatisfiable (RFC 9110 14.1.1); aiohttp
         # would serve the whole file as a 206
         size = path.stat().st_size
-        response = _error(416, {"error": "Range not satisfiable", "session_id": session_id, "size": size})
+        response = ErrorBody(error="Range not satisfiable", session_id=session_id, size=size).response(416)
         response.headers[hdrs.CONTENT_RANGE] = f"bytes */{size}"
         return response
     return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
 
+_TAG = "sessions"
+SESSION_ID = PathParam("The session's id: a UUID, in any letter case.", {"type": "string", "format": "uuid"})
+_SESSION_ID = {"session_id": SESSION_ID}
+_UNAUTHORIZED = Reply(description="Invalid API key (with `API_KEY` set).", body=ErrorBody)
+_INVALID_ID = Reply(description="Not a session id.", body=ErrorBody)
+_NOT_FOUND = Reply(description="No such session.", body=ErrorBody)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/audio/sessions", list_sessions)
-    app.router.add_get("/api/audio/sessions/{session_id}", get_session)
-    app.router.add_post("/api/audio/sessions/{session_id}/close", close_session)
-    app.router.add_get("/api/audio/sessions/{session_id}/audio", download)
+    route(
+        app,
+        "GET",
+        "/api/audio/sessions",
+        list_sessions,
+        Operation(
+            summary="List sessions, newest first",
+            tag=_TAG,
+            query=SessionListQuery,
+            api_key=True,
+            replies={
+                200: Reply(description="A page of sessions.", body=SessionList),
+                401: _UNAUTHORIZED,
+                422: Reply(description="An invalid `limit`, `cursor` or `status`.", body=ErrorBody),
+            },
+        ),
+    )
+    route(
+        app,
+        "GET",
+        "/api/audio/sessions/{session_id}",
+        get_session,
+        Operation(
+            summary="A session's info",
+            tag=_TAG,
+            path_params=_SESSION_ID,
+            api_key=True,
+            replies={
+                200: Reply(description="The session.", body=SessionInfo),
+                401: _UNAUTHORIZED,
+                404: _NOT_FOUND,
+                422: _INVALID_ID,
+            },
+        ),
+    )
+    route(
+        app,
+        "POST",
+        "/api/audio/sessions/{session_id}/close",
+        close_session,
+        Operation(
+            summary="Close a session and wait for its recording",
+            description="Reaches the pod holding the session's socket, which closes it as its "
+            "client's `close_session` would; with no socket anywhere, the session is stopped here. "
+            "Answers once the recording is complete. A session already ended answers at once.",
+            tag=_TAG,
+            path_params=_SESSION_ID,
+            api_key=True,
+            replies={
+                200: Reply(description="Closed; its recording is complete.", body=SessionCloseResult),
+                401: _UNAUTHORIZED,
+                404: _NOT_FOUND,
+                422: _INVALID_ID,
+                504: Reply(
+                    description="The recording was not complete within `CLOSE_TIMEOUT_SECONDS`.",
+                    body=ErrorBody,
+                ),
+            },
+        ),
+    )
+    route(
+        app,
+        "GET",
+        "/api/audio/sessions/{session_id}/audio",
+        download,
+        Operation(
+            summary="Download a session's WAV",
+            description="The whole session's WAV as recorded so far (complete once the session "
+            "is `completed`). Takes HTTP `Range` requests (206).",
+            tag=_TAG,
+            path_params=_SESSION_ID,
+            api_key=True,
+            replies={
+                200: Reply(
+                    description="The WAV file.",
+                    media_type="audio/wav",
+                    schema={"type": "string", "contentMediaType": "audio/wav"},
+                ),
+                206: Reply(
+                    description="The range asked for.",
+                    media_type="audio/wav",
+                    schema={"type": "string", "contentMediaType": "audio/wav"},
+                ),
+                401: _UNAUTHORIZED,
+                404: Reply(description="No such session, or no audio recorded yet.", body=ErrorBody),
+                416: Reply(description="Range not satisfiable.", body=ErrorBody),
+                422: _INVALID_ID,
+            },
+        ),
+    )

@@ -10,6 +10,7 @@ from aiohttp import web
 from voxbus.common.bus.base import Bus
 from voxbus.common.constants import Topic
 from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, stop_tasks, supervised
+from voxbus.common.runtime.api_docs import route
 from voxbus.common.settings import Settings
 from voxbus.ingest import http_api, reaper
 from voxbus.ingest.acks import AckWriter
@@ -20,6 +21,7 @@ from voxbus.ingest.leases import LeaseKeeper
 from voxbus.ingest.pods import claim_pod_name
 from voxbus.ingest.protocols import ROUTES
 from voxbus.ingest.sessions import SessionRegistry
+from voxbus.ingest.socket_docs import SOCKETS
 from voxbus.ingest.wyoming_tcp import WyomingTcpServer
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,7 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_ingest)
     app.on_shutdown.append(_close_sockets)
     for path, adapter in ROUTES.items():
-        app.router.add_get(path, functools.partial(serve_socket, adapter_class=adapter))
+        route(app, "GET", path, functools.partial(serve_socket, adapter_class=adapter), SOCKETS[path])
     http_api.add_routes(app)
 
 

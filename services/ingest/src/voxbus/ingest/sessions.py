@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxbus.common.constants import Key, SessionStatus
+from voxbus.common.http_bodies import SessionInfo
 from voxbus.common.listing import Page, newest_first
 from voxbus.common.records import AudioFormat, EchoSettings
 from voxbus.common.session_state import SessionHashes, SessionState, SessionUpdate
@@ -76,40 +77,45 @@ class SessionRegistry(SessionHashes):
 
     async def list(
         self, *, user_id: str | None, status: str | None, page: Page
-    ) -> tuple[list[dict[str, Any]], float | None]:
+    ) -> tuple[list[SessionInfo], float | None]:
         """Newest first, a page at a time (`listing.newest_first`)."""
         index = Key.SESSIONS_BY_USER + user_id if user_id else Key.SESSIONS_ALL
 
-        async def read(session_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        async def read(session_ids: Sequence[str]) -> list[SessionInfo | None]:
             states = await self.read_many(list(session_ids))
             return [
-                public_info(state) if state is not None and (not status or state.status == status) else None
+                session_info(state) if state is not None and (not status or state.status == status) else None
                 for state in states
             ]
 
         return await newest_first(self._store, index, page, read)
 
 
+def session_info(state: SessionState) -> SessionInfo:
+    """A session as the API shows it (0 for a rate or channel count not recorded)."""
+    return SessionInfo(
+        session_id=state.session_id,
+        user_id=state.user_id,
+        status=state.status,
+        protocol=state.protocol,
+        sample_rate=state.sample_rate or 0,
+        channels=state.channels or 0,
+        format=state.format,
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+        total_chunks=state.chunk_count,
+        bytes_received=state.bytes_received,
+        duration_seconds=state.duration_seconds,
+        file_path=state.file_path,
+        segments=list(state.segments),
+        close_reason=state.close_reason,
+        error=state.error,
+    )
+
+
 def public_info(state: SessionState) -> dict[str, Any]:
-    """A session as docs/api.md shows it (0 for a rate or channel count not recorded)."""
-    return {
-        "session_id": state.session_id,
-        "user_id": state.user_id,
-        "status": state.status.value,
-        "protocol": state.protocol,
-        "sample_rate": state.sample_rate or 0,
-        "channels": state.channels or 0,
-        "format": state.format,
-        "created_at": state.created_at,
-        "updated_at": state.updated_at,
-        "total_chunks": state.chunk_count,
-        "bytes_received": state.bytes_received,
-        "duration_seconds": state.duration_seconds,
-        "file_path": state.file_path,
-        "segments": list(state.segments),
-        "close_reason": state.close_reason,
-        "error": state.error,
-    }
+    """`session_info` as its JSON object."""
+    return session_info(state).body()
 
 
 def canonical_session_id(text: str) -> str | None:

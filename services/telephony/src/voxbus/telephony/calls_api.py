@@ -3,7 +3,9 @@
 from aiohttp import web
 
 from voxbus.common.api_keys import authorized
+from voxbus.common.http_bodies import CallCleared, CallList, CallListQuery, CallRecord, ErrorBody
 from voxbus.common.listing import Page, PageError
+from voxbus.common.runtime.api_docs import Operation, PathParam, Reply, route
 from voxbus.telephony.context import TELEPHONY
 
 PROVIDERS = ("vonage", "exotel", "twilio")
@@ -12,8 +14,12 @@ _ID_LIMIT = 128
 
 def _refused(request: web.Request) -> web.Response | None:
     if not authorized(request.app[TELEPHONY].settings, request):
-        return web.json_response({"error": "Invalid API key"}, status=401)
+        return ErrorBody(error="Invalid API key").response(401)
     return None
+
+
+def _not_found(call_id: str) -> web.Response:
+    return ErrorBody(error="Call not found", call_id=call_id[:_ID_LIMIT]).response(404)
 
 
 async def list_calls(request: web.Request) -> web.Response:
@@ -23,21 +29,17 @@ async def list_calls(request: web.Request) -> web.Response:
     try:
         page = Page.from_query(query)
     except PageError as exc:
-        return web.json_response(exc.body, status=422)
+        return exc.body.response(422)
     provider = query.get("provider")
     if provider is not None and provider not in PROVIDERS:
-        return web.json_response({"error": "Invalid provider", "valid_values": list(PROVIDERS)}, status=422)
+        return ErrorBody(error="Invalid provider", valid_values=list(PROVIDERS)).response(422)
     status = query.get("status")
     calls, next_cursor = await request.app[TELEPHONY].calls.list(
         provider=provider, status=status[:64] if status else None, page=page
     )
-    return web.json_response(
-        {
-            "calls": calls,
-            "count": len(calls),
-            "next_cursor": None if next_cursor is None else repr(next_cursor),
-        }
-    )
+    return CallList(
+        calls=calls, count=len(calls), next_cursor=None if next_cursor is None else repr(next_cursor)
+    ).response()
 
 
 async def get_call(request: web.Request) -> web.Response:
@@ -46,8 +48,8 @@ async def get_call(request: web.Request) -> web.Response:
     call_id = request.match_info["call_id"]
     call = await request.app[TELEPHONY].calls.read(call_id) if len(call_id) <= _ID_LIMIT else None
     if call is None:
-        return web.json_response({"error": "Call not found", "call_id": call_id[:_ID_LIMIT]}, status=404)
-    return web.json_response(call)
+        return _not_found(call_id)
+    return call.response()
 
 
 async def clear_call(request: web.Request) -> web.Response:
@@ -59,13 +61,68 @@ async def clear_call(request: web.Request) -> web.Response:
     call_id = request.match_info["call_id"]
     call = await ctx.calls.read(call_id) if len(call_id) <= _ID_LIMIT else None
     if call is None:
-        return web.json_response({"error": "Call not found", "call_id": call_id[:_ID_LIMIT]}, status=404)
-    if call["session_id"] is None or not await ctx.prompts.clear(call["session_id"]):
-        return web.json_response({"error": "The call has no media socket", "call_id": call_id}, status=409)
-    return web.json_response({"success": True, "call_id": call_id})
+        return _not_found(call_id)
+    if call.session_id is None or not await ctx.prompts.clear(call.session_id):
+        return ErrorBody(error="The call has no media socket", call_id=call_id).response(409)
+    return CallCleared(call_id=call_id).response()
+
+
+_TAG = "calls"
+_CALL_ID = {"call_id": PathParam("The carrier's id of the call.", {"type": "string", "minLength": 1})}
+_UNAUTHORIZED = Reply(description="Invalid API key (with `API_KEY` set).", body=ErrorBody)
+_NOT_FOUND = Reply(description="No such call.", body=ErrorBody)
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/calls", list_calls)
-    app.router.add_get("/api/calls/{call_id}", get_call)
-    app.router.add_post("/api/calls/{call_id}/clear", clear_call)
+    route(
+        app,
+        "GET",
+        "/api/calls",
+        list_calls,
+        Operation(
+            summary="List calls, newest first",
+            tag=_TAG,
+            query=CallListQuery,
+            api_key=True,
+            replies={
+                200: Reply(description="A page of calls.", body=CallList),
+                401: _UNAUTHORIZED,
+                422: Reply(description="An invalid `limit`, `cursor` or `provider`.", body=ErrorBody),
+            },
+        ),
+    )
+    route(
+        app,
+        "GET",
+        "/api/calls/{call_id}",
+        get_call,
+        Operation(
+            summary="A call's record",
+            tag=_TAG,
+            path_params=_CALL_ID,
+            api_key=True,
+            replies={
+                200: Reply(description="The call.", body=CallRecord),
+                401: _UNAUTHORIZED,
+                404: _NOT_FOUND,
+            },
+        ),
+    )
+    route(
+        app,
+        "POST",
+        "/api/calls/{call_id}/clear",
+        clear_call,
+        Operation(
+            summary="Barge-in: drop what the caller has not heard yet",
+            tag=_TAG,
+            path_params=_CALL_ID,
+            api_key=True,
+            replies={
+                200: Reply(description="Dropped (and the carrier's buffer cleared).", body=CallCleared),
+                401: _UNAUTHORIZED,
+                404: _NOT_FOUND,
+                409: Reply(description="The call has no live media socket.", body=ErrorBody),
+            },
+        ),
+    )

@@ -19,9 +19,12 @@ from voxbus.common.call_events import CallStatus
 from voxbus.common.call_state import CallStart
 from voxbus.common.exotel_auth import refusal
 from voxbus.common.exotel_callbacks import CallbackError, ExotelCallback
+from voxbus.common.http_bodies import Accepted, ErrorBody, MediaSocketUrl, ModeQuery
+from voxbus.common.runtime.api_docs import Operation, Reply, route
 from voxbus.common.settings import TELEPHONY_MODES, call_mode
 from voxbus.telephony import metrics
 from voxbus.telephony.context import TELEPHONY
+from voxbus.telephony.forms import FormError, form_fields
 from voxbus.telephony.urls import socket_url
 
 log = logging.getLogger(__name__)
@@ -43,7 +46,10 @@ async def _fields(request: web.Request) -> Mapping[str, Any]:
         if not isinstance(body, dict):
             raise CallbackError("the body is not a JSON object")
         return body
-    return await request.post()
+    try:
+        return await form_fields(request)
+    except FormError as exc:
+        raise CallbackError(str(exc)) from None
 
 
 async def _callback(request: web.Request, webhook: str) -> tuple[ExotelCallback, CallStart] | web.Response:
@@ -55,7 +61,7 @@ async def _callback(request: web.Request, webhook: str) -> tuple[ExotelCallback,
         callback = ExotelCallback.parse(await _fields(request))
     except CallbackError as exc:
         metrics.WEBHOOKS.labels(PROVIDER, webhook, "invalid").inc()
-        return web.json_response({"error": f"Invalid {webhook} callback", "detail": str(exc)}, status=400)
+        return ErrorBody(error=f"Invalid {webhook} callback", detail=str(exc)).response(400)
     parties = {"from": callback.from_, "to": callback.to, "direction": callback.direction}
     start = CallStart(
         call_id=callback.call_sid,
@@ -78,12 +84,10 @@ async def stream(request: web.Request) -> web.Response:
     if mode:
         if mode not in TELEPHONY_MODES:
             metrics.WEBHOOKS.labels(PROVIDER, "stream", "invalid").inc()
-            return web.json_response(
-                {"error": "Invalid mode", "valid_values": list(TELEPHONY_MODES)}, status=400
-            )
+            return ErrorBody(error="Invalid mode", valid_values=list(TELEPHONY_MODES)).response(400)
         query["mode"] = mode
     metrics.WEBHOOKS.labels(PROVIDER, "stream", "ok").inc()
-    return web.json_response({"url": socket_url(ctx.settings, MEDIA_PATH, query)})
+    return MediaSocketUrl(url=socket_url(ctx.settings, MEDIA_PATH, query)).response()
 
 
 async def passthru(request: web.Request) -> web.Response:
@@ -97,7 +101,7 @@ async def passthru(request: web.Request) -> web.Response:
         await calls.stream(callback.call_sid, callback.stream.model_dump(exclude_none=True))
     metrics.WEBHOOKS.labels(PROVIDER, "passthru", "ok").inc()
     log.info("exotel passthru", extra={"call_id": callback.call_sid})
-    return web.json_response({"success": True})
+    return Accepted().response()
 
 
 async def status(request: web.Request) -> web.Response:
@@ -121,11 +125,72 @@ async def status(request: web.Request) -> web.Response:
             )
     metrics.WEBHOOKS.labels(PROVIDER, "status", "ok").inc()
     log.info("exotel status", extra={"call_id": callback.call_sid, "status": callback.status})
-    return web.json_response({"success": True})
+    return Accepted().response()
+
+
+_TAG = "exotel"
+_GUARDED = (
+    " With `EXOTEL_ALLOWED_IPS` set, only from those addresses; with `EXOTEL_API_KEY` and "
+    "`EXOTEL_API_TOKEN` set, only with them as HTTP Basic auth."
+)
+_REFUSALS = {
+    401: Reply(description="No valid HTTP Basic credentials (when configured).", body=ErrorBody),
+    403: Reply(description="An address `EXOTEL_ALLOWED_IPS` does not allow.", body=ErrorBody),
+}
+_CALLBACK_REPLIES = {
+    200: Reply(description="Recorded in the call's record.", body=Accepted),
+    400: Reply(description="Not a callback of a call (no `CallSid`).", body=ErrorBody),
+    **_REFUSALS,
+}
+_CALLBACKS = {
+    "/exotel/passthru": (passthru, "The Passthru applet's callback: a step of the call, and its stream"),
+    "/exotel/status": (status, "The StatusCallback: a call status, recorded"),
+}
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/exotel/stream", stream)
-    for method in ("GET", "POST"):
-        app.router.add_route(method, "/exotel/passthru", passthru)
-        app.router.add_route(method, "/exotel/status", status)
+    route(
+        app,
+        "GET",
+        "/exotel/stream",
+        stream,
+        Operation(
+            summary="The Voicebot applet's URL: where to open the call's media socket",
+            description=_GUARDED.strip(),
+            tag=_TAG,
+            query=ModeQuery,
+            replies={
+                200: Reply(description="The media socket's URL.", body=MediaSocketUrl),
+                400: Reply(description="An invalid `mode`.", body=ErrorBody),
+                **_REFUSALS,
+            },
+        ),
+    )
+    for path, (handler, summary) in _CALLBACKS.items():
+        route(
+            app,
+            "GET",
+            path,
+            handler,
+            Operation(
+                summary=summary + " (GET)",
+                description="The fields in the query." + _GUARDED,
+                tag=_TAG,
+                query=ExotelCallback,
+                replies=_CALLBACK_REPLIES,
+            ),
+        )
+        route(
+            app,
+            "POST",
+            path,
+            handler,
+            Operation(
+                summary=summary + " (POST)",
+                description="The fields as a form or a JSON object." + _GUARDED,
+                tag=_TAG,
+                body=ExotelCallback,
+                body_types=("application/x-www-form-urlencoded", "application/json"),
+                replies=_CALLBACK_REPLIES,
+            ),
+        )

@@ -8,15 +8,19 @@ from typing import Final
 
 from aiohttp import web
 
+from voxbus.common.http_bodies import ErrorBody, NccoConnectQuery, NccoTalkQuery
 from voxbus.common.runtime import SETTINGS
+from voxbus.common.runtime.api_docs import Operation, Reply, route
 from voxbus.common.vonage_messages import (
     ConnectAction,
     Endpoint,
+    Ncco,
     PhoneEndpoint,
     SipEndpoint,
     TalkAction,
     WebsocketEndpoint,
     ncco,
+    ncco_response,
 )
 
 log = logging.getLogger(__name__)
@@ -27,7 +31,7 @@ _LOGGED_BODY: Final = 2048  # characters of a callback's body put in the log
 
 
 async def talk(request: web.Request) -> web.Response:
-    return web.json_response(ncco(TalkAction(text=request.query.get("text", DEFAULT_TALK)[:1500])))
+    return ncco_response(ncco(TalkAction(text=request.query.get("text", DEFAULT_TALK)[:1500])))
 
 
 async def connect(request: web.Request) -> web.Response:
@@ -40,16 +44,13 @@ async def connect(request: web.Request) -> web.Response:
     elif _PHONE.fullmatch(given):
         endpoint = PhoneEndpoint(number=given)
     else:
-        return web.json_response(
-            {
-                "error": "Invalid endpoint: give ws:// or wss:// (a WebSocket), sip: (a SIP URI), "
-                "or a phone number (digits, optionally with a leading +)",
-                "endpoint": given[:200],
-            },
-            status=400,
-        )
+        return ErrorBody(
+            error="Invalid endpoint: give ws:// or wss:// (a WebSocket), sip: (a SIP URI), "
+            "or a phone number (digits, optionally with a leading +)",
+            endpoint=given[:200],
+        ).response(400)
     event_url = request.app[SETTINGS].host_name + "/callback"
-    return web.json_response(ncco(ConnectAction(event_url=[event_url], endpoint=[endpoint])))
+    return ncco_response(ncco(ConnectAction(event_url=[event_url], endpoint=[endpoint])))
 
 
 async def callback(request: web.Request) -> web.Response:
@@ -69,8 +70,37 @@ async def callback(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+_TAG = "vonage"
+_NCCO = Reply(description="The NCCO.", body=Ncco)
+_CALLBACK = Operation(
+    summary="Log whatever Vonage reports (the seed's event URL)",
+    tag=_TAG,
+    replies={204: Reply(description="Logged.")},
+)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/ncco/talk", talk)
-    app.router.add_get("/ncco/connect", connect)
-    app.router.add_route("GET", "/callback", callback)
-    app.router.add_route("POST", "/callback", callback)
+    route(
+        app,
+        "GET",
+        "/ncco/talk",
+        talk,
+        Operation(summary="An NCCO that speaks `text`", tag=_TAG, query=NccoTalkQuery, replies={200: _NCCO}),
+    )
+    route(
+        app,
+        "GET",
+        "/ncco/connect",
+        connect,
+        Operation(
+            summary="An NCCO that connects the call to `endpoint`",
+            tag=_TAG,
+            query=NccoConnectQuery,
+            replies={
+                200: _NCCO,
+                400: Reply(description="Not a WebSocket, SIP URI or number.", body=ErrorBody),
+            },
+        ),
+    )
+    route(app, "GET", "/callback", callback, _CALLBACK)
+    route(app, "POST", "/callback", callback, _CALLBACK)

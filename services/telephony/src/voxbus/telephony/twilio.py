@@ -13,10 +13,13 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from voxbus.common.call_events import CallStatus
 from voxbus.common.call_state import CallStart
+from voxbus.common.http_bodies import ErrorBody, ModeQuery, TwilioWebhook
+from voxbus.common.runtime.api_docs import Operation, Reply, route
 from voxbus.common.settings import TELEPHONY_MODES, call_mode
 from voxbus.common.twilio_signature import signed
 from voxbus.telephony import metrics
 from voxbus.telephony.context import TELEPHONY
+from voxbus.telephony.forms import FormError, form_fields
 from voxbus.telephony.urls import socket_url
 
 log = logging.getLogger(__name__)
@@ -28,17 +31,19 @@ _TEXT = 128  # characters kept of an id, 64 of a party
 
 async def _checked(request: web.Request, webhook: str) -> Mapping[str, str] | web.Response:
     """The form's fields, once the request is Twilio's and names a call."""
-    form = {name: str(value) for name, value in (await request.post()).items()}
+    try:
+        form = {name: str(value) for name, value in (await form_fields(request)).items()}
+    except FormError as exc:
+        metrics.WEBHOOKS.labels(PROVIDER, webhook, "invalid").inc()
+        return ErrorBody(error=f"Invalid {webhook} webhook", detail=str(exc)).response(400)
     if not signed(request.app[TELEPHONY].settings, request, form):
         metrics.WEBHOOKS.labels(PROVIDER, webhook, "unsigned").inc()
         log.warning("twilio webhook refused: no valid X-Twilio-Signature", extra={"webhook": webhook})
-        return web.json_response({"error": "Invalid signature"}, status=401)
+        return ErrorBody(error="Invalid signature").response(401)
     call_sid = form.get("CallSid", "")
     if not 0 < len(call_sid) <= _TEXT:
         metrics.WEBHOOKS.labels(PROVIDER, webhook, "invalid").inc()
-        return web.json_response(
-            {"error": f"Invalid {webhook} webhook", "detail": "CallSid: 1-128 characters"}, status=400
-        )
+        return ErrorBody(error=f"Invalid {webhook} webhook", detail="CallSid: 1-128 characters").response(400)
     return form
 
 
@@ -74,7 +79,7 @@ async def voice(request: web.Request) -> web.Response:
     mode = call_mode(request.query.get("mode", "")) or settings.telephony_mode
     if mode not in TELEPHONY_MODES:
         metrics.WEBHOOKS.labels(PROVIDER, "voice", "invalid").inc()
-        return web.json_response({"error": "Invalid mode", "valid_values": list(TELEPHONY_MODES)}, status=400)
+        return ErrorBody(error="Invalid mode", valid_values=list(TELEPHONY_MODES)).response(400)
     start = _start(checked, mode)
     await _status(request, checked, start)
     response, connect = VoiceResponse(), Connect()
@@ -96,6 +101,44 @@ async def status(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+_TAG = "twilio"
+_SIGNED = " With `TWILIO_AUTH_TOKEN` set, the request must carry Twilio's `X-Twilio-Signature` of it."
+_FORM = ("application/x-www-form-urlencoded",)
+_INVALID = Reply(description="No `CallSid`, or an invalid `mode`.", body=ErrorBody)
+_UNSIGNED = Reply(description="No valid signature (with `TWILIO_AUTH_TOKEN` set).", body=ErrorBody)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/twilio/voice", voice)
-    app.router.add_post("/twilio/status", status)
+    route(
+        app,
+        "POST",
+        "/twilio/voice",
+        voice,
+        Operation(
+            summary="Twilio's voice webhook: TwiML that streams the call to `/ws/twilio`",
+            description="`<Connect><Stream>` with the call's id and mode as stream parameters." + _SIGNED,
+            tag=_TAG,
+            query=ModeQuery,
+            body=TwilioWebhook,
+            body_types=_FORM,
+            replies={
+                200: Reply(description="TwiML.", media_type="text/xml", schema={"type": "string"}),
+                400: _INVALID,
+                401: _UNSIGNED,
+            },
+        ),
+    )
+    route(
+        app,
+        "POST",
+        "/twilio/status",
+        status,
+        Operation(
+            summary="Twilio's status callback: a call status, recorded",
+            description=_SIGNED.strip(),
+            tag=_TAG,
+            body=TwilioWebhook,
+            body_types=_FORM,
+            replies={204: Reply(description="Recorded."), 400: _INVALID, 401: _UNSIGNED},
+        ),
+    )

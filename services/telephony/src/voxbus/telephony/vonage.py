@@ -17,15 +17,19 @@ from aiohttp import web
 from voxbus.common.call_events import CallStatus
 from voxbus.common.call_state import CallStart
 from voxbus.common.carrier_events import CarrierMessageError
+from voxbus.common.http_bodies import ErrorBody, ModeQuery
+from voxbus.common.runtime.api_docs import Operation, Reply, route
 from voxbus.common.settings import TELEPHONY_MODES, Settings, call_mode
 from voxbus.common.vonage_messages import (
     CallWebhook,
     ConnectAction,
+    Ncco,
     SocketAuthorization,
     TalkAction,
     WebsocketEndpoint,
     content_type,
     ncco,
+    ncco_response,
 )
 from voxbus.common.vonage_signature import SignatureError, verify
 from voxbus.telephony import metrics
@@ -54,7 +58,7 @@ async def _signed_body(request: web.Request, webhook: str) -> bytes:
         except SignatureError as exc:
             metrics.WEBHOOKS.labels(PROVIDER, webhook, "unsigned").inc()
             log.warning("webhook refused: %s", exc, extra={"webhook": webhook})
-            raise _Refused(web.json_response({"error": "Invalid signature"}, status=401)) from None
+            raise _Refused(ErrorBody(error="Invalid signature").response(401)) from None
     return body
 
 
@@ -64,9 +68,7 @@ def _webhook(data: Any, webhook: str) -> CallWebhook:
     except CarrierMessageError as exc:
         metrics.WEBHOOKS.labels(PROVIDER, webhook, "invalid").inc()
         log.warning("webhook refused: %s", exc, extra={"webhook": webhook})
-        raise _Refused(
-            web.json_response({"error": f"Invalid {webhook} webhook", "detail": str(exc)}, status=400)
-        ) from None
+        raise _Refused(ErrorBody(error=f"Invalid {webhook} webhook", detail=str(exc)).response(400)) from None
 
 
 def _json(body: bytes, webhook: str) -> Any:
@@ -75,9 +77,7 @@ def _json(body: bytes, webhook: str) -> Any:
     except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         metrics.WEBHOOKS.labels(PROVIDER, webhook, "invalid").inc()
         raise _Refused(
-            web.json_response(
-                {"error": f"Invalid {webhook} webhook", "detail": "the body is not JSON"}, status=400
-            )
+            ErrorBody(error=f"Invalid {webhook} webhook", detail="the body is not JSON").response(400)
         ) from None
 
 
@@ -100,7 +100,7 @@ def media_url(settings: Settings, call_id: str, mode: str) -> str:
     return socket_url(settings, MEDIA_PATH, {"call": call_id, "mode": mode})
 
 
-def answer_ncco(settings: Settings, webhook: CallWebhook, mode: str) -> list[dict[str, Any]]:
+def answer_ncco(settings: Settings, webhook: CallWebhook, mode: str) -> Ncco:
     headers = {"call_uuid": webhook.uuid, "mode": mode}
     if webhook.from_:
         headers["from"] = webhook.from_[:_PARTY_LIMIT]
@@ -130,11 +130,11 @@ async def answer(request: web.Request) -> web.Response:
     mode = call_mode(request.query.get("mode", "")) or ctx.settings.telephony_mode
     if mode not in TELEPHONY_MODES:
         metrics.WEBHOOKS.labels(PROVIDER, "answer", "invalid").inc()
-        return web.json_response({"error": "Invalid mode", "valid_values": list(TELEPHONY_MODES)}, status=400)
+        return ErrorBody(error="Invalid mode", valid_values=list(TELEPHONY_MODES)).response(400)
     await ctx.calls.seen(_start(webhook, mode))
     metrics.WEBHOOKS.labels(PROVIDER, "answer", "ok").inc()
     log.info("call answered", extra={"call_id": webhook.uuid, "mode": mode})
-    return web.json_response(answer_ncco(ctx.settings, webhook, mode))
+    return ncco_response(answer_ncco(ctx.settings, webhook, mode))
 
 
 async def event(request: web.Request) -> web.Response:
@@ -158,7 +158,55 @@ async def event(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+_TAG = "vonage"
+_SIGNED = (
+    " With `VONAGE_SIGNATURE_SECRET` set, the request must carry Vonage's signature "
+    "(`Authorization: Bearer <JWT>`, HS256, the body's SHA-256 in its `payload_hash` claim)."
+)
+_INVALID = Reply(description="Not a webhook of a call, or an invalid `mode`.", body=ErrorBody)
+_UNSIGNED = Reply(description="No valid signature (with `VONAGE_SIGNATURE_SECRET` set).", body=ErrorBody)
+_ANSWERED = Reply(description="The NCCO: a greeting (when set), then connect to `/ws/vonage`.", body=Ncco)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_route("GET", "/vonage/answer", answer)
-    app.router.add_route("POST", "/vonage/answer", answer)
-    app.router.add_post("/vonage/event", event)
+    route(
+        app,
+        "GET",
+        "/vonage/answer",
+        answer,
+        Operation(
+            summary="Vonage's answer webhook (GET): the call's NCCO",
+            description="The call's fields in the query; `?mode=` chooses the call's mode "
+            "(record, echo, record+echo; default `TELEPHONY_MODE`)." + _SIGNED,
+            tag=_TAG,
+            query=CallWebhook,
+            replies={200: _ANSWERED, 400: _INVALID, 401: _UNSIGNED},
+        ),
+    )
+    route(
+        app,
+        "POST",
+        "/vonage/answer",
+        answer,
+        Operation(
+            summary="Vonage's answer webhook (POST): the call's NCCO",
+            description="The call's fields as a JSON body." + _SIGNED,
+            tag=_TAG,
+            query=ModeQuery,
+            body=CallWebhook,
+            replies={200: _ANSWERED, 400: _INVALID, 401: _UNSIGNED},
+        ),
+    )
+    route(
+        app,
+        "POST",
+        "/vonage/event",
+        event,
+        Operation(
+            summary="Vonage's event webhook: a call status, recorded",
+            description="Each status goes into the call's record and the call events topic." + _SIGNED,
+            tag=_TAG,
+            body=CallWebhook,
+            replies={204: Reply(description="Recorded."), 400: _INVALID, 401: _UNSIGNED},
+        ),
+    )

@@ -19,6 +19,8 @@ from voxbus.common import __version__
 from voxbus.common.backends import make_bus, make_store
 from voxbus.common.bus.base import Bus
 from voxbus.common.consumer import ConsumerLoop
+from voxbus.common.http_bodies import Health, ReadinessReport, ServiceInfo
+from voxbus.common.runtime.api_docs import Operation, Reply, add_docs_routes, route
 from voxbus.common.runtime.bad_requests import quiet_malformed_requests
 from voxbus.common.runtime.loop_lag import monitor_loop_lag
 from voxbus.common.runtime.readiness import Check, Readiness
@@ -65,10 +67,8 @@ def create_app(
     app.cleanup_ctx.append(
         background("event-loop-monitor", lambda app, work: monitor_loop_lag(), ready=False)
     )
-    app.router.add_get("/", _info)
-    app.router.add_get("/health", _health)
-    app.router.add_get("/ready", _ready)
-    app.router.add_get("/metrics", _metrics)
+    _add_admin_routes(app)
+    add_docs_routes(app)
     _BUILD_INFO.info({"version": __version__, "services": ",".join(s.name for s in services)})
     for service in services:
         service.setup(app)
@@ -101,38 +101,79 @@ def _backends(bus: Bus | None, store: StateStore | None) -> Callable[[web.Applic
     return context
 
 
+def _add_admin_routes(app: web.Application) -> None:
+    admin = "admin"
+    route(
+        app,
+        "GET",
+        "/",
+        _info,
+        Operation(
+            summary="What this process is and serves",
+            tag=admin,
+            replies={200: Reply(description="This process.", body=ServiceInfo)},
+        ),
+    )
+    route(
+        app,
+        "GET",
+        "/health",
+        _health,
+        Operation(
+            summary="Liveness",
+            tag=admin,
+            replies={
+                200: Reply(description="The process can do its work.", body=Health),
+                503: Reply(description="Some of its work stopped for good.", body=Health),
+            },
+        ),
+    )
+    route(
+        app,
+        "GET",
+        "/ready",
+        _ready,
+        Operation(
+            summary="Readiness: the bus, the store and every consumer",
+            tag=admin,
+            replies={
+                200: Reply(description="Every check passes.", body=ReadinessReport),
+                503: Reply(description="A check fails.", body=ReadinessReport),
+            },
+        ),
+    )
+    metrics = Reply(
+        description="Prometheus text format.", media_type=CONTENT_TYPE_LATEST, schema={"type": "string"}
+    )
+    route(
+        app,
+        "GET",
+        "/metrics",
+        _metrics,
+        Operation(summary="Prometheus metrics", tag=admin, replies={200: metrics}),
+    )
+
+
 async def _info(request: web.Request) -> web.Response:
     app = request.app
     paths = sorted({resource.canonical for resource in app.router.resources()})
     services: tuple[str, ...] = app[SERVICES]
-    return web.json_response(
-        {
-            "name": "voxbus",
-            "message": "voxbus real-time audio backend",
-            "status": "running",
-            "version": __version__,
-            "services": list(services),
-            "websocket_endpoint": "/ws/audio",
-            "endpoints": paths,
-        }
-    )
+    return ServiceInfo(version=__version__, services=list(services), endpoints=paths).response()
 
 
 async def _health(request: web.Request) -> web.Response:
     """200 while the process can do its work; 503 with the reasons once some of it stopped for good."""
     failed = request.app[LIVENESS].failures()
     if failed:
-        return web.json_response(
-            {"status": "unhealthy", "service": "voxbus", "version": __version__, "failed": failed}, status=503
-        )
-    return web.json_response({"status": "healthy", "service": "voxbus", "version": __version__})
+        return Health(status="unhealthy", version=__version__, failed=failed).response(503)
+    return Health(status="healthy", version=__version__).response()
 
 
 async def _ready(request: web.Request) -> web.Response:
     checks = await request.app[READINESS].run()
     ready = all(result == "ok" for result in checks.values())
-    return web.json_response(
-        {"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503
+    return ReadinessReport(status="ready" if ready else "not_ready", checks=checks).response(
+        200 if ready else 503
     )
 
 

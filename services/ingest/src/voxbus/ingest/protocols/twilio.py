@@ -11,6 +11,7 @@ from typing import ClassVar, Final
 
 from aiohttp import web
 
+from voxbus.common.http_bodies import ErrorBody
 from voxbus.common.records import AudioFormat
 from voxbus.common.settings import Settings
 from voxbus.common.stream_messages import StartInfo
@@ -30,7 +31,7 @@ class TwilioAdapter(MediaStreamAdapter):
     def refuse_upgrade(cls, settings: Settings, request: web.Request) -> web.Response | None:
         if signed(settings, request, {}, socket=True):
             return None
-        return web.json_response({"error": "Invalid signature"}, status=401)
+        return ErrorBody(error="Invalid signature").response(401)
 
     def plan(self, info: StartInfo) -> Plan:
         return Plan(audio_format=MULAW_8K, frame_seconds=FRAME_SECONDS)

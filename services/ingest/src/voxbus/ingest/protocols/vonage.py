@@ -23,6 +23,7 @@ from aiohttp import web
 
 from voxbus.common.carrier_events import CarrierMessageError
 from voxbus.common.client_messages import InvalidCallMode
+from voxbus.common.http_bodies import ErrorBody
 from voxbus.common.records import AudioFormat
 from voxbus.common.settings import TELEPHONY_MODES, Settings, call_mode
 from voxbus.common.vonage_messages import (
@@ -67,7 +68,7 @@ class VonageAdapter(CarrierAdapter):
             verify(secret, request.headers.get("Authorization"), None)
         except SignatureError as exc:
             log.warning("media socket refused: %s", exc, extra={"protocol": cls.protocol})
-            return web.json_response({"error": "Invalid signature"}, status=401)
+            return ErrorBody(error="Invalid signature").response(401)
         return None
 
     @classmethod
