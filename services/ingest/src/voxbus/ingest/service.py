@@ -12,7 +12,7 @@ from voxbus.common.constants import Topic
 from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, stop_tasks, supervised
 from voxbus.common.runtime.api_docs import route
 from voxbus.common.settings import Settings
-from voxbus.ingest import http_api, reaper
+from voxbus.ingest import http_api, reaper, test_page
 from voxbus.ingest.acks import AckWriter
 from voxbus.ingest.connection import MIB, serve_socket
 from voxbus.ingest.context import INGEST, IngestContext
@@ -115,6 +115,7 @@ def setup(app: web.Application) -> None:
     for path, adapter in ROUTES.items():
         route(app, "GET", path, functools.partial(serve_socket, adapter_class=adapter), SOCKETS[path])
     http_api.add_routes(app)
+    test_page.add_routes(app)
 
 
 SERVICE = ServiceSpec(

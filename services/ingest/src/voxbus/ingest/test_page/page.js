@@ -1,0 +1,352 @@
+// The /test page: the microphone to one of voxbus's WebSocket endpoints, with acks, echo
+// playback, counters and the session's links. No build step, no dependencies.
+
+const $ = (id) => document.getElementById(id);
+const base = new URL(".", location.href); // where voxbus is served (the page is at <base>test)
+const FRAME_MS = 20;
+
+const CLOSE_CODES = {
+  1000: "closed normally",
+  1001: "the server is going away",
+  1005: "closed without a code",
+  1006: "the connection was lost (no close frame): reconnect to resume",
+  1007: "the server could not read a message",
+  1008: "refused: an invalid API key or parameter",
+  1009: "a message was too large",
+  1011: "the server hit an error: resume the session to go on",
+  1012: "the server is restarting: reconnect (any pod) to resume",
+  1013: "the server is busy: try again later",
+  4001: "refused: invalid API key",
+};
+
+const state = {
+  ws: null,
+  audio: null,
+  capture: null,
+  mic: null,
+  mode: null,
+  sessionId: null,
+  sendTimes: [],
+  latencies: [],
+  playAt: 0,
+  closing: null,
+  counts: { sent: 0, acked: 0, bytes: 0, echoed: 0 },
+};
+
+function log(text) {
+  const line = `${new Date().toISOString().slice(11, 23)} ${text}\n`;
+  $("log").textContent = line + $("log").textContent.slice(0, 20000);
+}
+
+function setStatus(text, error = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", error);
+}
+
+function withToken(url) {
+  const token = $("token").value.trim();
+  if (token) url.searchParams.set("token", token);
+  return url;
+}
+
+function socketUrl(path, params) {
+  const url = new URL(path.replace(/^\//, ""), base);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
+  return withToken(url);
+}
+
+function apiUrl(path) {
+  return withToken(new URL(path.replace(/^\//, ""), base));
+}
+
+function percentile(values, p) {
+  if (!values.length) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+function render() {
+  const { sent, acked, bytes, echoed } = state.counts;
+  $("sent").textContent = sent;
+  $("acked").textContent = acked;
+  $("bytes").textContent = bytes.toLocaleString("en");
+  $("echoed").textContent = echoed.toLocaleString("en");
+  for (const p of [50, 95]) {
+    const value = percentile(state.latencies, p);
+    $(`p${p}`).textContent = value === null ? "–" : `${value.toFixed(1)} ms`;
+  }
+}
+
+function meter(id, level) {
+  const db = level > 0 ? 20 * Math.log10(level) : -100;
+  const percent = Math.max(0, Math.min(100, ((db + 60) / 60) * 100));
+  $(id).style.width = `${percent}%`;
+  $(id).dataset.level = level.toFixed(4);
+}
+
+function showSession(id) {
+  state.sessionId = id;
+  $("session").textContent = id;
+  $("links").innerHTML = "";
+  addLink("Session info (JSON)", apiUrl(`api/audio/sessions/${id}`));
+}
+
+function addLink(text, url, download) {
+  const a = document.createElement("a");
+  a.textContent = text;
+  a.href = url.toString();
+  if (download) a.download = download;
+  a.target = "_blank";
+  $("links").appendChild(a);
+  return a;
+}
+
+async function showRecording() {
+  const id = state.sessionId;
+  if (!id) {
+    addLink("Recent sessions (JSON)", apiUrl("api/audio/sessions?limit=5"));
+    return;
+  }
+  for (let attempt = 0; attempt < 150; attempt += 1) {
+    const response = await fetch(apiUrl(`api/audio/sessions/${id}`));
+    if (!response.ok) break;
+    const info = await response.json();
+    if (info.status === "completed" || info.status === "error") {
+      const wav = addLink(`Recording (${info.duration_seconds.toFixed(2)} s WAV)`, apiUrl(`api/audio/sessions/${id}/audio`), `${id}.wav`);
+      wav.id = "download";
+      if (info.segments.length) {
+        const note = document.createElement("span");
+        note.textContent = `${info.segments.length} segment(s): ${info.segments.join(", ")}`;
+        note.className = "hint";
+        $("links").appendChild(note);
+      }
+      if (info.error) log(`session error: ${info.error}`);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  log("the recording was not complete in 30 s: see the session info");
+}
+
+function play(buffer, rate) {
+  const pcm = new Int16Array(buffer);
+  if (!pcm.length || !state.audio) return;
+  const samples = new Float32Array(pcm.length);
+  let squares = 0;
+  for (let i = 0; i < pcm.length; i += 1) {
+    samples[i] = pcm[i] / 32768;
+    squares += samples[i] * samples[i];
+  }
+  meter("echo-meter", Math.sqrt(squares / pcm.length));
+  const audioBuffer = state.audio.createBuffer(1, samples.length, rate);
+  audioBuffer.copyToChannel(samples, 0);
+  const source = state.audio.createBufferSource();
+  source.buffer = audioBuffer;
+  source.connect(state.audio.destination);
+  state.playAt = Math.max(state.playAt, state.audio.currentTime + 0.04);
+  source.start(state.playAt);
+  state.playAt += audioBuffer.duration;
+}
+
+async function startMic(rate) {
+  state.mic = await navigator.mediaDevices.getUserMedia({
+    audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+  });
+  await state.audio.audioWorklet.addModule(new URL("test/assets/capture.js", base));
+  const source = state.audio.createMediaStreamSource(state.mic);
+  state.capture = new AudioWorkletNode(state.audio, "voxbus-capture", { processorOptions: { rate } });
+  state.capture.port.onmessage = ({ data }) => {
+    meter("input-meter", data.level);
+    const ws = state.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || state.closing) return;
+    ws.send(data.pcm);
+    state.counts.sent += 1;
+    state.counts.bytes += data.pcm.byteLength;
+    if (state.mode === "session") state.sendTimes.push(performance.now());
+    render();
+  };
+  source.connect(state.capture);
+  log(`microphone on: ${state.audio.sampleRate} Hz in, ${rate} Hz frames of ${FRAME_MS} ms out`);
+}
+
+function stopMic() {
+  if (state.capture) state.capture.port.onmessage = null;
+  state.capture?.disconnect();
+  state.mic?.getTracks().forEach((track) => track.stop());
+  state.capture = state.mic = null;
+  meter("input-meter", 0);
+}
+
+function onText(text, rate) {
+  let message;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    log(`server: ${text}`);
+    return;
+  }
+  if (message.message === "Chunk processed successfully") {
+    state.counts.acked += 1;
+    const sentAt = state.sendTimes.shift();
+    if (sentAt !== undefined) state.latencies.push(performance.now() - sentAt);
+    if (state.latencies.length > 2000) state.latencies.shift();
+    render();
+    return;
+  }
+  log(`server: ${text}`);
+  if (message.message === "Audio session created" || message.message === "Audio session resumed") {
+    showSession(message.session_id);
+    setStatus(`Streaming to ${state.mode} session`);
+  } else if (message.type === "session-started") {
+    showSession(message.data.session_id);
+    setStatus("Streaming (wearable session)");
+  } else if (message.type === "config") {
+    state.onConfig?.(message.data);
+  } else if (message.message === "Session closed successfully" || message.message === "Session failed") {
+    state.closing?.resolve();
+  } else if (message.type === "session-stopped") {
+    state.closing?.resolve();
+  } else if (message.error || message.type === "error") {
+    setStatus(`Error: ${message.error || message.data?.text}`, true);
+  }
+  void rate;
+}
+
+function connect(url, rate) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    state.ws = ws;
+    ws.onopen = () => {
+      log(`connected: ${url.pathname}`);
+      resolve(ws);
+    };
+    ws.onmessage = ({ data }) => {
+      if (typeof data === "string") {
+        onText(data, rate);
+      } else {
+        state.counts.echoed += data.byteLength;
+        play(data, state.streamRate || rate);
+        render();
+      }
+    };
+    ws.onclose = ({ code, reason }) => {
+      const meaning = CLOSE_CODES[code] || "closed";
+      const text = `Closed ${code}${reason ? ` "${reason}"` : ""}: ${meaning}`;
+      log(text);
+      setStatus(text, code !== 1000);
+      state.closing?.resolve();
+      if (state.ws === ws) finish();
+      reject(new Error(text));
+    };
+  });
+}
+
+async function start() {
+  const mode = $("endpoint").value;
+  let rate = Number($("rate").value);
+  const delay = Math.max(0, Number($("delay").value) || 0);
+  state.mode = mode;
+  state.sessionId = null;
+  state.sendTimes = [];
+  state.latencies = [];
+  state.counts = { sent: 0, acked: 0, bytes: 0, echoed: 0 };
+  state.closing = null;
+  state.streamRate = null;
+  $("session").textContent = "–";
+  $("links").innerHTML = "";
+  render();
+  $("start").disabled = true;
+  $("stop").disabled = false;
+  setStatus("Connecting…");
+  try {
+    state.audio = new AudioContext();
+    state.playAt = 0;
+    if (mode === "session") {
+      const echo = $("echo").checked;
+      await connect(socketUrl("/api/ws/audio", { format: "pcm", sample_rate: rate, channels: 1, echo, delay_ms: delay }), rate);
+    } else if (mode === "echo") {
+      await connect(socketUrl("/ws/audio", { sample_rate: rate, delay_ms: delay }), rate);
+      setStatus("Streaming (echo)");
+    } else if (mode === "delayed") {
+      const config = new Promise((resolve) => (state.onConfig = resolve));
+      await connect(socketUrl("/ws/echo", {}), rate);
+      const format = await config;
+      rate = format.sample_rate;
+      state.streamRate = rate;
+      setStatus(`Streaming (delayed echo at ${rate} Hz)`);
+    } else {
+      await connect(socketUrl("/ws", { codec: "pcm", sample_rate: rate }), rate);
+      state.ws.send(JSON.stringify({ type: "audio-start", data: { rate, width: 2, channels: 1, format: "pcm" } }));
+    }
+    await startMic(rate);
+  } catch (error) {
+    log(`could not start: ${error.message}`);
+    setStatus(`Could not start: ${error.message}`, true);
+    finish();
+  }
+}
+
+async function stop() {
+  $("stop").disabled = true;
+  stopMic();
+  const ws = state.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return finish();
+  setStatus("Closing: waiting for the recording…");
+  const closed = new Promise((resolve) => (state.closing = { resolve }));
+  if (state.mode === "session") {
+    ws.send(JSON.stringify({ type: "control", action: "close_session" }));
+  } else if (state.mode === "wearable") {
+    ws.send(JSON.stringify({ type: "audio-stop" }));
+  } else {
+    ws.close(1000, "client stopped");
+  }
+  await closed;
+  if (ws.readyState === WebSocket.OPEN) ws.close(1000, "client stopped");
+  await showRecording();
+  setStatus(`Stopped: ${state.counts.sent} chunks sent, ${state.counts.acked} acked`);
+  finish();
+}
+
+function finish() {
+  stopMic();
+  state.ws = null;
+  $("start").disabled = false;
+  $("stop").disabled = true;
+}
+
+// Seed 2's button: a short tone to /ws/audio, and what came back
+async function probe() {
+  const rate = 16000;
+  const frame = rate / 50;
+  const ws = new WebSocket(socketUrl("/ws/audio", { sample_rate: rate }));
+  ws.binaryType = "arraybuffer";
+  let received = 0;
+  let first = null;
+  const sentAt = performance.now();
+  ws.onopen = () => {
+    for (let n = 0; n < 10; n += 1) {
+      const pcm = new Int16Array(frame);
+      for (let i = 0; i < frame; i += 1) pcm[i] = 8000 * Math.sin((2 * Math.PI * 440 * (n * frame + i)) / rate);
+      ws.send(pcm.buffer);
+    }
+    log(`Test Audio WebSocket: sent ${10 * frame * 2} bytes to /ws/audio`);
+    setTimeout(() => ws.close(1000, "test done"), 1500);
+  };
+  ws.onmessage = ({ data }) => {
+    if (typeof data === "string") return log(`Test Audio WebSocket: server says ${data}`);
+    first ??= performance.now() - sentAt;
+    received += data.byteLength;
+  };
+  ws.onclose = ({ code, reason }) => {
+    const meaning = CLOSE_CODES[code] || "closed";
+    const echo = first === null ? "no echo" : `first echo after ${first.toFixed(0)} ms`;
+    log(`Test Audio WebSocket: received ${received} bytes back, ${echo}; closed ${code} ${reason || ""} (${meaning})`);
+  };
+}
+
+$("start").addEventListener("click", start);
+$("stop").addEventListener("click", stop);
+$("probe").addEventListener("click", probe);
+render();
