@@ -16,6 +16,7 @@ import aiohttp
 import jsonschema
 from openapi_spec_validator import validate
 
+from tests.browser import browser, offline
 from tests.servers import embedded_app, up_process
 from voxbus.common.runtime import create_app
 from voxbus.common.runtime.api_docs import openapi_document
@@ -143,3 +144,20 @@ async def test_schemathesis_gets_no_server_error_from_any_operation(tmp_path: Pa
         )
         out, _ = await asyncio.wait_for(process.communicate(), timeout=600)
     assert process.returncode == 0, out.decode()[-8000:]
+
+
+async def test_the_docs_pages_render_in_a_browser_with_no_internet(tmp_path: Path) -> None:
+    """Swagger UI lists every operation and Redoc shows the API's title, in chromium, with
+    every request off this machine refused: none is even tried."""
+    async with embedded_app(tmp_path) as (base, app), browser() as chromium_:
+        page = await chromium_.new_page()
+        tried = await offline(page)
+        document = openapi_document(app)
+        await page.goto(f"{base}/docs")
+        await page.wait_for_selector(".opblock")
+        assert await page.locator(".opblock").count() == len(documented(document))
+        await page.goto(f"{base}/redoc")
+        await page.wait_for_selector("h1")
+        assert (await page.text_content("h1") or "").startswith("voxbus")
+        await page.wait_for_load_state("networkidle")
+    assert tried == []
