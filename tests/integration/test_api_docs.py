@@ -24,7 +24,7 @@ from voxbus.common.settings import Settings
 from voxbus.telephony.service import SERVICE as TELEPHONY
 
 SESSION_ID = str(uuid.UUID(int=7))
-PATH_VALUES = {"session_id": SESSION_ID, "call_id": "CALL-DOCS"}
+PATH_VALUES = {"session_id": SESSION_ID, "call_id": "CALL-DOCS", "index": "0"}
 
 
 def served_routes(app: Any) -> set[tuple[str, str]]:

@@ -42,10 +42,11 @@ def check_recording(result: dict, source: np.ndarray, chunk_count: int) -> str: 
     return session_id
 
 
-async def download(base: str, session_id: str) -> np.ndarray:  # type: ignore[type-arg]
+async def download(base: str, session_id: str, what: str = "audio") -> np.ndarray:  # type: ignore[type-arg]
+    """The session's WAV (`what`: "audio"), or one segment's ("segments/{index}")."""
     async with (
         aiohttp.ClientSession() as http,
-        http.get(f"{base}/api/audio/sessions/{session_id}/audio") as r,
+        http.get(f"{base}/api/audio/sessions/{session_id}/{what}") as r,
     ):
         assert r.status == 200
         assert r.headers["Content-Type"] == "audio/wav"
@@ -71,10 +72,21 @@ async def test_embedded_stream_close_download_is_sample_exact(tmp_path: Path, cl
             ) as response:
                 assert response.status == 206
                 assert await response.read() == source.tobytes()[:1000]
+        segments = [await download(base, session_id, f"segments/{index}") for index in (0, 1)]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{base}/api/audio/sessions/{session_id}/segments/2") as r,
+        ):
+            assert (r.status, await r.json()) == (
+                404,
+                {"error": "No such segment", "session_id": session_id, "size": 2},
+            )
     assert info["status"] == "completed"
     assert info["total_chunks"] == len(chunks)
     assert info["bytes_received"] == sum(len(c) for c in chunks)
     assert len(info["segments"]) == 2  # 30 + 30 s
+    assert [len(segment) for segment in segments] == [30 * 16000, 30 * 16000]
+    np.testing.assert_array_equal(np.concatenate(segments), source)
 
 
 async def test_distributed_stream_and_resume_on_the_other_instance(

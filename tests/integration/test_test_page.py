@@ -97,6 +97,7 @@ async def record_speech(
     download = page.locator("#download")
     await download.wait_for(timeout=30_000)
     counters = {name: await page.text_content(f"#{name}") or "" for name in ("sent", "acked", "p50", "p95")}
+    counters["segments"] = str(await page.locator("#links a.segment").count())
     await page.screenshot(path=screenshot, full_page=True)
     href = await download.get_attribute("href")
     assert href is not None
@@ -113,6 +114,7 @@ def assert_speech_recorded(
     duration = len(recorded) / rate
     assert abs(duration - streamed) <= 0.1 * streamed, (duration, streamed)
     assert int(counters["sent"]) == round(duration * 50)
+    assert counters["segments"] == "1"  # under 30 s: one segment, linked
     if int(counters["acked"]):  # the session protocol acks each chunk
         assert int(counters["acked"]) == int(counters["sent"])
         assert counters["p50"].endswith(" ms") and counters["p95"].endswith(" ms")

@@ -98,8 +98,26 @@ async def download(request: web.Request) -> web.StreamResponse:
     if isinstance(found, web.Response):
         return found
     ctx, state = found
-    session_id = state.session_id
-    name = state.file_path if state.file_path is not None else f"{session_id}.wav"
+    name = state.file_path if state.file_path is not None else f"{state.session_id}.wav"
+    return _wav_file(request, ctx, state.session_id, name)
+
+
+async def download_segment(request: web.Request) -> web.StreamResponse:
+    """Segment `index` (0, 1, …: the order of the info's `segments`), once the files are complete."""
+    found = await _session(request)
+    if isinstance(found, web.Response):
+        return found
+    ctx, state = found
+    given = request.match_info["index"]
+    index = int(given) if given.isdigit() and len(given) <= 6 else -1
+    if not 0 <= index < len(state.segments):
+        return ErrorBody(
+            error="No such segment", session_id=state.session_id, size=len(state.segments)
+        ).response(404)
+    return _wav_file(request, ctx, state.session_id, state.segments[index])
+
+
+def _wav_file(request: web.Request, ctx: IngestContext, session_id: str, name: str) -> web.StreamResponse:
     path = ctx.settings.audio_storage_path / name
     if not path.is_file():
         return ErrorBody(error="No audio recorded yet", session_id=session_id).response(404)
@@ -179,6 +197,40 @@ def add_routes(app: web.Application) -> None:
                     description="The recording was not complete within `CLOSE_TIMEOUT_SECONDS`.",
                     body=ErrorBody,
                 ),
+            },
+        ),
+    )
+    wav = Reply(
+        description="The WAV file.",
+        media_type="audio/wav",
+        schema={"type": "string", "contentMediaType": "audio/wav"},
+    )
+    route(
+        app,
+        "GET",
+        "/api/audio/sessions/{session_id}/segments/{index}",
+        download_segment,
+        Operation(
+            summary="Download one of a session's 30-second segments",
+            description="`index` counts from 0 in the order of the info's `segments` (listed once "
+            "the session's files are complete). Takes HTTP `Range` requests (206).",
+            tag=_TAG,
+            path_params={
+                **_SESSION_ID,
+                "index": PathParam(
+                    "The segment's place in `segments`, from 0.", {"type": "integer", "minimum": 0}
+                ),
+            },
+            api_key=True,
+            replies={
+                200: wav,
+                206: Reply(description="The range asked for.", media_type="audio/wav", schema=wav.schema),
+                401: _UNAUTHORIZED,
+                404: Reply(
+                    description="No such session or segment (`size`: how many there are).", body=ErrorBody
+                ),
+                416: Reply(description="Range not satisfiable.", body=ErrorBody),
+                422: _INVALID_ID,
             },
         ),
     )

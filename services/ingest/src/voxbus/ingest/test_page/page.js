@@ -115,12 +115,10 @@ async function showRecording() {
     if (info.status === "completed" || info.status === "error") {
       const wav = addLink(`Recording (${info.duration_seconds.toFixed(2)} s WAV)`, apiUrl(`api/audio/sessions/${id}/audio`), `${id}.wav`);
       wav.id = "download";
-      if (info.segments.length) {
-        const note = document.createElement("span");
-        note.textContent = `${info.segments.length} segment(s): ${info.segments.join(", ")}`;
-        note.className = "hint";
-        $("links").appendChild(note);
-      }
+      info.segments.forEach((name, index) => {
+        const segment = addLink(`Segment ${index + 1}`, apiUrl(`api/audio/sessions/${id}/segments/${index}`), name.replace("/", "_"));
+        segment.className = "segment";
+      });
       if (info.error) log(`session error: ${info.error}`);
       return;
     }
