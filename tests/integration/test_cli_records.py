@@ -81,6 +81,16 @@ async def test_sessions_are_listed_shown_and_downloaded_and_calls_listed_and_sho
         assert downloaded.out.strip() == f"{target} ({target.stat().st_size} bytes)"
         samples, rate = soundfile.read(target, dtype="int16")
         assert rate == 16000 and samples.tobytes() == audio
+        segment = await voxbus(
+            "sessions", "download", session_id, "--segment", "0", "--url", base, cwd=tmp_path
+        )
+        assert segment.code == 0, segment.err
+        samples, _ = soundfile.read(tmp_path / f"{session_id}_0.wav", dtype="int16")
+        assert samples.tobytes() == audio  # one second: one segment
+        beyond = await voxbus(
+            "sessions", "download", session_id, "--segment", "1", "--url", base, cwd=tmp_path
+        )
+        assert (beyond.code, beyond.err.strip()) == (1, "voxbus: No such segment (HTTP 404)")
 
         calls = await voxbus("calls", "list", "--provider", "vonage", "--url", base)
         assert calls.code == 0, calls.err

@@ -4,9 +4,9 @@ from the command line.
 Each command is one request to the HTTP API (docs/api.md) at `--url` (`VOXBUS_URL`, default
 http://127.0.0.1:8000), with `--api-key` (`VOXBUS_API_KEY`) sent as `Authorization: Bearer` when
 given. A list prints one line per record and, when there is more, the `--cursor` of the next
-page; `show` prints the record's JSON; `download` writes the session's WAV file. Every error
-prints one line, the server's message and the HTTP status (or why the server could not be
-reached), and exits 1.
+page; `show` prints the record's JSON; `download` writes the session's WAV file (or one
+segment's). Every error prints one line, the server's message and the HTTP status (or why the
+server could not be reached), and exits 1.
 """
 
 import argparse
@@ -40,6 +40,12 @@ def add_arguments(commands: "argparse._SubParsersAction[argparse.ArgumentParser]
     download = _with_server(actions.add_parser("download", help="one session's WAV file"))
     download.add_argument("id")
     download.add_argument("-o", "--output", type=Path, help="where to write it (default: ID.wav)")
+    download.add_argument(
+        "--segment",
+        type=int,
+        metavar="N",
+        help="only its 30-second segment N (0, 1, … as `show` lists them; default name: ID_N.wav)",
+    )
 
     calls = commands.add_parser("calls", help="telephony call records: list, show")
     actions = calls.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -149,11 +155,13 @@ async def _show_session(api: _Api, args: argparse.Namespace) -> None:
 
 
 async def _download_session(api: _Api, args: argparse.Namespace) -> None:
-    target: Path = args.output or Path(f"{args.id}.wav")
+    segment: int | None = args.segment
+    what = "audio" if segment is None else f"segments/{segment}"
+    target: Path = args.output or Path(f"{args.id}.wav" if segment is None else f"{args.id}_{segment}.wav")
     partial = target.with_name(target.name + ".part")
     size = 0
     try:
-        async with api.get(f"/api/audio/sessions/{args.id}/audio") as response:
+        async with api.get(f"/api/audio/sessions/{args.id}/{what}") as response:
             await _raise_for(response)
             with partial.open("wb") as out:
                 async for chunk in response.content.iter_chunked(_DOWNLOAD_CHUNK):

@@ -344,6 +344,7 @@ async function probe() {
   };
 }
 
+$("settings").addEventListener("submit", (event) => event.preventDefault());
 $("start").addEventListener("click", start);
 $("stop").addEventListener("click", stop);
 $("probe").addEventListener("click", probe);
