@@ -161,3 +161,16 @@ async def test_the_docs_pages_render_in_a_browser_with_no_internet(tmp_path: Pat
         assert (await page.text_content("h1") or "").startswith("voxbus")
         await page.wait_for_load_state("networkidle")
     assert tried == []
+
+
+async def test_head_answers_a_download_but_not_a_webhook_that_records_on_get(tmp_path: Path) -> None:
+    """HEAD runs a GET's handler: the downloads answer it, but the GET webhooks (which record a
+    call or a callback) refuse it with 405, as before they were documented."""
+    async with embedded_app(tmp_path) as (base, _), aiohttp.ClientSession() as http:
+        for path in ("/vonage/answer?uuid=HEAD-1", "/exotel/passthru?CallSid=HEAD-2", "/callback"):
+            async with http.head(base + path) as response:
+                assert response.status == 405, path
+        async with http.head(f"{base}/api/audio/sessions/{SESSION_ID}/audio") as response:
+            assert response.status == 404  # the route answers HEAD: no such session
+        async with http.get(f"{base}/api/calls") as response:
+            assert (await response.json())["calls"] == []  # no HEAD made a call record

@@ -73,14 +73,13 @@ async def test_embedded_stream_close_download_is_sample_exact(tmp_path: Path, cl
                 assert response.status == 206
                 assert await response.read() == source.tobytes()[:1000]
         segments = [await download(base, session_id, f"segments/{index}") for index in (0, 1)]
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"{base}/api/audio/sessions/{session_id}/segments/2") as r,
-        ):
-            assert (r.status, await r.json()) == (
-                404,
-                {"error": "No such segment", "session_id": session_id, "size": 2},
-            )
+        async with aiohttp.ClientSession() as http:
+            for index in ("2", "-1", "x", "\u00b2"):  # past the last; not a number (² is a digit to Python)
+                async with http.get(f"{base}/api/audio/sessions/{session_id}/segments/{index}") as r:
+                    assert (r.status, await r.json()) == (
+                        404,
+                        {"error": "No such segment", "session_id": session_id, "segments": 2},
+                    ), index
     assert info["status"] == "completed"
     assert info["total_chunks"] == len(chunks)
     assert info["bytes_received"] == sum(len(c) for c in chunks)

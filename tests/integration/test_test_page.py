@@ -188,22 +188,32 @@ async def test_echo_plays_back_and_the_test_button_logs_the_round_trip(
     assert "Test Audio WebSocket: received 6400 bytes back" in log, log
 
 
-async def test_a_wrong_api_key_is_explained_on_the_page(
+async def test_a_wrong_api_key_is_explained_on_the_page_and_leaves_no_microphone_on(
     tmp_path: Path, source: tuple[Path, npt.NDArray[np.float64]]
 ) -> None:
+    """The server refuses the socket (1008) while the page is still starting its microphone: the
+    page says why, and that run never turns the microphone on; the next run, with the right
+    key, records and ends with the microphone off."""
     speech_wav, _ = source
-    async with (
-        embedded(tmp_path, api_key="the-right-key-of-32-bytes-or-more!") as base,
-        browser(speech_wav) as chromium_,
-    ):
+    key = "the-right-key-of-32-bytes-or-more!"
+    async with embedded(tmp_path, api_key=key) as base, browser(speech_wav) as chromium_:
         page = await open_page(chromium_, base)
         await page.fill("#token", "a-wrong-key")
         await page.click("#start")
-        await page.wait_for_function(
-            "document.getElementById('status').textContent.includes('1008')", timeout=15_000
-        )
+        await page.wait_for_function("document.getElementById('status').textContent.includes('1008')")
         status = await page.text_content("#status") or ""
+        await page.wait_for_function("!document.getElementById('start').disabled")
+
+        await page.fill("#token", key)
+        await page.click("#start")
+        await page.wait_for_function("Number(document.getElementById('acked').textContent) >= 5")
+        await page.click("#stop")
+        await page.wait_for_function("document.getElementById('status').textContent.startsWith('Stopped')")
+        log = await page.text_content("#log") or ""
+        microphone = await page.evaluate("document.body.dataset.mic")
     assert "Invalid API key" in status and "refused" in status, status
+    assert log.count("microphone on") == 1, log
+    assert microphone == "off"
 
 
 @pytest.mark.kafka

@@ -12,7 +12,7 @@ from voxbus.common.records import AudioFormat, EchoSettings, new_session_id
 from voxbus.common.session_state import SessionHashes, SessionState, SessionUpdate
 from voxbus.common.state import StateError
 from voxbus.common.store.memory import InProcessStore
-from voxbus.ingest.sessions import SessionRegistry, SessionSpec, public_info
+from voxbus.ingest.sessions import SessionRegistry, SessionSpec, session_info
 
 SESSION_ID = "0b7e9a52-5a43-4a57-9a8e-7f3c1d2e4b5a"
 NOW = 1700000000.25
@@ -39,7 +39,9 @@ CREATED = {
 
 def test_a_failed_session_shows_its_reason() -> None:
     fields = {SessionField.STATUS: "error", SessionField.FINALIZED: "1", SessionField.ERROR: "bad bytes"}
-    info = public_info(SessionState.from_hash(SESSION_ID, {**fields, SessionField.CLOSE_REASON: "bad bytes"}))
+    info = session_info(
+        SessionState.from_hash(SESSION_ID, {**fields, SessionField.CLOSE_REASON: "bad bytes"})
+    ).body()
     assert (info["status"], info["error"], info["close_reason"]) == ("error", "bad bytes", "bad bytes")
 
 
@@ -88,7 +90,7 @@ async def test_the_registry_writes_the_created_hash_and_its_indexes() -> None:
 
 def test_api_json_of_a_created_session_golden() -> None:
     state = SessionState.from_hash(SESSION_ID, CREATED)
-    assert json.dumps(public_info(state)) == (
+    assert json.dumps(session_info(state).body()) == (
         '{"session_id": "0b7e9a52-5a43-4a57-9a8e-7f3c1d2e4b5a", "user_id": "alice", "status": "active", '
         '"protocol": "session", "sample_rate": 44100, "channels": 2, "format": "wav", '
         '"created_at": 1700000000.25, "updated_at": 1700000000.25, "total_chunks": 0, '
@@ -99,7 +101,7 @@ def test_api_json_of_a_created_session_golden() -> None:
 
 def test_api_json_of_a_session_with_nothing_recorded_golden() -> None:
     """Every field absent: what the API showed for each before the record was typed."""
-    assert json.dumps(public_info(SessionState(session_id=SESSION_ID))) == (
+    assert json.dumps(session_info(SessionState(session_id=SESSION_ID)).body()) == (
         '{"session_id": "0b7e9a52-5a43-4a57-9a8e-7f3c1d2e4b5a", "user_id": "", "status": "active", '
         '"protocol": "", "sample_rate": 0, "channels": 0, "format": "", "created_at": 0.0, '
         '"updated_at": 0.0, "total_chunks": 0, "bytes_received": 0, "duration_seconds": 0.0, '
@@ -131,7 +133,9 @@ def test_finalized_hash_and_its_api_json_golden() -> None:
         "finalized": "1",
         "writer_pod": "writer-0",
     }
-    info = public_info(SessionState.from_hash(SESSION_ID, {**CREATED, "chunk_count": "4750", **written}))
+    info = session_info(
+        SessionState.from_hash(SESSION_ID, {**CREATED, "chunk_count": "4750", **written})
+    ).body()
     assert json.dumps(info) == (
         '{"session_id": "0b7e9a52-5a43-4a57-9a8e-7f3c1d2e4b5a", "user_id": "alice", '
         '"status": "completed", "protocol": "session", "sample_rate": 44100, "channels": 2, '

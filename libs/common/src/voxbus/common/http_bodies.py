@@ -4,8 +4,10 @@ each (the WebSocket messages are `client_messages`; the carriers' webhooks are t
 
 The handlers answer with these models (`HttpBody.response`), and `/openapi.json` is generated from
 them (`runtime.api_docs`): their docstrings, field descriptions and examples are the reference a
-client reads. The query models are what the documents list as each endpoint's query parameters;
-a handler reads its query as the model says (its own checks give the errors docs/api.md lists).
+client reads. The query models (`…Query`) are what the document lists as each endpoint's query
+parameters: the handlers read their queries by hand, for the exact refusals docs/api.md lists, and
+`tests/integration/test_api_docs.py` holds the two together (schemathesis sends what the models
+allow and every operation must answer without a server error).
 """
 
 from typing import Annotated, Any, ClassVar, Final, Literal
@@ -80,6 +82,7 @@ class ErrorBody(SparseBody):
     valid_values: list[str] | None = Field(default=None, description="The values the parameter takes.")
     valid_range: list[int] | None = Field(default=None, description="The smallest and largest value taken.")
     size: int | None = Field(default=None, description="The file's size in bytes (416 only).")
+    segments: int | None = Field(default=None, description="How many segments the session has.")
     endpoint: str | None = Field(default=None, description="The endpoint given (its first 200 characters).")
     detail: str | None = Field(default=None, description="Which field was wrong, and why.")
     failed: dict[str, str] | None = Field(default=None, description="Work that stopped, with the reason.")
@@ -182,15 +185,15 @@ class SessionListQuery(HttpBody):
 
 
 class CallStatusEntry(HttpBody):
-    status: Annotated[str, Field(description="As the carrier named it.", examples=["answered"])]
     carrier_time: Annotated[str, Field(description="The carrier's timestamp, else the time it arrived.")]
+    status: Annotated[str, Field(description="As the carrier named it.", examples=["answered"])]
     at: Timestamp
 
 
 class DtmfPress(HttpBody):
+    at: Timestamp
     digit: Annotated[str, Field(examples=["5"])]
     duration_ms: int | None = Field(description="How long it was held, when the carrier says.")
-    at: Timestamp
 
 
 class CallRecording(HttpBody):
@@ -248,7 +251,7 @@ class CallListQuery(HttpBody):
         default=None, description="Only this carrier's calls."
     )
     status: str | None = Field(
-        default=None, max_length=64, description="Only calls whose latest status is this."
+        default=None, description="Only calls whose latest status is this (its first 64 characters)."
     )
 
 
@@ -275,8 +278,32 @@ class ModeQuery(HttpBody):
     )
 
 
+class VonageAnswerQuery(HttpBody):
+    """The answer webhook's query (GET): the call's fields, and the mode voxbus gives it."""
+
+    uuid: str = Field(min_length=1, max_length=128, description="The call leg's id: the call's id in voxbus.")
+    conversation_uuid: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    mode: TelephonyMode | None = Field(default=None, description="As `ModeQuery`'s.")
+
+
+class ExotelCallbackQuery(HttpBody):
+    """A Passthru or StatusCallback as a GET query: the fields voxbus reads (Exotel sends more)."""
+
+    CallSid: str = Field(min_length=1, max_length=128)
+    CallFrom: str | None = Field(default=None, description="Or `From`.")
+    CallTo: str | None = Field(default=None, description="Or `To`.")
+    Direction: str | None = None
+    Status: str | None = None
+    DateUpdated: str | None = Field(default=None, description="Or `CurrentTime`, `EndTime`.")
+    digits: str | None = None
+
+
 class NccoTalkQuery(HttpBody):
-    text: str = Field(default="Hello from voxbus.", max_length=1500, description="What the call hears.")
+    text: str = Field(
+        default="Hello from voxbus.", description="What the call hears (its first 1,500 characters)."
+    )
 
 
 class NccoConnectQuery(HttpBody):
@@ -304,14 +331,15 @@ class TwilioWebhook(HttpBody):
 # -- WebSocket endpoints' query parameters -------------------------------------------------------
 
 
+def _one_of(values: tuple[int, ...] | tuple[str, ...], description: str) -> Any:
+    """A query parameter that takes one of `values` (a constant's tuple, as the handler checks it)."""
+    return Field(default=None, description=description, json_schema_extra={"enum": list(values)})
+
+
 class SessionQuery(HttpBody):
-    format: Literal[SESSION_FORMATS] | None = Field(  # type: ignore[valid-type]
-        default=None, description="The audio's format (default: `DEFAULT_FORMAT`, wav)."
-    )
-    sample_rate: Literal[SAMPLE_RATES] | None = Field(  # type: ignore[valid-type]
-        default=None, description="Hz of raw PCM (default: `DEFAULT_SAMPLE_RATE`, 16000)."
-    )
-    channels: Literal[SESSION_CHANNELS] | None = Field(default=None, description="Of raw PCM (default 1).")  # type: ignore[valid-type]
+    format: str | None = _one_of(SESSION_FORMATS, "The audio's format (default: `DEFAULT_FORMAT`, wav).")
+    sample_rate: int | None = _one_of(SAMPLE_RATES, "Hz of raw PCM (default: `DEFAULT_SAMPLE_RATE`, 16000).")
+    channels: int | None = _one_of(SESSION_CHANNELS, "Of raw PCM (default 1).")
     user_id: str = Field(default="anonymous", description="Who the session belongs to (lists filter by it).")
     echo: bool = Field(default=False, description="Send each chunk back too.")
     delay_ms: int = Field(default=0, ge=0, le=60_000, description="With `echo`: after this long.")
@@ -319,7 +347,7 @@ class SessionQuery(HttpBody):
 
 class EchoQuery(HttpBody):
     delay_ms: int = Field(default=0, ge=0, le=60_000, description="The echo's delay.")
-    sample_rate: Literal[SAMPLE_RATES] = Field(default=16000, description="Hz of the PCM recorded.")  # type: ignore[valid-type]
+    sample_rate: int | None = _one_of(SAMPLE_RATES, "Hz of the PCM recorded (default 16000).")
     user_id: str = "anonymous"
 
 
@@ -332,7 +360,7 @@ class WearableQuery(HttpBody):
         default="opus", description="What a bare binary message (or an event without a format) holds."
     )
     strip_header: bool = Field(default=False, description="Each packet starts with a 3-byte header to drop.")
-    sample_rate: Literal[SAMPLE_RATES] = Field(default=16000, description="Hz of the audio.")  # type: ignore[valid-type]
+    sample_rate: int | None = _one_of(SAMPLE_RATES, "Hz of the audio (default 16000).")
     user_id: str = Field(default="anonymous", min_length=1)
 
 

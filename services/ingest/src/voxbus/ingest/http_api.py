@@ -109,17 +109,19 @@ async def download_segment(request: web.Request) -> web.StreamResponse:
         return found
     ctx, state = found
     given = request.match_info["index"]
-    index = int(given) if given.isdigit() and len(given) <= 6 else -1
+    index = int(given) if given.isascii() and given.isdecimal() and len(given) <= 6 else -1
     if not 0 <= index < len(state.segments):
         return ErrorBody(
-            error="No such segment", session_id=state.session_id, size=len(state.segments)
+            error="No such segment", session_id=state.session_id, segments=len(state.segments)
         ).response(404)
     return _wav_file(request, ctx, state.session_id, state.segments[index])
 
 
 def _wav_file(request: web.Request, ctx: IngestContext, session_id: str, name: str) -> web.StreamResponse:
-    path = ctx.settings.audio_storage_path / name
-    if not path.is_file():
+    """The file `name` (as the session record has it) under the audio storage path, never outside."""
+    storage = ctx.settings.audio_storage_path.resolve()
+    path = (storage / name).resolve()
+    if not path.is_relative_to(storage) or not path.is_file():
         return ErrorBody(error="No audio recorded yet", session_id=session_id).response(404)
     if _ZERO_SUFFIX.fullmatch(request.headers.get(hdrs.RANGE, "")):
         # "the last 0 bytes" selects nothing, so it is unsatisfiable (RFC 9110 14.1.1); aiohttp
@@ -137,6 +139,14 @@ _SESSION_ID = {"session_id": SESSION_ID}
 _UNAUTHORIZED = Reply(description="Invalid API key (with `API_KEY` set).", body=ErrorBody)
 _INVALID_ID = Reply(description="Not a session id.", body=ErrorBody)
 _NOT_FOUND = Reply(description="No such session.", body=ErrorBody)
+_WAV = {"type": "string", "contentMediaType": "audio/wav"}
+_WAV_REPLIES = {
+    200: Reply(description="The WAV file.", media_type="audio/wav", schema=_WAV),
+    206: Reply(description="The range asked for.", media_type="audio/wav", schema=_WAV),
+    401: _UNAUTHORIZED,
+    416: Reply(description="Range not satisfiable.", body=ErrorBody),
+    422: _INVALID_ID,
+}
 
 
 def add_routes(app: web.Application) -> None:
@@ -200,11 +210,6 @@ def add_routes(app: web.Application) -> None:
             },
         ),
     )
-    wav = Reply(
-        description="The WAV file.",
-        media_type="audio/wav",
-        schema={"type": "string", "contentMediaType": "audio/wav"},
-    )
     route(
         app,
         "GET",
@@ -223,13 +228,12 @@ def add_routes(app: web.Application) -> None:
             },
             api_key=True,
             replies={
-                200: wav,
-                206: Reply(description="The range asked for.", media_type="audio/wav", schema=wav.schema),
-                401: _UNAUTHORIZED,
+                **_WAV_REPLIES,
                 404: Reply(
-                    description="No such session or segment (`size`: how many there are).", body=ErrorBody
+                    description="No such session or segment (`segments`: how many there are), or no "
+                    "file yet.",
+                    body=ErrorBody,
                 ),
-                416: Reply(description="Range not satisfiable.", body=ErrorBody),
                 422: _INVALID_ID,
             },
         ),
@@ -247,19 +251,8 @@ def add_routes(app: web.Application) -> None:
             path_params=_SESSION_ID,
             api_key=True,
             replies={
-                200: Reply(
-                    description="The WAV file.",
-                    media_type="audio/wav",
-                    schema={"type": "string", "contentMediaType": "audio/wav"},
-                ),
-                206: Reply(
-                    description="The range asked for.",
-                    media_type="audio/wav",
-                    schema={"type": "string", "contentMediaType": "audio/wav"},
-                ),
-                401: _UNAUTHORIZED,
+                **_WAV_REPLIES,
                 404: Reply(description="No such session, or no audio recorded yet.", body=ErrorBody),
-                416: Reply(description="Range not satisfiable.", body=ErrorBody),
                 422: _INVALID_ID,
             },
         ),

@@ -6,7 +6,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from voxbus.common.constants import Key, SessionStatus
 from voxbus.common.http_bodies import SessionInfo
@@ -111,11 +110,6 @@ def session_info(state: SessionState) -> SessionInfo:
         close_reason=state.close_reason,
         error=state.error,
     )
-
-
-def public_info(state: SessionState) -> dict[str, Any]:
-    """`session_info` as its JSON object."""
-    return session_info(state).body()
 
 
 def canonical_session_id(text: str) -> str | None:

@@ -19,7 +19,7 @@ from voxbus.common.call_events import CallStatus
 from voxbus.common.call_state import CallStart
 from voxbus.common.exotel_auth import refusal
 from voxbus.common.exotel_callbacks import CallbackError, ExotelCallback
-from voxbus.common.http_bodies import Accepted, ErrorBody, MediaSocketUrl, ModeQuery
+from voxbus.common.http_bodies import Accepted, ErrorBody, ExotelCallbackQuery, MediaSocketUrl, ModeQuery
 from voxbus.common.runtime.api_docs import Operation, Reply, route
 from voxbus.common.settings import TELEPHONY_MODES, call_mode
 from voxbus.telephony import metrics
@@ -176,9 +176,10 @@ def add_routes(app: web.Application) -> None:
                 summary=summary + " (GET)",
                 description="The fields in the query." + _GUARDED,
                 tag=_TAG,
-                query=ExotelCallback,
+                query=ExotelCallbackQuery,
                 replies=_CALLBACK_REPLIES,
             ),
+            head=False,  # a GET records the callback
         )
         route(
             app,

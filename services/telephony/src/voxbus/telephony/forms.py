@@ -13,5 +13,7 @@ class FormError(ValueError):
 async def form_fields(request: web.Request) -> Mapping[str, str | bytes | bytearray | web.FileField]:
     try:
         return await request.post()
-    except ValueError as exc:  # aiohttp's multipart reader: no boundary, a boundary never used, …
+    except (ValueError, LookupError, RuntimeError) as exc:
+        # aiohttp's readers: a multipart without its boundary (ValueError), a charset Python does
+        # not know (LookupError), a part's unknown transfer or content encoding (RuntimeError)
         raise FormError(f"the body is not a form ({exc})") from None

@@ -102,5 +102,5 @@ def add_routes(app: web.Application) -> None:
             },
         ),
     )
-    route(app, "GET", "/callback", callback, _CALLBACK)
+    route(app, "GET", "/callback", callback, _CALLBACK, head=False)
     route(app, "POST", "/callback", callback, _CALLBACK)

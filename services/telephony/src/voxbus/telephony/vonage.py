@@ -17,7 +17,7 @@ from aiohttp import web
 from voxbus.common.call_events import CallStatus
 from voxbus.common.call_state import CallStart
 from voxbus.common.carrier_events import CarrierMessageError
-from voxbus.common.http_bodies import ErrorBody, ModeQuery
+from voxbus.common.http_bodies import ErrorBody, ModeQuery, VonageAnswerQuery
 from voxbus.common.runtime.api_docs import Operation, Reply, route
 from voxbus.common.settings import TELEPHONY_MODES, Settings, call_mode
 from voxbus.common.vonage_messages import (
@@ -179,9 +179,10 @@ def add_routes(app: web.Application) -> None:
             description="The call's fields in the query; `?mode=` chooses the call's mode "
             "(record, echo, record+echo; default `TELEPHONY_MODE`)." + _SIGNED,
             tag=_TAG,
-            query=CallWebhook,
+            query=VonageAnswerQuery,
             replies={200: _ANSWERED, 400: _INVALID, 401: _UNSIGNED},
         ),
+        head=False,  # a GET records the call
     )
     route(
         app,

@@ -11,6 +11,7 @@ them. A route added any other way is missing from the document, which the tests 
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, Literal
 
 from aiohttp import web
@@ -32,9 +33,14 @@ API_KEY_SCHEMES: Final = {
 }
 SWAGGER_ASSETS: Final = "/docs/assets"
 REDOC_ASSETS: Final = "/redoc/assets"
+_SWAGGER_FILES: Final = ("swagger-ui.css", "swagger-ui-bundle.js")  # what the page loads, no more
 _REDOC_SCRIPT: Final = "redoc.standalone.js"
+_REDOC_LOGO_FILE: Final = "logo-mini.svg"
 # Redoc's footer loads its logo from Redocly's CDN; the package ships the same file beside it
-_REDOC_LOGO: Final = (b"https://cdn.redoc.ly/redoc/logo-mini.svg", f".{REDOC_ASSETS}/logo-mini.svg".encode())
+_REDOC_LOGO: Final = (
+    b"https://cdn.redoc.ly/redoc/logo-mini.svg",
+    f".{REDOC_ASSETS}/{_REDOC_LOGO_FILE}".encode(),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,12 +74,23 @@ class Operation:
 
 
 OPERATIONS = web.AppKey("api_operations", dict[tuple[str, str], Operation])
+# the document, built at the first request (the routes are fixed once the app runs)
+_DOCUMENT = web.AppKey("openapi_document", list[dict[str, Any]])
 
 
-def route(app: web.Application, method: Method, path: str, handler: Handler, operation: Operation) -> None:
-    """Serve `handler` at `method path` (a GET answers HEAD too), documented as `operation`."""
+def route(
+    app: web.Application,
+    method: Method,
+    path: str,
+    handler: Handler,
+    operation: Operation,
+    *,
+    head: bool = True,
+) -> None:
+    """Serve `handler` at `method path`, documented as `operation`. A GET answers HEAD too,
+    unless `head` is False (a webhook whose GET records something: HEAD gets 405)."""
     if method == "GET":
-        app.router.add_get(path, handler)
+        app.router.add_get(path, handler, allow_head=head)
     else:
         app.router.add_route(method, path, handler)
     app.setdefault(OPERATIONS, {})[(method, path)] = operation
@@ -100,9 +117,11 @@ def add_docs_routes(app: web.Application) -> None:
     route(
         app, "GET", "/redoc", _redoc, Operation(summary="Redoc for this API", tag="docs", replies={200: page})
     )
-    app.router.add_static(SWAGGER_ASSETS, swagger_ui.static_path)
+    app[_DOCUMENT] = []
+    for name in _SWAGGER_FILES:
+        app.router.add_get(f"{SWAGGER_ASSETS}/{name}", _asset(swagger_ui.static_path / name))
     app.router.add_get(f"{REDOC_ASSETS}/{_REDOC_SCRIPT}", _redoc_script)
-    app.router.add_static(REDOC_ASSETS, redoc.static_path)
+    app.router.add_get(f"{REDOC_ASSETS}/{_REDOC_LOGO_FILE}", _asset(redoc.static_path / _REDOC_LOGO_FILE))
 
 
 def openapi_document(app: web.Application) -> dict[str, Any]:
@@ -236,7 +255,17 @@ def _operation_id(path: str) -> str:
 
 
 async def _openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(request.app))
+    built = request.app[_DOCUMENT]
+    if not built:
+        built.append(openapi_document(request.app))
+    return web.json_response(built[0])
+
+
+def _asset(path: Path) -> Handler:
+    async def serve(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(path)
+
+    return serve
 
 
 _SWAGGER_PAGE: Final = f"""<!doctype html>
