@@ -148,10 +148,13 @@ async def test_schemathesis_gets_no_server_error_from_any_operation(tmp_path: Pa
 
 async def test_the_docs_pages_render_in_a_browser_with_no_internet(tmp_path: Path) -> None:
     """Swagger UI lists every operation and Redoc shows the API's title, in chromium, with
-    every request off this machine refused: none is even tried."""
+    every request off this machine refused: none is even tried, and nothing the pages ask this
+    server for is missing."""
     async with embedded_app(tmp_path) as (base, app), browser() as chromium_:
         page = await chromium_.new_page()
         tried = await offline(page)
+        failed: list[str] = []  # what the browser's console reports (a 404 of a file the page wants)
+        page.on("console", lambda message: failed.append(message.text) if message.type == "error" else None)
         document = openapi_document(app)
         await page.goto(f"{base}/docs")
         await page.wait_for_selector(".opblock")
@@ -161,6 +164,7 @@ async def test_the_docs_pages_render_in_a_browser_with_no_internet(tmp_path: Pat
         assert (await page.text_content("h1") or "").startswith("voxbus")
         await page.wait_for_load_state("networkidle")
     assert tried == []
+    assert failed == []
 
 
 async def test_head_answers_a_download_but_not_a_webhook_that_records_on_get(tmp_path: Path) -> None:

@@ -274,6 +274,7 @@ _SWAGGER_PAGE: Final = f"""<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>voxbus API</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href=".{SWAGGER_ASSETS}/swagger-ui.css">
 </head>
 <body>
@@ -292,6 +293,7 @@ _REDOC_PAGE: Final = f"""<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>voxbus API</title>
+<link rel="icon" href="data:,">
 </head>
 <body>
 <redoc spec-url="./openapi.json"></redoc>

@@ -315,6 +315,7 @@ async function start() {
   });
   $("session").textContent = "–";
   $("links").replaceChildren();
+  meter("echo-meter", 0);
   render();
   $("start").disabled = true;
   $("stop").disabled = false;
