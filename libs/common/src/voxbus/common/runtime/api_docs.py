@@ -268,39 +268,27 @@ def _asset(path: Path) -> Handler:
     return serve
 
 
-_SWAGGER_PAGE: Final = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>voxbus API</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href=".{SWAGGER_ASSETS}/swagger-ui.css">
-</head>
-<body>
-<div id="swagger-ui"></div>
-<script src=".{SWAGGER_ASSETS}/swagger-ui-bundle.js"></script>
-<script>
-window.ui = SwaggerUIBundle({{url: "./openapi.json", dom_id: "#swagger-ui", deepLinking: true}});
-</script>
-</body>
-</html>
-"""
+def _page(head: str, body: str) -> str:
+    """A docs page: the API's title, no favicon request, then what the viewer needs."""
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<title>voxbus API</title>\n<link rel="icon" href="data:,">\n{head}</head>\n'
+        f"<body>\n{body}</body>\n</html>\n"
+    )
 
-_REDOC_PAGE: Final = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>voxbus API</title>
-<link rel="icon" href="data:,">
-</head>
-<body>
-<redoc spec-url="./openapi.json"></redoc>
-<script src=".{REDOC_ASSETS}/{_REDOC_SCRIPT}"></script>
-</body>
-</html>
-"""
+
+_SWAGGER_PAGE: Final = _page(
+    f'<link rel="stylesheet" href=".{SWAGGER_ASSETS}/swagger-ui.css">\n',
+    f'<div id="swagger-ui"></div>\n<script src=".{SWAGGER_ASSETS}/swagger-ui-bundle.js"></script>\n'
+    "<script>\n"
+    'window.ui = SwaggerUIBundle({url: "./openapi.json", dom_id: "#swagger-ui", deepLinking: true});\n'
+    "</script>\n",
+)
+_REDOC_PAGE: Final = _page(
+    "",
+    f'<redoc spec-url="./openapi.json"></redoc>\n<script src=".{REDOC_ASSETS}/{_REDOC_SCRIPT}"></script>\n',
+)
 
 
 async def _swagger(request: web.Request) -> web.Response:
