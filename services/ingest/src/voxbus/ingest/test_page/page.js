@@ -297,6 +297,17 @@ function connect(url, rate) {
   });
 }
 
+// A browser with no audio device (a server, a container) keeps its AudioContext suspended:
+// nothing is captured or played, which the page says rather than sit at zero
+async function audioRunning(run) {
+  await Promise.race([state.audio.resume(), sleep(2000)]);
+  if (live(run) && state.audio.state !== "running") {
+    const text = `The browser's audio is ${state.audio.state}: no audio device? Nothing is captured.`;
+    log(text);
+    setStatus(text, true);
+  }
+}
+
 async function start() {
   const run = ++state.run;
   const mode = $("endpoint").value;
@@ -343,6 +354,7 @@ async function start() {
       state.ws.send(JSON.stringify(start));
     }
     if (live(run)) await startMic(rate, run);
+    if (live(run) && state.audio.state !== "running") await audioRunning(run);
   } catch (error) {
     if (state.run !== run) return; // a Stop ended this run
     log(`could not start: ${error.message}`);
