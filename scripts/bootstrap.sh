@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what voxbus needs on a fresh Linux machine, then nothing else.
 #   scripts/bootstrap.sh run   → uv, libopus0 and the Python environment (uv.lock)
-#   scripts/bootstrap.sh test  → the same, plus espeak-ng, chromium, redis-server, Java 17+ and Maven
+#   scripts/bootstrap.sh test  → the same, plus espeak-ng, chromium, haproxy, prometheus,
+#                                redis-server, Java 17+ and Maven
 #                                (Debian/Ubuntu packages), and the Kafka broker jars (Maven Central).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,8 +56,10 @@ uv sync --frozen --quiet --compile-bytecode
 
 if [ "$purpose" = test ]; then
   # espeak-ng speaks the tests' speech; chromium is the browser the /test page and the API docs
-  # are tested in; redis-server, Java and Maven give them real engines
-  ensure_apt_packages cmd:espeak-ng espeak-ng cmd:chromium chromium
+  # are tested in; haproxy and prometheus run in `voxbus stack`'s local cluster; redis-server,
+  # Java and Maven give them real engines
+  PATH="$PATH:/usr/sbin:/sbin" ensure_apt_packages cmd:espeak-ng espeak-ng cmd:chromium chromium \
+    cmd:haproxy haproxy cmd:prometheus prometheus
   if [ -z "${REDIS_URL:-}" ]; then
     ensure_apt_packages cmd:redis-server redis-server
   fi

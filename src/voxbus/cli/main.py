@@ -3,7 +3,9 @@
 
 import argparse
 import importlib
+import importlib.util
 import logging
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
@@ -32,6 +34,9 @@ voxbus: real-time audio over WebSocket that scales out.
                          recorded sessions of a running voxbus (--url, --api-key).
   voxbus calls list|show ID
                          its telephony call records.
+  voxbus stack up|down|status
+                         (in a checkout) a cluster on this machine: Kafka, Redis, 2 ingest and
+                         2 telephony behind HAProxy, transcoder, writer, echo, Prometheus.
 
 Configuration comes from the environment and a .env file in the working directory
 (see README.md, "Configuration"). An invalid value stops voxbus with exit status 2.
@@ -58,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     echo_client.add_arguments(commands.add_parser("echo-client", help="a client of /ws/echo"))
     stream.add_arguments(commands.add_parser("stream", help="stream an audio file to a recording session"))
     records.add_arguments(commands)
+    local = commands.add_parser("stack", help="(in a checkout) a cluster on this machine", add_help=False)
+    local.add_argument("stack_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -69,8 +76,22 @@ _CLIENTS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _stack(args: argparse.Namespace) -> int:
+    """`voxbus stack …` is `python -m voxbus.devinfra stack …`: a development tool, installed
+    with the checkout's dev dependencies (it starts Kafka the way the tests do)."""
+    if importlib.util.find_spec("voxbus.devinfra") is None:
+        sys.stderr.write(
+            "voxbus stack: a development tool: run it in a checkout (uv sync, then uv run voxbus stack)\n"
+        )
+        return 1
+    command = [sys.executable, "-m", "voxbus.devinfra", "stack", *args.stack_args]
+    return subprocess.run(command, check=False).returncode
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "stack":
+        return _stack(args)
     client = _CLIENTS.get(args.command)
     if client is not None:
         return client(args)

@@ -1,8 +1,9 @@
-"""`python -m voxbus.devinfra kafka|redis|both|fetch`: run the infrastructure by hand.
+"""`python -m voxbus.devinfra kafka|redis|both|fetch|stack`: run the infrastructure by hand.
 
 `kafka`, `redis` and `both` provide the services as the tests do, write env-var lines
 (`KAFKA_BOOTSTRAP_SERVERS=...`, `REDIS_URL=...`) to stdout and keep them up until SIGINT or
-SIGTERM. `fetch` only fetches the Kafka broker jars (CI runs it up front).
+SIGTERM. `fetch` only fetches the Kafka broker jars (CI runs it up front). `stack up|down|status`
+runs voxbus as a cluster on this machine (`voxbus.devinfra.stack`; `voxbus stack` is the same).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
+from voxbus.devinfra import stack
 from voxbus.devinfra.errors import InfraUnavailable, SourceFailed
 from voxbus.devinfra.kafka_fetch import fetch_kafka_libs
 from voxbus.devinfra.provide import KAFKA_ENV, REDIS_ENV, provide_kafka, provide_redis
@@ -66,14 +69,57 @@ def _fetch() -> int:
     return 0
 
 
+def _stack(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="voxbus stack", description=stack.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(".cache/stack"),
+        help="state, logs and recordings (default: .cache/stack)",
+    )
+    parser.add_argument("--port", type=int, default=8000, help="the load balancer's port (default 8000)")
+    parser.add_argument("--prometheus-port", type=int, default=9090, help="Prometheus's port (default 9090)")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "up":
+            logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+            started = stack.up(args.dir, port=args.port, prometheus_port=args.prometheus_port)
+            sys.stdout.write(
+                f"voxbus stack is up ({started.directory}):\n"
+                f"  {started.url}  voxbus behind HAProxy "
+                f"({stack.INGESTS} ingest, {stack.TELEPHONIES} telephony)\n"
+                f"  {started.url}/test  the test page;  {started.url}/docs  the API\n"
+                f"  {started.prometheus_url}  Prometheus\n"
+                f"  logs: {started.directory}/logs/   recordings: {started.directory}/audio/\n"
+                "  stop it: voxbus stack down\n"
+            )
+        elif args.action == "down":
+            stopped = stack.down(args.dir)
+            sys.stdout.write(f"stopped: {', '.join(stopped)}\n" if stopped else "nothing was running\n")
+        else:
+            rows = stack.status(args.dir)
+            sys.stdout.write("".join(f"{name:<14} {pid:>8}  {state}\n" for name, pid, state in rows))
+            return 0 if all(state == "ready" for _, _, state in rows) else 1
+    except stack.StackError as exc:
+        sys.stderr.write(f"voxbus stack: {exc}\n")
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m voxbus.devinfra`; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["stack"]:
+        return _stack(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m voxbus.devinfra",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("what", choices=("kafka", "redis", "both", "fetch"))
+    parser.add_argument("what", choices=("kafka", "redis", "both", "fetch", "stack"))
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG")
     args = parser.parse_args(argv)
     logging.basicConfig(

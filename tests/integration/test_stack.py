@@ -1,0 +1,168 @@
+"""`voxbus stack` as a developer runs it: `up` starts Kafka, Redis, two ingest and two telephony
+instances behind HAProxy, the other services and Prometheus, each a process that outlives the
+command; through the load balancer a recording survives its ingest instance's SIGTERM (the
+client is closed with 1012 and resumes on the other instance, no gap and no duplicate), webhooks
+alternate between the telephony instances and the call record stays whole; Prometheus scrapes
+every process; `down` stops all of it and nothing else."""
+
+import asyncio
+import io
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import soundfile
+
+from tests.audio import speech, wav_bytes
+from tests.helpers import eventually
+from voxbus.devinfra.ports import free_ports
+
+SECONDS = 10.0
+SERVICES = {
+    "kafka-redis",
+    "ingest-1",
+    "ingest-2",
+    "telephony-1",
+    "telephony-2",
+    "transcoder",
+    "writer",
+    "echo",
+}
+
+
+async def voxbus(*args: str, timeout: float = 240) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "voxbus.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("VOXBUS_")},
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+def members(directory: Path) -> dict[str, int]:
+    state = json.loads((directory / "stack.json").read_text())
+    return {member["name"]: member["pid"] for member in state["members"]}
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() != b""
+    except OSError:
+        return False
+
+
+def service_ports(directory: Path, service: str) -> dict[str, int]:
+    config = (directory / "haproxy.cfg").read_text()
+    return {name: int(port) for name, port in re.findall(rf"server ({service}-\d) [\d.]+:(\d+)", config)}
+
+
+async def metric(http: aiohttp.ClientSession, port: int, line_start: str) -> float:
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+        text = await response.text()
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)]
+    return sum(values)
+
+
+async def test_a_local_cluster_behind_haproxy_survives_an_ingest_restart_and_spreads_webhooks(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "stack"
+    port, prometheus_port = free_ports(2)
+    base = f"http://127.0.0.1:{port}"
+    source = speech(SECONDS, 16000)
+    (tmp_path / "speech.wav").write_bytes(wav_bytes(source, 16000))
+    code, out = await voxbus(
+        "stack", "up", "--dir", str(directory), "--port", str(port), "--prometheus-port", str(prometheus_port)
+    )
+    started = members(directory) if (directory / "stack.json").exists() else {}
+    holding: list[str] = []  # the ingest instance the stream went to
+    try:
+        assert code == 0, out
+        assert f"{base}/test" in out
+        code, out = await voxbus("stack", "status", "--dir", str(directory))
+        assert code == 0, out
+        assert {line.split()[0] for line in out.splitlines()} == SERVICES | {"haproxy", "prometheus"}
+        assert all(line.split()[2] == "ready" for line in out.splitlines()), out
+
+        async with aiohttp.ClientSession() as http:
+            # webhooks alternate between the telephony instances; the call record is whole
+            telephony = service_ports(directory, "telephony")
+            counter = 'voxbus_telephony_webhooks_total{outcome="ok",provider="vonage",webhook="event"}'
+            before = {name: await metric(http, p, counter) for name, p in telephony.items()}
+            for n in range(1, 5):
+                event = {"uuid": "CALL-STACK", "status": f"step-{n}", "timestamp": f"2026-12-02T10:00:0{n}Z"}
+                async with http.post(f"{base}/vonage/event", json=event) as response:
+                    assert response.status == 204
+            after = {name: await metric(http, p, counter) for name, p in telephony.items()}
+            assert {name: after[name] - before[name] for name in telephony} == {
+                "telephony-1": 2,
+                "telephony-2": 2,
+            }
+            async with http.get(f"{base}/api/calls/CALL-STACK") as response:
+                call = await response.json()
+            assert [entry["status"] for entry in call["statuses"]] == ["step-1", "step-2", "step-3", "step-4"]
+            assert call["status"] == "step-4"
+
+            # a recording through the load balancer; the ingest instance holding it is stopped
+            streaming = asyncio.create_task(
+                voxbus(
+                    "stream",
+                    str(tmp_path / "speech.wav"),
+                    "--url",
+                    f"{base.replace('http', 'ws')}/api/ws/audio",
+                )
+            )
+            ingests = service_ports(directory, "ingest")
+            gauge = 'voxbus_ingest_connections{protocol="session"}'
+            chunks = 'voxbus_ingest_chunks_total{protocol="session"}'
+
+            async def one_holds_it() -> bool:
+                holding[:] = [name for name, p in ingests.items() if await metric(http, p, gauge) == 1]
+                return len(holding) == 1
+
+            async def streamed_a_while() -> bool:  # 3 s of its 100 ms chunks
+                return await metric(http, ingests[holding[0]], chunks) >= 30
+
+            await eventually(one_holds_it, what="an ingest instance holding the stream", timeout=30)
+            await eventually(streamed_a_while, what="a few seconds streamed", timeout=30)
+            os.kill(started[holding[0]], signal.SIGTERM)
+            code, out = await streaming
+            assert code == 0, out
+            result = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+            assert int(result["resumed"]) >= 1, out
+            assert result["status"] == "completed"
+            async with http.get(f"{base}/api/audio/sessions/{result['session_id']}/audio") as response:
+                assert response.status == 200
+                recorded, rate = soundfile.read(
+                    io.BytesIO(await response.read()), dtype="int16", always_2d=True
+                )
+            assert rate == 16000
+            np.testing.assert_array_equal(recorded, source)  # no gap, no duplicate
+
+            async def all_scraped() -> bool:
+                url = f"http://127.0.0.1:{prometheus_port}/api/v1/targets"
+                async with http.get(url) as response:
+                    targets = (await response.json())["data"]["activeTargets"]
+                up = [t["labels"]["job"] for t in targets if t["health"] == "up"]
+                return sorted(up) == ["echo", "ingest", "telephony", "telephony", "transcoder", "writer"]
+
+            # the stopped ingest is down; every other voxbus process is scraped
+            await eventually(all_scraped, what="Prometheus scraping every running voxbus process", timeout=30)
+    finally:
+        code, out = await voxbus("stack", "down", "--dir", str(directory))
+    assert code == 0, out
+    assert set(out.removeprefix("stopped: ").strip().split(", ")) == (
+        SERVICES | {"haproxy", "prometheus"}
+    ) - set(holding)
+    assert not [name for name, pid in started.items() if alive(pid)]
