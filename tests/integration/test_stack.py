@@ -10,12 +10,15 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
 import numpy as np
+import pytest
 import soundfile
 
 from tests.audio import speech, wav_bytes
@@ -23,6 +26,7 @@ from tests.helpers import eventually
 from voxbus.devinfra.ports import free_ports
 
 SECONDS = 10.0
+RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "rules.yml"
 SERVICES = {
     "kafka-redis",
     "ingest-1",
@@ -72,6 +76,17 @@ async def metric(http: aiohttp.ClientSession, port: int, line_start: str) -> flo
         text = await response.text()
     values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)]
     return sum(values)
+
+
+def test_the_cluster_rules_pass_promtool() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("no promtool: apt-get install -y prometheus (make test installs it)")
+    result = subprocess.run(
+        [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 11 rules found" in result.stdout
 
 
 async def test_a_local_cluster_behind_haproxy_survives_an_ingest_restart_and_spreads_webhooks(
@@ -159,6 +174,12 @@ async def test_a_local_cluster_behind_haproxy_survives_an_ingest_restart_and_spr
 
             # the stopped ingest is down; every other voxbus process is scraped
             await eventually(all_scraped, what="Prometheus scraping every running voxbus process", timeout=30)
+            await eventually(
+                lambda: _every_rule_evaluated(http, prometheus_port),
+                what="every rule of deploy/prometheus/rules.yml loaded and healthy, each recorded series "
+                "with data",
+                timeout=60,
+            )
     finally:
         code, out = await voxbus("stack", "down", "--dir", str(directory))
     assert code == 0, out
@@ -166,3 +187,22 @@ async def test_a_local_cluster_behind_haproxy_survives_an_ingest_restart_and_spr
         SERVICES | {"haproxy", "prometheus"}
     ) - set(holding)
     assert not [name for name, pid in started.items() if alive(pid)]
+
+
+async def _every_rule_evaluated(http: aiohttp.ClientSession, prometheus_port: int) -> bool:
+    """The cluster's rules are loaded and evaluate without error; every recorded series has data
+    (the alerts need not fire)."""
+    api = f"http://127.0.0.1:{prometheus_port}/api/v1"
+    async with http.get(f"{api}/rules") as response:
+        groups = (await response.json())["data"]["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    if {group["name"] for group in groups} != {"voxbus-recorded", "voxbus-alerts"}:
+        return False
+    if any(rule["health"] != "ok" for rule in rules):
+        return False
+    for rule in rules:
+        if rule["type"] == "recording":
+            async with http.get(f"{api}/query", params={"query": rule["name"]}) as response:
+                if not (await response.json())["data"]["result"]:
+                    return False
+    return True

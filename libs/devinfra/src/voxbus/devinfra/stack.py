@@ -4,7 +4,8 @@ this machine, without Docker.
 `up` starts, each as a process of its own that outlives the command: Kafka and Redis (as the
 tests get them: `python -m voxbus.devinfra both`), two ingest and two telephony instances behind
 HAProxy (one port for everything, WebSocket-aware, each instance health-checked on `/ready`),
-one transcoder, writer and echo, and Prometheus scraping every voxbus process. It waits until
+one transcoder, writer and echo, and Prometheus scraping every voxbus process with the rules the
+cluster deploys (`deploy/prometheus/rules.yml`). It waits until
 each answers, prints the URLs, and records what it started in `DIR/stack.json`; every process
 logs to `DIR/logs/NAME.log`, recordings go to `DIR/audio`. `down` stops what that file names
 (a process whose command line is not the one started is left alone), and nothing else.
@@ -26,9 +27,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from voxbus.devinfra.paths import find_repo_root
 from voxbus.devinfra.ports import LOOPBACK, free_ports
 
 STATE_FILE = "stack.json"
+RULES = Path("deploy/prometheus/rules.yml")  # in the checkout: the rules the cluster deploys
 INGESTS = 2
 TELEPHONIES = 2
 SINGLES = ("transcoder", "writer", "echo")
@@ -255,13 +258,18 @@ def _start_balancer(stack: Stack, port: int) -> None:
     _spawn(stack, "haproxy", command, dict(os.environ), f"{stack.url}/ready")
 
 
-def prometheus_config(targets: dict[str, list[str]]) -> str:
-    """Every voxbus process scraped every 5 s, labelled with its service."""
+def prometheus_config(targets: dict[str, list[str]], rules: Path) -> str:
+    """Every voxbus process scraped every 5 s, labelled with its service (`job`), and the
+    cluster's rules (`deploy/prometheus/rules.yml`)."""
     jobs = "".join(
         f"  - job_name: {service}\n    static_configs:\n      - targets: {json.dumps(addresses)}\n"
         for service, addresses in sorted(targets.items())
     )
-    return f"global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\nscrape_configs:\n{jobs}"
+    return (
+        "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
+        f"rule_files:\n  - {json.dumps(str(rules))}\n"
+        f"scrape_configs:\n{jobs}"
+    )
 
 
 def _start_prometheus(stack: Stack, port: int) -> None:
@@ -270,7 +278,7 @@ def _start_prometheus(stack: Stack, port: int) -> None:
         if "voxbus.cli" in member.command:
             targets.setdefault(member.command[-3], []).append(f"{LOOPBACK}:{member.command[-1]}")
     config = Path(stack.directory) / "prometheus.yml"
-    config.write_text(prometheus_config(targets))
+    config.write_text(prometheus_config(targets, _rules()))
     command = [
         _binary("prometheus") or "prometheus",
         f"--config.file={config}",
@@ -278,6 +286,14 @@ def _start_prometheus(stack: Stack, port: int) -> None:
         f"--web.listen-address={LOOPBACK}:{port}",
     ]
     _spawn(stack, "prometheus", command, dict(os.environ), f"{stack.prometheus_url}/-/ready")
+
+
+def _rules() -> Path:
+    root = find_repo_root(Path(__file__).resolve().parent)
+    rules = root / RULES if root is not None else None
+    if rules is None or not rules.is_file():
+        raise StackError(f"{RULES} not found: voxbus stack runs from a checkout of voxbus")
+    return rules
 
 
 def _wait_ready(stack: Stack) -> None:

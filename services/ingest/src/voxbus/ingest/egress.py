@@ -80,6 +80,7 @@ class EgressRouter:
                     self._leases.hold_key(batch, Key.ROUTE + session_id, self._route())
                 await batch.execute()
                 log.info("egress partition leased", extra={"partition": partition})
+                metrics.EGRESS_LEASED.set(1)
                 return True
         return False
 
@@ -95,11 +96,14 @@ class EgressRouter:
             batch = self._store.batch()
             self._leases.drop_key(batch, Key.EGRESS_LEASE + str(self.partition))
             await batch.execute()
+        metrics.EGRESS_LEASED.set(0)
 
     async def ready(self) -> None:
         if self.partition is None:
+            metrics.EGRESS_LEASED.set(0)
             raise NoEgressPartition(f"all {self._partitions} egress partitions are leased by other pods")
         holder = await self._store.get(Key.EGRESS_LEASE + str(self.partition))
+        metrics.EGRESS_LEASED.set(1 if holder == self._pod else 0)
         if holder != self._pod:
             raise NoEgressPartition(f"egress partition {self.partition} lease is held by {holder!r}")
 

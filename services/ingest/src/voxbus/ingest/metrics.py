@@ -12,6 +12,11 @@ REJECTED = Counter(
     ["protocol", "reason"],
 )
 REFUSED = Counter("voxbus_ingest_refused_total", "Connections refused", ["protocol", "reason"])
+EGRESS_LEASED = Gauge(
+    "voxbus_ingest_egress_partitions_leased",
+    "Egress partitions this pod holds the lease of: 1 when it can route echo and prompts to its "
+    "clients, else 0 (set when it claims or gives up one, and at every readiness check)",
+)
 ACK_SECONDS = Histogram(
     "voxbus_ingest_ack_seconds",
     "From a chunk's arrival to its acknowledgement (durable on the bus)",
