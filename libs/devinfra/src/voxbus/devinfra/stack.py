@@ -201,25 +201,25 @@ def _start_services(stack: Stack, infra: dict[str, str], port: int) -> None:
         _spawn(stack, name, command, env, f"http://{LOOPBACK}:{service_port}/ready")
 
 
-def _service_ports(stack: Stack, service: str) -> list[tuple[str, int]]:
+def _service_addresses(stack: Stack, service: str) -> list[tuple[str, str]]:
     return [
-        (member.name, int(member.command[-1]))
+        (member.name, f"{LOOPBACK}:{member.command[-1]}")
         for member in stack.members
         if member.command[-3:-2] == [service] and "voxbus.cli" in member.command
     ]
 
 
 def haproxy_config(
-    port: int, ingests: Sequence[tuple[str, int]], telephonies: Sequence[tuple[str, int]]
+    bind: str, ingests: Sequence[tuple[str, str]], telephonies: Sequence[tuple[str, str]]
 ) -> str:
-    """One port for everything: telephony's webhooks and call API to telephony (round robin),
-    everything else to ingest (fewest connections); an instance whose `/ready` fails is taken
-    out within 2 s. WebSockets pass through (`timeout tunnel`)."""
+    """One address for everything: telephony's webhooks and call API to telephony (round
+    robin), everything else to ingest (fewest connections); an instance whose `/ready` fails is
+    taken out within 2 s. WebSockets pass through (`timeout tunnel`). `voxbus stack` and
+    docker-compose (`deploy/compose/haproxy.cfg`) route alike."""
 
-    def servers(members: Sequence[tuple[str, int]]) -> str:
+    def servers(members: Sequence[tuple[str, str]]) -> str:
         return "".join(
-            f"  server {name} {LOOPBACK}:{member_port} check inter 1s fall 2 rise 1\n"
-            for name, member_port in members
+            f"  server {name} {address} check inter 1s fall 2 rise 1\n" for name, address in members
         )
 
     paths = " ".join(TELEPHONY_PATHS)
@@ -232,7 +232,7 @@ def haproxy_config(
         "  timeout tunnel 2h\n"
         "  option http-server-close\n"
         "frontend voxbus\n"
-        f"  bind {LOOPBACK}:{port}\n"
+        f"  bind {bind}\n"
         f"  acl telephony path_beg {paths}\n"
         "  use_backend telephony if telephony\n"
         "  default_backend ingest\n"
@@ -251,9 +251,8 @@ def haproxy_config(
 
 def _start_balancer(stack: Stack, port: int) -> None:
     config = Path(stack.directory) / "haproxy.cfg"
-    config.write_text(
-        haproxy_config(port, _service_ports(stack, "ingest"), _service_ports(stack, "telephony"))
-    )
+    ingests, telephonies = _service_addresses(stack, "ingest"), _service_addresses(stack, "telephony")
+    config.write_text(haproxy_config(f"{LOOPBACK}:{port}", ingests, telephonies))
     command = [_binary("haproxy") or "haproxy", "-db", "-f", str(config)]
     _spawn(stack, "haproxy", command, dict(os.environ), f"{stack.url}/ready")
 
