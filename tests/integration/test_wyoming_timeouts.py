@@ -72,8 +72,10 @@ async def test_a_tcp_client_that_stops_reading_is_closed_at_the_idle_timeout(tmp
 
 
 async def test_a_ws_client_that_stops_reading_is_closed_at_the_idle_timeout(tmp_path: Path) -> None:
+    """The stalled client's connection ends at the idle timeout and gives its session's slot
+    back: with room for one session, the next wearable gets one."""
     async with (
-        embedded_app(tmp_path, connection_timeout_seconds=1.0) as (base, app),
+        embedded_app(tmp_path, connection_timeout_seconds=1.0, max_concurrent_sessions=1) as (base, app),
         aiohttp.ClientSession() as http,
     ):
         ws = await http.ws_connect(f"{base}/ws", autoping=False)
@@ -99,6 +101,10 @@ async def test_a_ws_client_that_stops_reading_is_closed_at_the_idle_timeout(tmp_
                 return await app[STORE].zrange(Key.SESSION_SLOTS) == []
 
             await eventually(slot_freed, what="the stalled connection's session slot freed", timeout=10)
+            async with http.ws_connect(f"{base}/ws") as next_client:
+                await next_client.send_str(start(format="opus"))
+                answer = await next_client.receive_json(timeout=10)
+            assert answer["type"] == "session-started", answer
         finally:
             transport = ws._response.connection.transport if ws._response.connection else None
             if transport is not None:
