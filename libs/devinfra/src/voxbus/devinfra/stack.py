@@ -49,13 +49,15 @@ class StackError(RuntimeError):
 
 @dataclass
 class Member:
-    """A process of the stack: its name, its pid, the command it was started with, and where
-    it answers (`ready_url`: 200 once it serves)."""
+    """A process of the stack: its name, its pid, the command it was started with, where it
+    answers (`ready_url`: 200 once it serves), and for a voxbus process its service and port."""
 
     name: str
     pid: int
     command: list[str]
     ready_url: str | None = None
+    service: str | None = None
+    port: int | None = None
 
 
 @dataclass
@@ -139,7 +141,16 @@ def status(directory: Path) -> list[tuple[str, int, str]]:
 # -- starting -------------------------------------------------------------------------------------
 
 
-def _spawn(stack: Stack, name: str, command: list[str], env: dict[str, str], ready_url: str | None) -> Member:
+def _spawn(
+    stack: Stack,
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    ready_url: str | None,
+    *,
+    service: str | None = None,
+    port: int | None = None,
+) -> Member:
     log = Path(stack.directory) / "logs" / f"{name}.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
@@ -151,7 +162,7 @@ def _spawn(stack: Stack, name: str, command: list[str], env: dict[str, str], rea
             cwd=stack.directory,
             start_new_session=True,  # outlives `up`; Ctrl-C in the shell reaches none of them
         )
-    member = Member(name, process.pid, command, ready_url)
+    member = Member(name, process.pid, command, ready_url, service, port)
     stack.members.append(member)
     stack.save()
     return member
@@ -198,14 +209,13 @@ def _start_services(stack: Stack, infra: dict[str, str], port: int) -> None:
         service = name.split("-")[0]
         command = [sys.executable, "-m", "voxbus.cli", "serve", service, "--port", str(service_port)]
         env = {**base, "POD_NAME": name}
-        _spawn(stack, name, command, env, f"http://{LOOPBACK}:{service_port}/ready")
+        ready = f"http://{LOOPBACK}:{service_port}/ready"
+        _spawn(stack, name, command, env, ready, service=service, port=service_port)
 
 
 def _service_addresses(stack: Stack, service: str) -> list[tuple[str, str]]:
     return [
-        (member.name, f"{LOOPBACK}:{member.command[-1]}")
-        for member in stack.members
-        if member.command[-3:-2] == [service] and "voxbus.cli" in member.command
+        (member.name, f"{LOOPBACK}:{member.port}") for member in stack.members if member.service == service
     ]
 
 
@@ -274,8 +284,8 @@ def prometheus_config(targets: dict[str, list[str]], rules: Path) -> str:
 def _start_prometheus(stack: Stack, port: int) -> None:
     targets: dict[str, list[str]] = {}
     for member in stack.members:
-        if "voxbus.cli" in member.command:
-            targets.setdefault(member.command[-3], []).append(f"{LOOPBACK}:{member.command[-1]}")
+        if member.service is not None:
+            targets.setdefault(member.service, []).append(f"{LOOPBACK}:{member.port}")
     config = Path(stack.directory) / "prometheus.yml"
     config.write_text(prometheus_config(targets, _rules()))
     command = [
