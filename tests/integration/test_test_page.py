@@ -118,7 +118,16 @@ def assert_speech_recorded(
     if int(counters["acked"]):  # the session protocol acks each chunk
         assert int(counters["acked"]) == int(counters["sent"])
         assert counters["p50"].endswith(" ms") and counters["p95"].endswith(" ms")
-    assert best_ncc(recorded * 32768, looped) >= 0.5
+    assert speech_likeness(recorded * 32768, looped) >= 0.5
+
+
+def speech_likeness(recorded: npt.NDArray[np.float64], looped: npt.NDArray[np.float64]) -> float:
+    """The median, over the recording's whole seconds, of each second's `best_ncc` with the
+    source. Chromium's fake microphone skips when the machine is busy (its capture thread starves):
+    the whole clip then no longer lines up with one stretch of the source (its correlation fell
+    from 0.99 to 0.72 and 0.45 in such runs), though every second of it is still the speech."""
+    seconds = [recorded[start : start + RATE] for start in range(0, len(recorded) - RATE + 1, RATE)]
+    return float(np.median([best_ncc(second, looped) for second in seconds]))
 
 
 async def test_a_person_records_speech_from_the_browser_microphone(
