@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 
 from tests.clients import CLOSE, record_with_aiohttp
-from tests.helpers import free_port
+from tests.helpers import eventually, free_port
 from tests.servers import cluster, embedded, embedded_app, isolated_env, topic_prefix
 from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
 from voxbus.writer import worker
@@ -149,7 +149,10 @@ async def test_consumer_lag_and_event_loop_lag_are_on_metrics(
                 await asyncio.sleep(0.05)  # the lag is read at scrape time: scrape again
             text = await _metrics(http, base)
             lag = _gauge(text, "voxbus_writer_consumer_lag_records")
-            assert all(re.fullmatch(r'partition="\d+",topic="voxbus\.audio\.pcm"', labels) for labels in lag)
+            assert all(
+                re.fullmatch(r'group="voxbus\.writer",partition="\d+",topic="voxbus\.audio\.pcm"', labels)
+                for labels in lag
+            ), lag
             release.set()
             await ws.send_str(CLOSE)
             assert (await ws.receive_json(timeout=10))["message"] == "Session closed successfully"
@@ -157,8 +160,13 @@ async def test_consumer_lag_and_event_loop_lag_are_on_metrics(
         assert set(_gauge(text, "voxbus_writer_consumer_lag_records").values()) == {0.0}
         assert set(_gauge(text, "voxbus_transcoder_consumer_lag_records").values()) == {0.0}
         assert "voxbus_echo_consumer_lag_records" in text
-        observed = re.search(r"^voxbus_event_loop_lag_seconds_count (\S+)$", text, re.MULTILINE)
-        assert observed is not None and float(observed[1]) > 0, text
+
+        async def loop_lag_observed() -> bool:  # its first sample comes 0.25 s after the start
+            text = await _metrics(http, base)
+            observed = re.search(r"^voxbus_runtime_event_loop_lag_seconds_count (\S+)$", text, re.MULTILINE)
+            return observed is not None and float(observed[1]) > 0
+
+        await eventually(loop_lag_observed, what="the event loop's lag on /metrics")
 
 
 # -- out of file handles: `voxbus up` in a subprocess with RLIMIT_NOFILE = 256 ----------------------

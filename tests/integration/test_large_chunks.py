@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from prometheus_client import REGISTRY
 
 from tests.helpers import message
 from tests.servers import cluster, embedded, isolated_env, topic_prefix
@@ -118,3 +119,9 @@ async def test_after_a_record_the_broker_refused_later_records_land_again(
         for n in range(5):
             await bus.send_and_wait(topic, message("s", f"later {n}".encode()), partition=0)
     assert failed <= 3
+    # an operator sees each refused record on the produce-errors counter, by topic and stage
+    errors = {
+        stage: REGISTRY.get_sample_value("voxbus_bus_produce_errors_total", {"topic": topic, "stage": stage})
+        for stage in ("send", "delivery")
+    }
+    assert errors == {"send": 0.0, "delivery": 1.0 + failed}

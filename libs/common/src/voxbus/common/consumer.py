@@ -45,40 +45,44 @@ class BatchHandler(Protocol):
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None: ...
 
 
+_LAG_LABELS = ("group", "topic", "partition")
+
+
 class ConsumerLag(Collector):
-    """The gauge `{name}{topic,partition}`: high watermark - position of every partition the
-    service's live consumers read, computed when scraped (so it is current even while a consumer
-    is busy, and costs the loop nothing)."""
+    """The gauge `{name}{group,topic,partition}`: high watermark - position of every partition
+    the service's live consumers read, computed when scraped (so it is current even while a
+    consumer is busy, and costs the loop nothing)."""
 
     def __init__(self, name: str, documentation: str) -> None:
         self._name = name
         self._documentation = documentation
-        self._consumers: list[Consumer] = []
+        self._consumers: list[tuple[str, Consumer]] = []
         REGISTRY.register(self)
 
-    def track(self, consumer: Consumer) -> None:
-        self._consumers.append(consumer)
+    def track(self, group_id: str, consumer: Consumer) -> None:
+        self._consumers.append((group_id, consumer))
 
     def forget(self, consumer: Consumer) -> None:
-        self._consumers = [c for c in self._consumers if c is not consumer]
+        self._consumers = [(g, c) for g, c in self._consumers if c is not consumer]
 
-    def lags(self) -> dict[TopicPartition, int]:
-        """Lag per partition (summed over consumers; only tests run several apps per process)."""
-        lags: dict[TopicPartition, int] = {}
-        for consumer in self._consumers:
+    def lags(self) -> dict[tuple[str, TopicPartition], int]:
+        """Lag per group and partition (summed over consumers; only tests run several apps per
+        process)."""
+        lags: dict[tuple[str, TopicPartition], int] = {}
+        for group_id, consumer in self._consumers:
             for tp in consumer.assignment():
                 high, position = consumer.high_watermark(tp), consumer.position(tp)
                 if high is not None and position is not None:
-                    lags[tp] = lags.get(tp, 0) + max(0, high - position)
+                    lags[group_id, tp] = lags.get((group_id, tp), 0) + max(0, high - position)
         return lags
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily(self._name, self._documentation, labels=("topic", "partition"))
+        yield GaugeMetricFamily(self._name, self._documentation, labels=_LAG_LABELS)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(self._name, self._documentation, labels=("topic", "partition"))
-        for tp, lag in sorted(self.lags().items()):
-            family.add_metric((tp.topic, str(tp.partition)), lag)
+        family = GaugeMetricFamily(self._name, self._documentation, labels=_LAG_LABELS)
+        for (group_id, tp), lag in sorted(self.lags().items()):
+            family.add_metric((group_id, tp.topic, str(tp.partition)), lag)
         yield family
 
 
@@ -148,7 +152,7 @@ class ConsumerLoop:
         async with consumer:
             self._consumer = consumer
             if self._lag is not None:
-                self._lag.track(consumer)
+                self._lag.track(self._group_id, consumer)
             try:
                 await self._consume(consumer, until_idle)
             except Exception:

@@ -21,3 +21,9 @@ CONSUMER_LAG = ConsumerLag(
     "voxbus_echo_consumer_lag_records",
     "Records on voxbus.audio.raw not consumed yet by this process: high watermark - position, per partition",
 )
+
+
+def declare() -> None:
+    """Every drop reason at 0 from the start, so a dashboard shows none rather than no data."""
+    for reason in ("overflow", "gone", "no_route", "failed"):
+        DROPPED.labels(reason)

@@ -47,6 +47,7 @@ async def _handler(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
+    metrics.declare()
     app.cleanup_ctx.append(_handler)
     app.cleanup_ctx.append(background("echo-sender", _send))
     app.cleanup_ctx.append(consuming(CONSUMER, echo_loop))

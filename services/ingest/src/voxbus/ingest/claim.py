@@ -65,6 +65,7 @@ class SessionClaim:
         # labels() costs more than the increment: look them up once
         self._chunks_metric = metrics.CHUNKS.labels(protocol)
         self._bytes_metric = metrics.BYTES.labels(protocol)
+        self._protocol = protocol
 
     async def open(self, spec: SessionSpec) -> str:
         # the slots before the record: a session refused for want of one was never opened, and
@@ -76,6 +77,7 @@ class SessionClaim:
         if self.stream is None:
             raise RuntimeError("no stream after attaching")
         await self.stream.start(protocol=spec.protocol, user_id=spec.user_id, echo=spec.echo, resume=False)
+        metrics.SESSIONS.labels(self._protocol, "new").inc()
         return session_id
 
     async def resume(self, session_id: str) -> None:
@@ -92,6 +94,7 @@ class SessionClaim:
         await self.stream.start(
             protocol=state.protocol, user_id=state.user_id, echo=state.echo_settings(), resume=True
         )
+        metrics.SESSIONS.labels(self._protocol, "resumed").inc()
 
     async def _hold_slots(self, session_id: str) -> None:
         """The session's connection slot, then a cluster-wide session slot; `SessionRefused`

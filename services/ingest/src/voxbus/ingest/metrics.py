@@ -1,8 +1,15 @@
 """Prometheus metrics of ingest (names `voxbus_ingest_*`)."""
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 SOCKETS = Gauge("voxbus_ingest_connections", "Open WebSocket connections", ["protocol"])
+SESSIONS = Counter(
+    "voxbus_ingest_sessions_total",
+    "Sessions started on this pod, by protocol and start (new, resumed)",
+    ["protocol", "start"],
+)
 CHUNKS = Counter("voxbus_ingest_chunks_total", "Audio chunks received", ["protocol"])
 BYTES = Counter("voxbus_ingest_bytes_total", "Audio bytes received", ["protocol"])
 EGRESS_BYTES = Counter("voxbus_ingest_egress_bytes_total", "Egress audio bytes sent to clients", ["protocol"])
@@ -13,7 +20,7 @@ REJECTED = Counter(
 )
 REFUSED = Counter("voxbus_ingest_refused_total", "Connections refused", ["protocol", "reason"])
 EGRESS_LEASED = Gauge(
-    "voxbus_ingest_egress_partitions_leased",
+    "voxbus_ingest_egress_leased_partitions",
     "Egress partitions this pod holds the lease of: 1 when it can route echo and prompts to its "
     "clients, else 0 (set when it claims or gives up one, and at every readiness check)",
 )
@@ -41,3 +48,13 @@ PACER_LATENESS = Histogram(
     ["protocol"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
 )
+
+
+def declare(protocols: Iterable[str]) -> None:
+    """Every protocol's series at 0 from the start, so a dashboard shows none rather than no data."""
+    for protocol in protocols:
+        SOCKETS.labels(protocol)
+        for start in ("new", "resumed"):
+            SESSIONS.labels(protocol, start)
+        for family in (CHUNKS, BYTES, EGRESS_BYTES):
+            family.labels(protocol)

@@ -12,7 +12,7 @@ from voxbus.common.constants import Topic
 from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, stop_tasks, supervised
 from voxbus.common.runtime.api_docs import route
 from voxbus.common.settings import Settings
-from voxbus.ingest import http_api, reaper, test_page
+from voxbus.ingest import http_api, metrics, reaper, test_page
 from voxbus.ingest.acks import AckWriter
 from voxbus.ingest.connection import MIB, serve_socket
 from voxbus.ingest.context import INGEST, IngestContext
@@ -20,6 +20,7 @@ from voxbus.ingest.egress import EgressRouter
 from voxbus.ingest.leases import LeaseKeeper
 from voxbus.ingest.pods import claim_pod_name
 from voxbus.ingest.protocols import ROUTES
+from voxbus.ingest.protocols.wyoming import TCP_PROTOCOL
 from voxbus.ingest.sessions import SessionRegistry
 from voxbus.ingest.socket_docs import SOCKETS
 from voxbus.ingest.wyoming_tcp import WyomingTcpServer
@@ -110,6 +111,7 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 def setup(app: web.Application) -> None:
+    metrics.declare([*(adapter.protocol for adapter in ROUTES.values()), TCP_PROTOCOL])
     app.cleanup_ctx.append(_ingest)
     app.on_shutdown.append(_close_sockets)
     for path, adapter in ROUTES.items():

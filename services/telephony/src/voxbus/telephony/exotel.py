@@ -114,6 +114,7 @@ async def status(request: web.Request) -> web.Response:
         await ctx.calls.seen(start)
     else:
         await ctx.calls.status(start, callback.status, callback.time)
+        metrics.call_status(PROVIDER, callback.status)
         event = CallStatus(
             call_id=callback.call_sid, provider=PROVIDER, at=time.time(), status=callback.status
         )

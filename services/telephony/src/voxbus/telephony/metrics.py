@@ -10,7 +10,62 @@ WEBHOOKS = Counter(
     ["provider", "webhook", "outcome"],
 )
 CALL_EVENTS = Counter("voxbus_telephony_call_events_total", "Call events applied to call records", ["kind"])
+CALLS = Counter(
+    "voxbus_telephony_calls_total",
+    "Call statuses carriers reported, by carrier and status: a call counts once under each status it "
+    "reaches (a retried webhook counts again); a status outside the carrier's documented set is `other`",
+    ["carrier", "status"],
+)
+# each carrier's documented call statuses: the label stays bounded whatever a webhook says
+CALL_STATUSES: dict[str, frozenset[str]] = {
+    "vonage": frozenset(
+        [
+            "started",
+            "ringing",
+            "answered",
+            "busy",
+            "cancelled",
+            "unanswered",
+            "disconnected",
+            "rejected",
+            "failed",
+            "human",
+            "machine",
+            "timeout",
+            "completed",
+        ]
+    ),
+    "twilio": frozenset(
+        [
+            "queued",
+            "initiated",
+            "ringing",
+            "in-progress",
+            "completed",
+            "busy",
+            "failed",
+            "no-answer",
+            "canceled",
+        ]
+    ),
+    "exotel": frozenset(["completed", "failed", "busy", "no-answer"]),
+}
 PROMPTS = Counter("voxbus_telephony_prompts_total", "Prompts played to callers, by outcome", ["outcome"])
 CONSUMER_LAG = ConsumerLag(
     "voxbus_telephony_consumer_lag_records", "Records of voxbus.events not yet read by the telephony service"
 )
+
+
+def call_status(carrier: str, status: str) -> None:
+    """Count a status report (`CALLS`)."""
+    known = status.lower()
+    CALLS.labels(carrier, known if known in CALL_STATUSES[carrier] else "other").inc()
+
+
+def declare() -> None:
+    """Every bounded label set at 0, so a dashboard shows none rather than no data."""
+    for carrier, statuses in CALL_STATUSES.items():
+        for status in (*statuses, "other"):
+            CALLS.labels(carrier, status)
+    for outcome in ("prompt", "clear", "no_route"):
+        PROMPTS.labels(outcome)

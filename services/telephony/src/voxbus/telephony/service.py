@@ -60,6 +60,7 @@ def event_loop(app: web.Application, work: Work) -> ConsumerLoop:
 
 
 def setup(app: web.Application) -> None:
+    metrics.declare()
     app.cleanup_ctx.append(_context)
     app.cleanup_ctx.append(consuming(CONSUMER, event_loop))
     seed.add_routes(app)

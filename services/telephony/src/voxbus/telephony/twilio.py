@@ -64,6 +64,7 @@ async def _status(request: web.Request, form: Mapping[str, str], start: CallStar
         await ctx.calls.seen(start)
         return
     await ctx.calls.status(start, status, form.get("Timestamp", "")[:64] or None)
+    metrics.call_status(PROVIDER, status)
     event = CallStatus(call_id=start.call_id, provider=PROVIDER, at=time.time(), status=status)
     try:
         await (await ctx.bus.send(ctx.events_topic, event.to_message()))

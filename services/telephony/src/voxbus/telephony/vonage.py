@@ -148,6 +148,7 @@ async def event(request: web.Request) -> web.Response:
         await ctx.calls.seen(start)
     else:
         await ctx.calls.status(start, webhook.status, webhook.timestamp)
+        metrics.call_status(PROVIDER, webhook.status)
         status = CallStatus(call_id=webhook.uuid, provider=PROVIDER, at=time.time(), status=webhook.status)
         try:
             await (await ctx.bus.send(ctx.events_topic, status.to_message()))

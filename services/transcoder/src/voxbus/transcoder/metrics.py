@@ -25,3 +25,9 @@ CONSUMER_LAG = ConsumerLag(
     "voxbus_transcoder_consumer_lag_records",
     "Records on voxbus.audio.raw not consumed yet by this process: high watermark - position, per partition",
 )
+
+
+def declare() -> None:
+    """Every skip reason at 0 from the start, so a dashboard shows none rather than no data."""
+    for reason in ("duplicate", "gap"):
+        SKIPPED_CHUNKS.labels(reason)

@@ -32,6 +32,7 @@ def consumer_loop(app: web.Application, work: Work) -> ConsumerLoop:
 
 
 def setup(app: web.Application) -> None:
+    metrics.declare()
     app.cleanup_ctx.append(consuming(CONSUMER, consumer_loop))
 
 

@@ -16,6 +16,12 @@ EVICTED = Counter(
     "voxbus_writer_least_recent_closed_total",
     "Recordings closed to stay within WRITER_MAX_OPEN_RECORDINGS (resumed if more audio comes)",
 )
+SOCKET_TO_FILE_SECONDS = Histogram(
+    "voxbus_writer_socket_to_file_seconds",
+    "From a chunk's arrival at an ingest socket to its audio being flushed and fsynced in the session's "
+    "file (the ingest pod's clock against the writer's)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 FLUSH_SECONDS = Histogram(
     "voxbus_writer_flush_seconds",
     "Time to flush and fsync a batch's files",
@@ -25,3 +31,9 @@ CONSUMER_LAG = ConsumerLag(
     "voxbus_writer_consumer_lag_records",
     "Records on voxbus.audio.pcm not consumed yet by this process: high watermark - position, per partition",
 )
+
+
+def declare() -> None:
+    """Every final status at 0 from the start, so a dashboard shows none rather than no data."""
+    for status in ("completed", "error"):
+        FINALIZED.labels(status)

@@ -42,6 +42,7 @@ def write_loop(app: web.Application, work: Work) -> ConsumerLoop:
 
 
 def setup(app: web.Application) -> None:
+    metrics.declare()
     app.cleanup_ctx.append(consuming(CONSUMER, write_loop))
 
 

@@ -100,6 +100,7 @@ class WriteHandler:
         self._open: OrderedDict[str, _Open] = OrderedDict()  # least recently written first
         self._opening: set[asyncio.Future[SessionRecording]] = set()
         self._finished: OrderedDict[str, None] = OrderedDict()
+        self._arrivals: list[int] = []  # ingest times (ns) of the chunks written since the last flush
 
     async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
         # Nothing past the last commit is lost: the next owner replays it. Just let go of the files.
@@ -230,15 +231,20 @@ class WriteHandler:
             log.error("PCM gap: audio is missing before this chunk", extra={"pos": chunk.pos, "have": have})
         state.recording.write(audio)
         state.dirty = True
+        self._arrivals.append(chunk.ts_ns)
         metrics.BYTES.inc(len(audio))
 
     async def _checkpoint(self) -> None:
         dirty = [(sid, state) for sid, state in self._open.items() if state.dirty]
         if not dirty:
             return
+        arrivals, self._arrivals = self._arrivals, []
         started = time.perf_counter()
         await asyncio.to_thread(_flush_all, [state.recording for _, state in dirty])
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
+        durable_ns = time.time_ns()
+        for arrived_ns in arrivals:
+            metrics.SOCKET_TO_FILE_SECONDS.observe((durable_ns - arrived_ns) / 1e9)
         for session_id, state in dirty:
             state.dirty = False
             await self._hashes.update(session_id, _written(state.recording))

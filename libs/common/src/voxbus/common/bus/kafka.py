@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -12,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from voxbus.common.bus import metrics
 from voxbus.common.bus.base import (
     Bus,
     BusError,
@@ -74,11 +76,14 @@ class KafkaBus(Bus):
             max_request_size=self._max_record_bytes,
         )
 
-    def _delivered(self, delivery: "asyncio.Future[Any]") -> None:
+    def _delivered(self, topic: str, delivery: "asyncio.Future[Any]") -> None:
         """After a failed delivery the idempotent producer's sequence on that partition is broken:
         every later record there fails (OutOfOrderSequenceNumber) until a new producer, with a new
         producer id, takes over. So the first failure starts a replacement."""
-        if delivery.cancelled() or delivery.exception() is None or not self._started:
+        if delivery.cancelled() or delivery.exception() is None:
+            return
+        metrics.PRODUCE_ERRORS.labels(topic, "delivery").inc()
+        if not self._started:
             return
         if self._renewal is None or self._renewal.done():
             self._renewal = asyncio.create_task(
@@ -196,6 +201,8 @@ class KafkaBus(Bus):
         known = self._partition_counts.get(topic)
         if known is None:
             known = self._partition_counts[topic] = await self.partition_count(topic)
+            for stage in metrics.STAGES:  # shown as 0 until it happens, not as no data
+                metrics.PRODUCE_ERRORS.labels(topic, stage)
         if partition is None:
             partition = partition_for(message.key, known)  # cached; aiokafka's own is uncached
         elif not 0 <= partition < known:
@@ -209,8 +216,9 @@ class KafkaBus(Bus):
                 headers=list(message.headers),
             )
         except KafkaError as exc:
+            metrics.PRODUCE_ERRORS.labels(topic, "send").inc()
             raise BusError(f"cannot produce to {topic!r}: {exc!r}") from exc
-        future.add_done_callback(self._delivered)
+        future.add_done_callback(functools.partial(self._delivered, topic))
         return future
 
     def group_consumer(

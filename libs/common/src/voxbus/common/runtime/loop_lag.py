@@ -15,7 +15,7 @@ from prometheus_client import Histogram
 INTERVAL_SECONDS: Final = 0.25
 
 LOOP_LAG = Histogram(
-    "voxbus_event_loop_lag_seconds",
+    "voxbus_runtime_event_loop_lag_seconds",
     f"How late a task sleeping {INTERVAL_SECONDS:g} s woke up: the event loop's scheduling delay",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
