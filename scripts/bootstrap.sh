@@ -3,11 +3,15 @@
 #   scripts/bootstrap.sh run   → uv, libopus0 and the Python environment (uv.lock)
 #   scripts/bootstrap.sh test  → the same, plus espeak-ng, chromium, haproxy, prometheus,
 #                                redis-server, Java 17+ and Maven
-#                                (Debian/Ubuntu packages), and the Kafka broker jars (Maven Central).
+#                                (Debian/Ubuntu packages), the Kafka broker jars (Maven Central),
+#                                and kustomize (built with Go) where neither kustomize nor kubectl is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.8
+# the kustomize tests/unit/test_k8s.py renders deploy/k8s with, where no kustomize or kubectl is
+# installed (v5.8.3 and later need Go 1.27)
+KUSTOMIZE_VERSION=v5.8.2
 purpose=${1:-run}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -48,6 +52,26 @@ ensure_apt_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# kustomize for the manifests' tests: one on PATH (kustomize, or kubectl's built-in), else
+# $VOXBUS_CACHE_DIR/bin/kustomize (default .cache/bin), built from its Go module with `go install`
+ensure_kustomize() {
+  local bin="${VOXBUS_CACHE_DIR:-.cache}/bin"
+  if command -v kustomize >/dev/null 2>&1 || command -v kubectl >/dev/null 2>&1 \
+    || [ -x "$bin/kustomize" ]; then
+    return
+  fi
+  local go
+  go=$(command -v go || true)
+  [ -z "$go" ] && [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go
+  if [ -z "$go" ]; then
+    echo "no kustomize, kubectl or Go: install one of them (Go 1.26+ builds kustomize $KUSTOMIZE_VERSION)" >&2
+    exit 1
+  fi
+  say "building kustomize $KUSTOMIZE_VERSION (go install, into $bin)"
+  mkdir -p "$bin"
+  GOBIN="$(cd "$bin" && pwd)" GOFLAGS=-buildvcs=false "$go" install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+}
+
 ensure_uv
 # libopus decodes raw Opus (opuslib loads it at run time)
 ensure_apt_packages lib:libopus.so.0 libopus0
@@ -68,4 +92,5 @@ if [ "$purpose" = test ]; then
     say "fetching the Apache Kafka broker jars (Maven Central; cached in .cache/kafka)"
     uv run --frozen python -m voxbus.devinfra fetch
   fi
+  ensure_kustomize
 fi
