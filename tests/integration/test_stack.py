@@ -3,17 +3,21 @@ instances behind HAProxy, the other services and Prometheus, each a process that
 command; through the load balancer a recording survives its ingest instance's SIGTERM (the
 client is closed with 1012 and resumes on the other instance, no gap and no duplicate), webhooks
 alternate between the telephony instances and the call record stays whole; Prometheus scrapes
-every process; `down` stops all of it and nothing else."""
+every process with the cluster's rules, and under load every query of every Grafana dashboard
+returns data (the dashboards are drawn from those results: the README's pictures); `down` stops
+all of it and nothing else."""
 
 import asyncio
 import io
 import json
+import math
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -22,10 +26,15 @@ import pytest
 import soundfile
 
 from tests.audio import speech, wav_bytes
+from tests.dashboard_pictures import Window, draw
+from tests.exotel_carrier import open_stream
 from tests.helpers import eventually
+from voxbus.devinfra.dashboards import DASHBOARDS
 from voxbus.devinfra.ports import free_ports
 
 SECONDS = 10.0
+CALL_SECONDS = 4.0
+VONAGE_STATUSES = ("started", "ringing", "answered", "completed")
 RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "rules.yml"
 SERVICES = {
     "kafka-redis",
@@ -101,6 +110,7 @@ async def test_a_local_cluster_behind_haproxy_survives_an_ingest_restart_and_spr
         "stack", "up", "--dir", str(directory), "--port", str(port), "--prometheus-port", str(prometheus_port)
     )
     started = members(directory) if (directory / "stack.json").exists() else {}
+    load_started = time.time()
     holding: list[str] = []  # the ingest instance the stream went to
     try:
         assert code == 0, out
@@ -111,12 +121,17 @@ async def test_a_local_cluster_behind_haproxy_survives_an_ingest_restart_and_spr
         assert all(line.split()[2] == "ready" for line in out.splitlines()), out
 
         async with aiohttp.ClientSession() as http:
+            # a connection refused (for the dashboards: early, so that its rate has samples to span)
+            async with http.ws_connect(f"{base.replace('http', 'ws')}/api/ws/audio?format=bogus") as ws:
+                assert "error" in await ws.receive_json()
+                assert (await ws.receive()).data == 1008
+
             # webhooks alternate between the telephony instances; the call record is whole
             telephony = service_ports(directory, "telephony")
             counter = 'voxbus_telephony_webhooks_total{outcome="ok",provider="vonage",webhook="event"}'
             before = {name: await metric(http, p, counter) for name, p in telephony.items()}
-            for n in range(1, 5):
-                event = {"uuid": "CALL-STACK", "status": f"step-{n}", "timestamp": f"2026-12-02T10:00:0{n}Z"}
+            for n, status in enumerate(VONAGE_STATUSES, 1):
+                event = {"uuid": "CALL-STACK", "status": status, "timestamp": f"2026-12-02T10:00:0{n}Z"}
                 async with http.post(f"{base}/vonage/event", json=event) as response:
                     assert response.status == 204
             after = {name: await metric(http, p, counter) for name, p in telephony.items()}
@@ -126,8 +141,8 @@ async def test_a_local_cluster_behind_haproxy_survives_an_ingest_restart_and_spr
             }
             async with http.get(f"{base}/api/calls/CALL-STACK") as response:
                 call = await response.json()
-            assert [entry["status"] for entry in call["statuses"]] == ["step-1", "step-2", "step-3", "step-4"]
-            assert call["status"] == "step-4"
+            assert [entry["status"] for entry in call["statuses"]] == list(VONAGE_STATUSES)
+            assert call["status"] == "completed"
 
             # a recording through the load balancer; the ingest instance holding it is stopped
             streaming = asyncio.create_task(
@@ -174,12 +189,35 @@ async def test_a_local_cluster_behind_haproxy_survives_an_ingest_restart_and_spr
 
             # the stopped ingest is down; every other voxbus process is scraped
             await eventually(all_scraped, what="Prometheus scraping every running voxbus process", timeout=30)
+            # more of what clients do, on the instance left: a carrier call recorded and echoed, with
+            # a message voxbus rejects; statuses from the other carriers
+            await _more_clients(http, base)
             await eventually(
                 lambda: _every_rule_evaluated(http, prometheus_port),
                 what="every rule of deploy/prometheus/rules.yml loaded and healthy, each recorded series "
                 "with data",
                 timeout=60,
             )
+            prometheus = f"http://127.0.0.1:{prometheus_port}"
+            without_data = [q.expr for d in DASHBOARDS for p in d.panels for q in p.queries]
+
+            async def every_query_has_data() -> bool:
+                without_data[:] = [
+                    expr for expr in without_data if not await _has_data(http, prometheus, expr)
+                ]
+                return not without_data
+
+            try:
+                await eventually(every_query_has_data, what="every dashboard query with data", timeout=60)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {without_data}") from None
+            pictures = Path(os.environ.get("VOXBUS_DASHBOARD_PICTURES") or tmp_path)
+            await asyncio.to_thread(pictures.mkdir, parents=True, exist_ok=True)
+            for dashboard in DASHBOARDS:
+                picture = pictures / f"dashboard-{dashboard.file_name.removesuffix('.json')}.png"
+                empty = await draw(http, prometheus, dashboard, Window(load_started, time.time()), picture)
+                assert empty == [], f"{dashboard.title}: no data drawn in {empty}"
+                assert picture.stat().st_size > 10_000
     finally:
         code, out = await voxbus("stack", "down", "--dir", str(directory))
     assert code == 0, out
@@ -206,3 +244,28 @@ async def _every_rule_evaluated(http: aiohttp.ClientSession, prometheus_port: in
                 if not (await response.json())["data"]["result"]:
                     return False
     return True
+
+
+async def _more_clients(http: aiohttp.ClientSession, base: str) -> None:
+    stream = await open_stream(http, base, "EXC-STACK", mode="record+echo")
+    await stream.speak(speech(CALL_SECONDS, 8000).tobytes())
+    await stream.mark("end")
+    await stream.until(lambda: "end" in stream.marks(), timeout=30)  # after its echo
+    await stream.ws.send_bytes(b"\x00\x01")  # the carrier sends JSON text: rejected, the call goes on
+    await stream.stop()
+    assert len(b"".join(payload for _, payload in stream.media)) == CALL_SECONDS * 8000 * 2
+    status = {"CallSid": "EXC-STACK", "Status": "completed", "DateUpdated": "2026-12-02 10:00:09"}
+    async with http.post(f"{base}/exotel/status", data=status) as response:
+        assert response.status == 200
+    async with http.post(
+        f"{base}/twilio/status", data={"CallSid": "CA-STACK", "CallStatus": "completed"}
+    ) as response:
+        assert response.status == 204
+
+
+async def _has_data(http: aiohttp.ClientSession, prometheus: str, expr: str) -> bool:
+    """The query answers at least one series with a number (a quantile of nothing is NaN)."""
+    async with http.get(f"{prometheus}/api/v1/query", params={"query": expr}) as response:
+        body = await response.json()
+    assert body["status"] == "success", (expr, body)
+    return any(math.isfinite(float(result["value"][1])) for result in body["data"]["result"])

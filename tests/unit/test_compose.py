@@ -12,6 +12,7 @@ import yaml
 from voxbus.cli.main import build_parser
 from voxbus.common.constants import SERVICE_NAMES
 from voxbus.common.settings import Settings
+from voxbus.devinfra import dashboards
 from voxbus.devinfra.stack import haproxy_config, prometheus_config
 
 ROOT = Path(__file__).parents[2]
@@ -91,3 +92,23 @@ def test_volumes_are_declared_mounted_where_used_and_files_exist() -> None:
     for name in ("ingest-1", "ingest-2", "writer"):  # the writer writes, the ingests serve downloads
         storage = VOXBUS[name]["environment"]["AUDIO_STORAGE_PATH"]
         assert f"recordings:{storage}" in VOXBUS[name]["volumes"], name
+
+
+def test_grafana_provisions_the_dashboards_voxbus_writes_on_the_data_source_they_name() -> None:
+    """Regenerate the JSON with `python -m voxbus.devinfra dashboards` when a dashboard changes."""
+    directory = ROOT / dashboards.DIRECTORY
+    assert sorted(p.name for p in directory.glob("*.json")) == sorted(
+        d.file_name for d in dashboards.DASHBOARDS
+    )
+    for dashboard in dashboards.DASHBOARDS:
+        assert (directory / dashboard.file_name).read_text() == dashboards.render(dashboard), dashboard.uid
+    provisioning = ROOT / "deploy/grafana/provisioning"
+    (provider,) = yaml.safe_load((provisioning / "dashboards/voxbus.yml").read_text())["providers"]
+    mounted = f"./{dashboards.DIRECTORY}:{provider['options']['path']}:ro"
+    assert mounted in SERVICES["grafana"]["volumes"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in SERVICES["grafana"]["volumes"]
+    (source,) = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())["datasources"]
+    assert source["uid"] == dashboards.DATASOURCE["uid"] and source["type"] == dashboards.DATASOURCE["type"]
+    assert source["url"] == "http://prometheus:9090" and "9090:9090" in SERVICES["prometheus"]["ports"]
+    uids = [dashboard.uid for dashboard in dashboards.DASHBOARDS]
+    assert len(set(uids)) == len(uids)

@@ -1,9 +1,10 @@
-"""`python -m voxbus.devinfra kafka|redis|both|fetch|stack`: run the infrastructure by hand.
+"""`python -m voxbus.devinfra kafka|redis|both|fetch|stack|dashboards`: run the infrastructure by hand.
 
 `kafka`, `redis` and `both` provide the services as the tests do, write env-var lines
 (`KAFKA_BOOTSTRAP_SERVERS=...`, `REDIS_URL=...`) to stdout and keep them up until SIGINT or
 SIGTERM. `fetch` only fetches the Kafka broker jars (CI runs it up front). `stack up|down|status`
 runs voxbus as a cluster on this machine (`voxbus.devinfra.stack`; `voxbus stack` is the same).
+`dashboards` writes the Grafana dashboards (`voxbus.devinfra.dashboards`) into the checkout.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from voxbus.devinfra import stack
+from voxbus.devinfra import dashboards, stack
 from voxbus.devinfra.errors import InfraUnavailable, SourceFailed
 from voxbus.devinfra.kafka_fetch import fetch_kafka_libs
+from voxbus.devinfra.paths import find_repo_root
 from voxbus.devinfra.provide import KAFKA_ENV, REDIS_ENV, provide_kafka, provide_redis
 
 logger = logging.getLogger("voxbus.devinfra")
@@ -66,6 +68,16 @@ def _fetch() -> int:
     started = time.monotonic()
     libs = fetch_kafka_libs()
     logger.info("Kafka broker jars ready in %s (%.1f s)", libs, time.monotonic() - started)
+    return 0
+
+
+def _dashboards() -> int:
+    root = find_repo_root(Path(__file__).resolve().parent)
+    if root is None:
+        logger.error("not in a checkout of voxbus: the dashboards are written into deploy/grafana/")
+        return 1
+    for path in dashboards.write(root / dashboards.DIRECTORY):
+        logger.info("wrote %s", path)
     return 0
 
 
@@ -119,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("what", choices=("kafka", "redis", "both", "fetch", "stack"))
+    parser.add_argument("what", choices=("kafka", "redis", "both", "fetch", "stack", "dashboards"))
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -130,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.what == "fetch":
             return _fetch()
+        if args.what == "dashboards":
+            return _dashboards()
         return _serve(kafka=args.what in ("kafka", "both"), redis=args.what in ("redis", "both"))
     except (InfraUnavailable, SourceFailed) as exc:
         logger.error("%s", exc)

@@ -19,6 +19,9 @@ REJECTED = Counter(
     ["protocol", "reason"],
 )
 REFUSED = Counter("voxbus_ingest_refused_total", "Connections refused", ["protocol", "reason"])
+# `auth`, or the close code a refusal sends: 1002 (Wyoming framing lost), 1008 (a parameter, a
+# limit, an unknown session), 1011 (the bus or the state store away), 1013 (at capacity)
+REFUSAL_REASONS = ("auth", "1002", "1008", "1011", "1013")
 EGRESS_LEASED = Gauge(
     "voxbus_ingest_egress_leased_partitions",
     "Egress partitions this pod holds the lease of: 1 when it can route echo and prompts to its "
@@ -58,3 +61,5 @@ def declare(protocols: Iterable[str]) -> None:
             SESSIONS.labels(protocol, start)
         for family in (CHUNKS, BYTES, EGRESS_BYTES):
             family.labels(protocol)
+        for reason in REFUSAL_REASONS:
+            REFUSED.labels(protocol, reason)

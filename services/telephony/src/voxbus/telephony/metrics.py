@@ -62,8 +62,22 @@ def call_status(carrier: str, status: str) -> None:
     CALLS.labels(carrier, known if known in CALL_STATUSES[carrier] else "other").inc()
 
 
+# each carrier's webhooks and the outcomes every one of them can have (Exotel's refusals have
+# reasons of their own, counted as they happen)
+WEBHOOK_OUTCOMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "vonage": (("answer", "event"), ("ok", "unsigned", "invalid")),
+    "twilio": (("voice", "status"), ("ok", "unsigned", "invalid")),
+    "exotel": (("stream", "passthru", "status"), ("ok", "invalid")),
+}
+
+
 def declare() -> None:
-    """Every bounded label set at 0, so a dashboard shows none rather than no data."""
+    """Every bounded label set at 0, so a dashboard shows none rather than no data (and `rate()`
+    sees a series' first event: one that appears at 1 has no earlier sample to rise from)."""
+    for provider, (webhooks, outcomes) in WEBHOOK_OUTCOMES.items():
+        for webhook in webhooks:
+            for outcome in outcomes:
+                WEBHOOKS.labels(provider, webhook, outcome)
     for carrier, statuses in CALL_STATUSES.items():
         for status in (*statuses, "other"):
             CALLS.labels(carrier, status)

@@ -1,5 +1,7 @@
 """Prometheus metrics of the transcoder (names `voxbus_transcoder_*`)."""
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from voxbus.common.consumer import ConsumerLag
@@ -27,7 +29,11 @@ CONSUMER_LAG = ConsumerLag(
 )
 
 
-def declare() -> None:
-    """Every skip reason at 0 from the start, so a dashboard shows none rather than no data."""
+def declare(codecs: Iterable[str]) -> None:
+    """Every codec's and skip reason's series at 0 from the start, so a dashboard shows none
+    rather than no data."""
+    for codec in codecs:
+        CHUNKS.labels(codec)
+        ERRORS.labels(codec)
     for reason in ("duplicate", "gap"):
         SKIPPED_CHUNKS.labels(reason)

@@ -6,6 +6,7 @@ from voxbus.common.constants import Topic
 from voxbus.common.consumer import ConsumerLoop
 from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, Work, consuming
 from voxbus.transcoder import metrics
+from voxbus.transcoder.decoders import CODECS
 from voxbus.transcoder.worker import TranscodeHandler
 
 GROUP = "transcoder"  # the consumer group: TOPIC_PREFIX + this
@@ -32,7 +33,7 @@ def consumer_loop(app: web.Application, work: Work) -> ConsumerLoop:
 
 
 def setup(app: web.Application) -> None:
-    metrics.declare()
+    metrics.declare(CODECS)
     app.cleanup_ctx.append(consuming(CONSUMER, consumer_loop))
 
 
