@@ -94,7 +94,9 @@ async def main(base: str, prometheus: str, seconds: float, pictures: Path | None
             await asyncio.to_thread(pictures.mkdir, parents=True, exist_ok=True)
             for dashboard in DASHBOARDS:
                 path = pictures / f"dashboard-{dashboard.file_name.removesuffix('.json')}.png"
-                empty = await draw(http, prometheus, dashboard, Window(started, time.time(), 5.0), path)
+                window = Window(started, time.time(), 5.0)
+                load = f"{seconds / 60:g} minutes of tests.cluster_load"
+                empty = await draw(http, prometheus, dashboard, window, path, load=load)
                 log.info("%s: %s", path, f"no data in {empty}" if empty else "every panel drawn")
 
 

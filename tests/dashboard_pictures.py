@@ -88,6 +88,8 @@ async def draw(
     dashboard: Dashboard,
     window: Window,
     path: Path,
+    *,
+    load: str = "the stack test's load",
 ) -> list[str]:
     """Draw `dashboard` over `window` into `path` (PNG); the titles of panels with no data."""
     rows = math.ceil(len(dashboard.panels) / COLUMNS)
@@ -116,7 +118,7 @@ async def draw(
     for index in range(len(dashboard.panels), rows * COLUMNS):
         axes[index // COLUMNS][index % COLUMNS].set_visible(False)
     figure.suptitle(
-        f"{dashboard.title} (drawn from Prometheus query results: voxbus stack under the stack test's load)",
+        f"{dashboard.title} (drawn from Prometheus query results: voxbus stack under {load})",
         fontsize=11,
     )
     figure.tight_layout()

@@ -184,3 +184,42 @@ async def test_a_paced_socket_gets_its_echoes_its_lead_before_they_are_due() -> 
         await asyncio.gather(*tasks, return_exceptions=True)
         await router.stop()
     assert written == [(b"early", T0 + 0.125), (b"held", T0 + 0.1875)]
+
+
+async def test_an_echo_sent_as_far_ahead_as_echo_sends_is_on_time_for_a_socket_with_a_longer_lead() -> None:
+    # Exotel's pacer takes its echoes 300 ms before they are due; the echo service sends them
+    # ECHO_SEND_AHEAD_MS (200) ahead. One handed over the moment it arrives is not late: the
+    # lateness an operator reads must be the router's, not 100 ms of configuration on every echo
+    clock = ManualClock(T0)
+    bus, store = InProcessBus(), InProcessStore()
+    await bus.create_topics({"egress": 1})
+    router = EgressRouter(
+        bus,
+        store,
+        LeaseKeeper(store, lease_ms=5000),
+        topic="egress",
+        partitions=1,
+        pod="pod-a",
+        clock=clock,
+        send_ahead=0.25,
+    )
+    await router.start()
+    arrived = asyncio.Event()
+
+    async def paced(_: EgressAudio) -> None:
+        arrived.set()
+
+    batch = store.batch()
+    router.attach(batch, SID, paced, lead=0.375)
+    await batch.execute()
+    count, total = _lateness("count"), _lateness("sum")
+    await bus.send("egress", _echo(b"echo", 1, T0 + 0.25), partition=0)
+    task = asyncio.create_task(router.run(0.1))
+    try:
+        async with asyncio.timeout(3):
+            await arrived.wait()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await router.stop()
+    assert (_lateness("count") - count, _lateness("sum") - total) == (1, 0.0)

@@ -66,7 +66,9 @@ def quantiles(metric: str, by: str = "", qs: tuple[float, ...] = (0.5, 0.99)) ->
     )
 
 
-def rate(metric: str, by: str, legend: str, window: str = "1m") -> Query:
+def rate(metric: str, by: str, legend: str) -> Query:
+    """Per second over the last minute (12 scrapes at 5 s), summed `by` labels."""
+    window = "1m"
     grouped = f"sum by ({by}) " if by else "sum "
     return Query(f"{grouped}(rate({metric}[{window}]))", legend)
 
@@ -116,7 +118,7 @@ OVERVIEW = Dashboard(
         Panel(
             "Connections refused",
             "reqps",
-            (rate("voxbus_ingest_refused_total", "protocol, reason", "{{protocol}} {{reason}}", "5m"),),
+            (rate("voxbus_ingest_refused_total", "protocol, reason", "{{protocol}} {{reason}}"),),
             "By protocol and reason: `auth`, or the close code (1008 a bad parameter or a limit, "
             "1013 at capacity, 1011 the bus or the state store away).",
         ),
@@ -163,7 +165,8 @@ LATENCY = Dashboard(
             "Egress lateness",
             "s",
             quantiles("voxbus_ingest_egress_lateness_seconds"),
-            "When an echo reached its socket minus when it was due.",
+            "When an echo was handed to its socket (a carrier's: to its pacer, which takes it early) "
+            "minus when it was to be.",
         ),
         Panel(
             "Carrier pacer lateness p99",
@@ -213,7 +216,7 @@ KAFKA = Dashboard(
         Panel(
             "Produce errors",
             "reqps",
-            (rate("voxbus_bus_produce_errors_total", "topic, stage", "{{topic}} {{stage}}", "5m"),),
+            (rate("voxbus_bus_produce_errors_total", "topic, stage", "{{topic}} {{stage}}"),),
             "Records Kafka refused (send) or did not acknowledge (delivery); their clients were told.",
         ),
         Panel(
@@ -235,12 +238,10 @@ KAFKA = Dashboard(
             "Skipped, replayed and bad records",
             "short",
             (
-                rate(
-                    "voxbus_transcoder_skipped_chunks_total", "reason", "transcoder skipped: {{reason}}", "5m"
-                ),
-                rate("voxbus_writer_replayed_chunks_total", "", "writer: replayed", "5m"),
-                rate("voxbus_writer_gaps_total", "", "writer: gaps", "5m"),
-                rate("voxbus_transcoder_bad_records_total", "", "transcoder: not voxbus records", "5m"),
+                rate("voxbus_transcoder_skipped_chunks_total", "reason", "transcoder skipped: {{reason}}"),
+                rate("voxbus_writer_replayed_chunks_total", "", "writer: replayed"),
+                rate("voxbus_writer_gaps_total", "", "writer: gaps"),
+                rate("voxbus_transcoder_bad_records_total", "", "transcoder: not voxbus records"),
             ),
             "Per second. Replays after a rebalance or a crash are expected; gaps are not.",
         ),
@@ -255,7 +256,7 @@ TELEPHONY = Dashboard(
         Panel(
             "Webhooks by carrier and outcome",
             "reqps",
-            (rate("voxbus_telephony_webhooks_total", "provider, outcome", "{{provider}} {{outcome}}", "5m"),),
+            (rate("voxbus_telephony_webhooks_total", "provider, outcome", "{{provider}} {{outcome}}"),),
             "`unsigned` and `invalid` are refused: a misconfigured secret, or a caller that is not "
             "the carrier.",
         ),
@@ -284,7 +285,6 @@ TELEPHONY = Dashboard(
                     "voxbus_ingest_pacer_dropped_frames_total",
                     "protocol, reason",
                     "{{protocol}} {{reason}}",
-                    "5m",
                 ),
             ),
             "Per second: live audio during a prompt, cleared by barge-in, or over the queue bound.",

@@ -17,6 +17,7 @@ a few again does not make the client hear them twice.
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -50,9 +51,14 @@ class EgressRouter:
         partitions: int,
         pod: str,
         clock: Callable[[], float] = time.time,
+        send_ahead: float = math.inf,
     ) -> None:
-        """`clock`: wall-clock seconds, what the records' `due` headers are read against."""
+        """`clock`: wall-clock seconds, what the records' `due` headers are read against.
+        `send_ahead`: how long before its due time a record is produced at the earliest
+        (ECHO_SEND_AHEAD_MS): one handed over on arrival is on time, however long a lead its
+        socket would like."""
         self._bus, self._store, self._leases, self._clock = bus, store, leases, clock
+        self._send_ahead = send_ahead
         self._topic, self._partitions, self._pod = topic, partitions, pod
         self._sinks: dict[str, Sink] = {}
         self._leads: dict[str, float] = {}  # per session: how long before due its sink takes records
@@ -172,9 +178,9 @@ class EgressRouter:
             return
         with contextlib.suppress(ConnectionError):
             await sink(egress)
-        if egress.due is not None:  # against when it was to be handed over
-            lead = self._leads.get(egress.session_id, 0.0)
-            metrics.EGRESS_LATENESS.observe(self._clock() - (egress.due - lead))
+        if egress.due is not None:  # against when it was to be handed over (and could be)
+            lead = min(self._leads.get(egress.session_id, 0.0), self._send_ahead)
+            metrics.EGRESS_LATENESS.observe(max(0.0, self._clock() - (egress.due - lead)))
 
     def _seen(self, egress: EgressAudio) -> bool:
         """Whether this record (by its seq, when it has one) was delivered to the session already."""

@@ -34,7 +34,8 @@ ACK_SECONDS = Histogram(
 )
 EGRESS_LATENESS = Histogram(
     "voxbus_ingest_egress_lateness_seconds",
-    "When egress audio with a due time (an echo) was written to its socket, minus that due time",
+    "When egress audio with a due time (an echo) was handed to its socket (a carrier's: to its pacer), "
+    "minus when it was to be: its due time, less the socket's lead, at most ECHO_SEND_AHEAD_MS",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5),
 )
 PACED_FRAMES = Counter(

@@ -42,7 +42,15 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     await claim_pod_name(store, leases, settings.pod_name, lease_ms=lease_ms)
     # renewed from now on, and released on every way out, however far startup got
     tasks = [supervised(app, "ingest-leases", leases.run())]
-    router = EgressRouter(bus, store, leases, topic=egress, partitions=partitions, pod=settings.pod_name)
+    router = EgressRouter(
+        bus,
+        store,
+        leases,
+        topic=egress,
+        partitions=partitions,
+        pod=settings.pod_name,
+        send_ahead=settings.echo_send_ahead_ms / 1000,
+    )
     try:
         await router.start()
         ctx = IngestContext(
