@@ -10,8 +10,8 @@ ConfigMap names.
 
 kustomize comes from `$VOXBUS_CACHE_DIR/bin` (`scripts/bootstrap.sh test` builds it there when
 neither kustomize nor kubectl is installed), else PATH; without one these tests fail, saying so.
-Regenerate the PrometheusRule after changing deploy/prometheus/rules.yml:
-`uv run --frozen python -m tests.unit.test_k8s`.
+The PrometheusRule is written by voxbus.devinfra.prometheus_rule from deploy/prometheus/rules.yml:
+after changing the rules, `uv run --frozen python -m voxbus.devinfra generate`.
 """
 
 import base64
@@ -36,6 +36,7 @@ from voxbus.cli.main import build_parser
 from voxbus.common.constants import SERVICE_NAMES
 from voxbus.common.runtime import create_app
 from voxbus.common.settings import Settings
+from voxbus.devinfra import prometheus_rule
 from voxbus.devinfra.paths import cache_dir
 from voxbus.devinfra.stack import TELEPHONY_PATHS
 from voxbus.ingest import metrics as ingest_metrics
@@ -44,8 +45,8 @@ from voxbus.telephony.service import SERVICE as TELEPHONY
 
 ROOT = Path(__file__).parents[2]
 K8S = ROOT / "deploy" / "k8s"
-RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
-PROMETHEUS_RULE = K8S / "components" / "prometheus-operator" / "prometheusrule.yaml"
+RULES = ROOT / prometheus_rule.SOURCE  # deploy/prometheus/rules.yml
+PROMETHEUS_RULE = ROOT / prometheus_rule.TARGET  # in components/prometheus-operator
 DOCS = ROOT / "docs" / "deploy-kubernetes.md"
 CRDS = ROOT / "tests" / "data" / "crds"
 KUSTOMIZE_VERSION = "v5.8.2"  # the one scripts/bootstrap.sh builds
@@ -560,39 +561,58 @@ def rule_groups() -> list[Doc]:
     return groups
 
 
-def prometheus_rule_text() -> str:
-    """The PrometheusRule for rules.yml: its groups, indented under `spec`, comments left out."""
-    header = PROMETHEUS_RULE.read_text().split("apiVersion:", 1)[0]
-    body = "".join(
-        f"  {line}" if line.strip() else line
-        for line in RULES.read_text().splitlines(keepends=True)
-        if not line.startswith("#")
-    )
-    return (
-        f"{header}apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata:\n  name: voxbus\n"
-        f"spec:\n{body}"
-    )
-
-
-def test_the_rules_name_no_scrape_job() -> None:
-    """Rules read metric names and `voxbus_build_info{services}`, so they hold whatever a
-    deployment calls its scrape jobs: no rule selects or groups by `job` (joining on it is fine)."""
-    for group in rule_groups():
-        for rule in group["rules"]:
-            name = rule.get("record") or rule["alert"]
-            expr = " ".join(str(rule["expr"]).split())
-            assert not re.search(r"\{[^}]*\bjob\s*(=|!=|=~|!~)", expr), f"{name} selects a job: {expr}"
-            assert not re.search(r"\b(by|without)\s*\([^)]*\bjob\b", expr), f"{name} groups by job: {expr}"
-
-
 def test_the_prometheus_rule_is_deploy_prometheus_rules_yml() -> None:
-    fix = "regenerate it: `uv run --frozen python -m tests.unit.test_k8s`"
+    fix = "regenerate it: `uv run --frozen python -m voxbus.devinfra generate`"
     written = yaml.safe_load(PROMETHEUS_RULE.read_text())
-    assert written["spec"]["groups"] == rule_groups(), f"{PROMETHEUS_RULE} differs: {fix}"
-    assert PROMETHEUS_RULE.read_text() == prometheus_rule_text(), f"not as generated: {fix}"
+    assert written["spec"] == {"groups": rule_groups()}, f"{PROMETHEUS_RULE} differs: {fix}"
+    assert PROMETHEUS_RULE.read_text() == prometheus_rule.render(RULES.read_text()), (
+        f"{PROMETHEUS_RULE} is not as generated: {fix}"
+    )
     for target in TARGETS:
         for rule in of_kind(rendered(target), "PrometheusRule"):
-            assert rule["spec"]["groups"] == rule_groups(), f"{target}: {fix}"
+            assert rule["spec"] == {"groups": rule_groups()}, f"{target}: {fix}"
+
+
+RULES_IN_OTHER_STYLES = {
+    "indentless sequence": "groups:\n- name: a\n  rules:\n  - record: x\n    expr: up\n",
+    "literal block, comments": (
+        "# a header\ngroups:  # the only key\n  - name: a\n    rules:\n# at the margin\n"
+        "      - alert: A\n        expr: |\n          up\n\n            \n            == 0\n"
+        "        annotations: {summary: 'a\n          b'}\n"
+    ),
+    "no newline at the end": "groups:\n  - name: a\n    rules: []",
+}
+
+
+@pytest.mark.parametrize("text", RULES_IN_OTHER_STYLES.values(), ids=RULES_IN_OTHER_STYLES)
+def test_the_prometheus_rule_holds_exactly_the_rules_files_groups(text: str) -> None:
+    written = yaml.safe_load(prometheus_rule.render(text))
+    assert written["apiVersion"] == "monitoring.coreos.com/v1"
+    assert written["kind"] == "PrometheusRule"
+    assert written["spec"] == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "groups:\n  - name: a\nother: 1\n",  # a key the PrometheusRule's spec does not take
+        "---\ngroups: []\n",  # documents
+        "groups: [{name: a, rules: []}]\n",  # flow style on the key's line
+        "# nothing but a comment\n",
+    ],
+)
+def test_the_prometheus_rule_refuses_a_rules_file_that_is_not_only_groups(text: str) -> None:
+    with pytest.raises(ValueError, match="groups"):
+        prometheus_rule.render(text)
+
+
+def test_the_prometheus_rule_is_written_where_the_component_lists_it(tmp_path: Path) -> None:
+    (tmp_path / prometheus_rule.SOURCE).parent.mkdir(parents=True)
+    (tmp_path / prometheus_rule.SOURCE).write_text(RULES.read_text())
+    assert prometheus_rule.write(tmp_path) == tmp_path / prometheus_rule.TARGET
+    assert (tmp_path / prometheus_rule.TARGET).read_text() == PROMETHEUS_RULE.read_text()
+    component = yaml.safe_load((PROMETHEUS_RULE.parent / "kustomization.yaml").read_text())
+    assert PROMETHEUS_RULE.name in component["resources"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -636,10 +656,3 @@ def test_in_cluster_kafka_and_redis_are_where_the_configmap_points(target: str) 
         url = urlsplit(settings.redis_url)
         redis = named(docs, "Service", str(url.hostname))
         assert url.port in {port["port"] for port in redis["spec"]["ports"]}
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-if __name__ == "__main__":
-    PROMETHEUS_RULE.write_text(prometheus_rule_text())
