@@ -8,12 +8,17 @@ exports, a disruption budget per replicated service, ServiceMonitors that find e
 (one job per service), the rules themselves, and in-cluster Kafka and Redis at the addresses the
 ConfigMap names.
 
+An overlay that asks for credentials (production: a gitignored secrets.env, written from its
+secrets.env.example) is rendered from a temporary copy of deploy/k8s given made-up values, never
+from an operator's secrets.env in the checkout.
+
 kustomize comes from `$VOXBUS_CACHE_DIR/bin` (`scripts/bootstrap.sh test` builds it there when
 neither kustomize nor kubectl is installed), else PATH; without one these tests fail, saying so.
 The PrometheusRule is written by voxbus.devinfra.prometheus_rule from deploy/prometheus/rules.yml:
 after changing the rules, `uv run --frozen python -m voxbus.devinfra generate`.
 """
 
+import atexit
 import base64
 import functools
 import json
@@ -21,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -79,11 +85,51 @@ def kustomize() -> list[str]:
     )
 
 
+def env_keys(path: Path) -> list[str]:
+    """The keys of an env file (`KEY=value` lines; `#` comments)."""
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return [line.partition("=")[0] for line in lines if line and not line.startswith("#")]
+
+
+def made_up_value(key: str) -> str:
+    return f"test-{key.lower().replace('_', '-')}"
+
+
+def copy_of_k8s(with_secrets: bool) -> Path:
+    """deploy/k8s in a temporary folder, without the secrets.env an overlay asks for (one of the
+    checkout's is an operator's, and gitignored) or, `with_secrets`, with one made from its
+    secrets.env.example: every key given a made-up, non-empty value."""
+    folder = Path(tempfile.mkdtemp(prefix="voxbus-k8s-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    copy = folder / "k8s"
+
+    def local_secrets(directory: str, names: list[str]) -> list[str]:
+        return ["secrets.env"] if "secrets.env.example" in names else []
+
+    shutil.copytree(K8S, copy, ignore=local_secrets)
+    if with_secrets:
+        for example in copy.glob("overlays/*/secrets.env.example"):
+            values = "".join(f"{key}={made_up_value(key)}\n" for key in env_keys(example))
+            (example.parent / "secrets.env").write_text(values)
+    return copy
+
+
+@functools.cache
+def k8s_with_secrets() -> Path:
+    return copy_of_k8s(with_secrets=True)
+
+
+def kustomize_build(directory: Path) -> subprocess.CompletedProcess[str]:
+    command = [*kustomize(), str(directory)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
 @functools.cache
 def rendered(target: str) -> tuple[Doc, ...]:
-    command = [*kustomize(), str(K8S / target)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, f"`{' '.join(command)}` failed:\n{result.stderr}"
+    """`target` as kustomize renders it, from a copy of deploy/k8s with made-up credentials where
+    an overlay asks for them."""
+    result = kustomize_build(k8s_with_secrets() / target)
+    assert result.returncode == 0, f"`{' '.join(result.args)}` failed:\n{result.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
 
 
@@ -364,6 +410,54 @@ def test_the_base_secret_names_every_credential_and_holds_none() -> None:
     }
     assert set(secret["data"]) == credentials
     assert all(value == "" for value in secret["data"].values()), "a credential is committed in the base"
+
+
+PRODUCTION = K8S / "overlays" / "production"
+
+
+def test_production_does_not_render_without_its_credentials() -> None:
+    """Production takes the credentials from a secrets.env the operator writes (gitignored): with
+    none, kustomize fails and says which file is missing, rather than deploying voxbus open."""
+    assert (PRODUCTION / "secrets.env.example").is_file()
+    result = kustomize_build(copy_of_k8s(with_secrets=False) / "overlays" / "production")
+    assert result.returncode != 0, "the production overlay renders without secrets.env"
+    assert "secrets.env" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_an_overlay_that_asks_for_credentials_gets_every_one(target: str) -> None:
+    example = K8S / target / "secrets.env.example"
+    if target == "overlays/production":
+        assert example.is_file(), "production deploys with no API key and unsigned webhooks"
+    if not example.is_file():
+        return
+    (base,) = of_kind(rendered("base"), "Secret")
+    # the example names every credential, once, and kustomize merges it over the base's Secret
+    assert sorted(env_keys(example)) == sorted(set(env_keys(example))) == sorted(base["data"])
+    lines = example.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            assert value == "", f"{key}: the example holds a value"
+            above = next((line for line in reversed(lines[:number]) if not re.fullmatch(r"\w+=", line)), "")
+            assert above.startswith("# "), f"{key}: no comment says what it is"
+    (secret,) = of_kind(rendered(target), "Secret")
+    values = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    assert values["API_KEY"], "the Secret has no API_KEY"
+    assert values == {key: made_up_value(key) for key in base["data"]}
+    # and git keeps the operator's file out
+    ignored = subprocess.run(
+        [
+            "git",
+            "check-ignore",
+            "--quiet",
+            "--no-index",
+            str((K8S / target / "secrets.env").relative_to(ROOT)),
+        ],
+        cwd=ROOT,
+        check=False,
+    )
+    assert ignored.returncode == 0, f"{target}/secrets.env is not gitignored"
 
 
 # ---------------------------------------------------------------------------------------------
