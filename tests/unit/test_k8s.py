@@ -2,11 +2,11 @@
 every object valid against Kubernetes' schemas (kubernetes-validate bundles them) or, for the
 operators' kinds, against tests/data/crds; and what a user of the cluster would notice: pods that
 run as the image's non-root user on a read-only root, probes on the routes the runtime serves, a
-grace period longer than the drain, only real settings, an Ingress that sends every route to the
-service that serves it (as `voxbus stack`'s HAProxy does), an autoscaler on a metric ingest
-exports, a disruption budget per replicated service, ServiceMonitors that find every service
-(one job per service), the rules themselves, and in-cluster Kafka and Redis at the addresses the
-ConfigMap names.
+preStop sleep for endpoints to drop a pod and a grace period longer than it and the drain, only
+real settings, an Ingress that sends every route to the service that serves it (as `voxbus
+stack`'s HAProxy does), an autoscaler on a metric ingest exports, a disruption budget per
+replicated service, ServiceMonitors that find every service (one job per service), the rules
+themselves, and in-cluster Kafka and Redis at the addresses the ConfigMap names.
 
 An overlay that asks for credentials (production: a gitignored secrets.env, written from its
 secrets.env.example) is rendered from a temporary copy of deploy/k8s given made-up values, never
@@ -58,6 +58,9 @@ CRDS = ROOT / "tests" / "data" / "crds"
 KUSTOMIZE_VERSION = "v5.8.2"  # the one scripts/bootstrap.sh builds
 # the oldest Kubernetes these manifests are for, and the newest kubernetes-validate knows
 KUBERNETES_VERSIONS = ("1.31", "1.37")
+# how long a terminating pod keeps taking connections, for endpoints and the Ingress to drop it
+PRE_STOP_SECONDS = 5
+SHUTDOWN_MARGIN_SECONDS = 10  # after the drain: consumers stopped, producer flushed, leases released
 ADMIN_PATHS = ("/health", "/ready", "/metrics")  # each process's own: not for the Ingress
 OVERLAYS = sorted(path.parent.name for path in (K8S / "overlays").glob("*/kustomization.yaml"))
 TARGETS = ["base", *(f"overlays/{name}" for name in OVERLAYS)]
@@ -357,13 +360,26 @@ def test_each_service_runs_once_with_probes_on_the_runtime_routes_of_its_http_po
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_the_grace_period_outlasts_the_drain(target: str) -> None:
+def test_a_pod_leaves_the_endpoints_before_it_stops_listening_and_the_grace_period_outlasts_both(
+    target: str,
+) -> None:
+    """On SIGTERM a process closes its listener at once (runtime/serve.py), while Services and the
+    Ingress still send it new connections for a few seconds: preStop sleeps that long first. The
+    grace period counts from the start of preStop, so it covers the sleep, the drain
+    (SHUTDOWN_TIMEOUT_SECONDS) and the cleanup after it (consumers stopped, the producer flushed,
+    leases released), for which SHUTDOWN_MARGIN_SECONDS is left."""
     docs = rendered(target)
     drain = settings_of(docs).shutdown_timeout_seconds
-    for deployment, spec, _ in voxbus_containers(docs):
+    for deployment, spec, container in voxbus_containers(docs):
+        name = deployment["metadata"]["name"]
+        pre_stop = container.get("lifecycle", {}).get("preStop", {})
+        assert list(pre_stop) == ["sleep"], f"{name}: preStop is {pre_stop}, not a sleep"
+        sleep = pre_stop["sleep"]["seconds"]
+        assert sleep >= PRE_STOP_SECONDS, f"{name}: preStop sleeps {sleep} s"
         grace = spec["terminationGracePeriodSeconds"]
-        assert grace > drain, (
-            f"{deployment['metadata']['name']}: {grace} s <= SHUTDOWN_TIMEOUT_SECONDS {drain}"
+        assert grace > sleep + drain + SHUTDOWN_MARGIN_SECONDS, (
+            f"{name}: {grace} s <= preStop {sleep} s + SHUTDOWN_TIMEOUT_SECONDS {drain} "
+            f"+ {SHUTDOWN_MARGIN_SECONDS} s"
         )
 
 
