@@ -312,6 +312,16 @@ def test_every_pod_is_non_root_on_a_read_only_root_with_no_capabilities(target: 
 
 
 @pytest.mark.parametrize("target", TARGETS)
+def test_a_pod_with_an_fsgroup_has_its_volumes_walked_only_when_their_root_differs(target: str) -> None:
+    """With fsGroup alone, the kubelet changes the group of every file on a volume at each mount:
+    on the recordings volume, a walk over every recording before a pod starts."""
+    for deployment, spec in pods(rendered(target)):
+        context = spec.get("securityContext", {})
+        if "fsGroup" in context:
+            assert context.get("fsGroupChangePolicy") == "OnRootMismatch", deployment["metadata"]["name"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_voxbus_writes_only_to_its_volumes(target: str) -> None:
     """The root is read-only: /tmp is an emptyDir, recordings go to the shared claim, which the
     writers mount writable and ingest (downloads) mounts too."""
