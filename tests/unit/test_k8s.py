@@ -27,7 +27,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -184,12 +184,9 @@ def served_service(container: Doc) -> str:
     return str(args.service)
 
 
-def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return all(labels.get(key) == value for key, value in selector.items())
-
-
 def label_selector_matches(selector: Doc, labels: dict[str, str]) -> bool:
-    if not selects(selector.get("matchLabels", {}), labels):
+    """Whether a LabelSelector (`matchLabels`, `matchExpressions`) matches `labels`."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
         return False
     for expression in selector.get("matchExpressions", []):
         key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
@@ -202,6 +199,24 @@ def label_selector_matches(selector: Doc, labels: dict[str, str]) -> bool:
         }[operator]:
             return False
     return True
+
+
+def object_labels(doc: Doc) -> dict[str, str]:
+    labels: dict[str, str] = doc["metadata"].get("labels", {})
+    return labels
+
+
+def pod_labels(deployment: Doc) -> dict[str, str]:
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def selected(
+    selector: Doc, docs: Iterable[Doc], labels: Callable[[Doc], dict[str, str]] = object_labels
+) -> list[Doc]:
+    """The objects among `docs` whose `labels` a LabelSelector matches (a Service's selector, a
+    plain map, is `{"matchLabels": ...}`); `pod_labels` for Deployments' pods."""
+    return [doc for doc in docs if label_selector_matches(selector, labels(doc))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -604,7 +619,7 @@ def test_every_replicated_service_has_a_disruption_budget_that_lets_a_drain_thro
     budgets = of_kind(docs, "PodDisruptionBudget")
     for deployment, _ in pods(docs):
         name = deployment["metadata"]["name"]
-        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        labels = pod_labels(deployment)
         replicas = (
             scaled[name]["spec"]["minReplicas"] if name in scaled else deployment["spec"].get("replicas", 1)
         )
@@ -621,12 +636,8 @@ def test_every_replicated_service_has_a_disruption_budget_that_lets_a_drain_thro
         else:
             assert int(spec["minAvailable"]) < replicas, name
     for budget in budgets:
-        assert any(
-            label_selector_matches(
-                budget["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"]
-            )
-            for deployment, _ in pods(docs)
-        ), f"{budget['metadata']['name']} covers no pods"
+        covered = selected(budget["spec"]["selector"], of_kind(docs, "Deployment"), pod_labels)
+        assert covered, f"{budget['metadata']['name']} covers no pods"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,15 +649,12 @@ def test_every_service_selects_one_deployment_and_ports_it_has(target: str) -> N
     docs = rendered(target)
     for service in of_kind(docs, "Service"):
         name = service["metadata"]["name"]
-        matched = [
-            spec
-            for deployment, spec in pods(docs)
-            if selects(service["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"])
-        ]
+        matched = selected(
+            {"matchLabels": service["spec"]["selector"]}, of_kind(docs, "Deployment"), pod_labels
+        )
         assert len(matched) == 1, f"{name} selects {len(matched)} Deployments"
-        ports = {
-            port["name"] for container in matched[0]["containers"] for port in container.get("ports", [])
-        }
+        containers = matched[0]["spec"]["template"]["spec"]["containers"]
+        ports = {port["name"] for container in containers for port in container.get("ports", [])}
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in ports, f"{name}: no container port {port['targetPort']}"
 
@@ -659,11 +667,7 @@ def test_servicemonitors_scrape_every_voxbus_pod_one_job_per_service(target: str
         assert monitors, "the production overlay is scraped through the Prometheus Operator"
     for monitor in monitors:
         spec = monitor["spec"]
-        services = [
-            service
-            for service in of_kind(docs, "Service")
-            if label_selector_matches(spec["selector"], service["metadata"].get("labels", {}))
-        ]
+        services = selected(spec["selector"], of_kind(docs, "Service"))
         jobs = {service["metadata"]["labels"].get(spec["jobLabel"]) for service in services}
         # the rules and dashboards name no job: jobs named after services are only for people
         assert jobs == set(SERVICE_NAMES), "one job per service, named after it"
@@ -760,11 +764,7 @@ def test_in_cluster_kafka_and_redis_are_where_the_configmap_points(target: str) 
         assert settings.kafka_bootstrap_servers in bootstraps, (
             f"KAFKA_BOOTSTRAP_SERVERS is not one of {bootstraps}"
         )
-        pools = [
-            pool
-            for pool in of_kind(docs, "KafkaNodePool")
-            if pool["metadata"]["labels"]["strimzi.io/cluster"] == name
-        ]
+        pools = selected({"matchLabels": {"strimzi.io/cluster": name}}, of_kind(docs, "KafkaNodePool"))
         roles = {role for pool in pools for role in pool["spec"]["roles"]}
         assert roles == {"controller", "broker"}, "KRaft: controllers and brokers in node pools"
         brokers = sum(pool["spec"]["replicas"] for pool in pools if "broker" in pool["spec"]["roles"])
