@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.audio import speech
-from tests.dashboard_pictures import Window, draw
+from tests.dashboard_pictures import Window, draw, fetch, peaks
 from tests.exotel_carrier import open_stream
 from voxbus.devinfra.dashboards import DASHBOARDS
 
@@ -48,21 +48,41 @@ async def sessions(http: aiohttp.ClientSession, base: str, until: float) -> None
         log.info("session %s %s", closed.get("session_id"), closed.get("status"))
 
 
+async def exotel_call(http: aiohttp.ClientSession, base: str, call_id: str, seconds: float) -> bytes:
+    """An Exotel call that records and echoes, with a message voxbus rejects (the carrier sends
+    JSON text, not binary: the call goes on), then its status callback; the audio echoed."""
+    stream = await open_stream(http, base, call_id, mode="record+echo")
+    await stream.speak(speech(seconds, 8000).tobytes())
+    await stream.mark("end")
+    await stream.until(lambda: "end" in stream.marks(), timeout=30)  # after its echo
+    await stream.ws.send_bytes(b"\x00\x01")
+    await stream.stop()
+    status = {"CallSid": call_id, "Status": "completed", "DateUpdated": "2026-12-02 10:00:09"}
+    async with http.post(f"{base}/exotel/status", data=status) as response:
+        response.raise_for_status()
+    return b"".join(payload for _, payload in stream.media)
+
+
+async def twilio_status(http: aiohttp.ClientSession, base: str, call_id: str) -> None:
+    async with http.post(
+        f"{base}/twilio/status", data={"CallSid": call_id, "CallStatus": "completed"}
+    ) as response:
+        response.raise_for_status()
+
+
+async def refused_connection(http: aiohttp.ClientSession, base: str) -> None:
+    """A session asked for in a format voxbus does not take: an error, then close code 1008."""
+    async with http.ws_connect(f"{base.replace('http', 'ws')}/api/ws/audio?format=bogus") as ws:
+        assert "error" in await ws.receive_json()
+        assert (await ws.receive()).data == 1008
+
+
 async def calls(http: aiohttp.ClientSession, base: str, until: float) -> None:
     for n in itertools.count():
         if time.time() >= until:
             return
-        call = f"EXC-LOAD-{n}"
-        stream = await open_stream(http, base, call, mode="record+echo")
-        await stream.speak(speech(CALL_SECONDS, 8000).tobytes())
-        await stream.mark("end")
-        await stream.until(lambda s=stream: "end" in s.marks(), timeout=30)
-        await stream.ws.send_bytes(b"\x00\x01")  # rejected: the carrier sends JSON text
-        await stream.stop()
-        status = {"CallSid": call, "Status": "completed", "DateUpdated": "2026-12-02 10:00:09"}
-        async with http.post(f"{base}/exotel/status", data=status) as response:
-            response.raise_for_status()
-        log.info("call %s done", call)
+        await exotel_call(http, base, f"EXC-LOAD-{n}", CALL_SECONDS)
+        log.info("call %s done", n)
 
 
 async def webhooks(http: aiohttp.ClientSession, base: str, until: float) -> None:
@@ -73,11 +93,8 @@ async def webhooks(http: aiohttp.ClientSession, base: str, until: float) -> None
             event = {"uuid": f"VON-LOAD-{n}", "status": status, "timestamp": "2026-12-02T10:00:00Z"}
             async with http.post(f"{base}/vonage/event", json=event) as response:
                 response.raise_for_status()
-        twilio = {"CallSid": f"CA-LOAD-{n}", "CallStatus": "completed"}
-        async with http.post(f"{base}/twilio/status", data=twilio) as response:
-            response.raise_for_status()
-        async with http.ws_connect(f"{base.replace('http', 'ws')}/api/ws/audio?format=bogus") as ws:
-            await ws.receive_json()  # refused: 1008
+        await twilio_status(http, base, f"CA-LOAD-{n}")
+        await refused_connection(http, base)
         await asyncio.sleep(5)
 
 
@@ -95,8 +112,11 @@ async def main(base: str, prometheus: str, seconds: float, pictures: Path | None
             for dashboard in DASHBOARDS:
                 path = pictures / f"dashboard-{dashboard.file_name.removesuffix('.json')}.png"
                 window = Window(started, time.time(), 5.0)
-                load = f"{seconds / 60:g} minutes of tests.cluster_load"
-                empty = await draw(http, prometheus, dashboard, window, path, load=load)
+                panels = await fetch(http, prometheus, dashboard, window)
+                await draw(
+                    dashboard, panels, window, path, load=f"{seconds / 60:g} minutes of tests.cluster_load"
+                )
+                empty = [title for title, peak in peaks(panels).items() if peak is None]
                 log.info("%s: %s", path, f"no data in {empty}" if empty else "every panel drawn")
 
 

@@ -3,6 +3,7 @@ installed here): one PNG per dashboard, its panels in Grafana's layout, each que
 Prometheus returns them over a time range. The stack test draws them from the cluster it loads;
 with `VOXBUS_DASHBOARD_PICTURES=docs/images` it writes them where the README shows them."""
 
+import asyncio
 import math
 import re
 from collections.abc import Mapping
@@ -82,30 +83,40 @@ async def panel_series(
     return drawn
 
 
-async def draw(
-    http: aiohttp.ClientSession,
-    prometheus: str,
-    dashboard: Dashboard,
-    window: Window,
-    path: Path,
-    *,
-    load: str = "the stack test's load",
-) -> list[str]:
-    """Draw `dashboard` over `window` into `path` (PNG); the titles of panels with no data."""
-    rows = math.ceil(len(dashboard.panels) / COLUMNS)
+Panels = list[tuple[Panel, list[Series]]]
+
+
+async def fetch(http: aiohttp.ClientSession, prometheus: str, dashboard: Dashboard, window: Window) -> Panels:
+    """Every panel of `dashboard` with the series its queries return over `window`."""
+    return [(panel, await panel_series(http, prometheus, panel, window)) for panel in dashboard.panels]
+
+
+def peaks(panels: Panels) -> dict[str, float | None]:
+    """Per panel title, the largest value its series reached (None: no data)."""
+    return {
+        panel.title: max((abs(v) for one in series for v in one.values), default=None)
+        for panel, series in panels
+    }
+
+
+async def draw(dashboard: Dashboard, panels: Panels, window: Window, path: Path, *, load: str) -> None:
+    """`dashboard`'s fetched `panels` as a PNG at `path`, in Grafana's layout; `load` says what
+    the cluster was doing."""
+    title = f"{dashboard.title} (drawn from Prometheus query results: voxbus stack under {load})"
+    await asyncio.to_thread(_render, title, panels, window, path)
+
+
+def _render(title: str, panels: Panels, window: Window, path: Path) -> None:
+    rows = math.ceil(len(panels) / COLUMNS)
     figure, axes = plt.subplots(rows, COLUMNS, figsize=(7 * COLUMNS, 3.2 * rows), squeeze=False)
-    empty = []
-    for index, panel in enumerate(dashboard.panels):
+    for index, (panel, series) in enumerate(panels):
         ax = axes[index // COLUMNS][index % COLUMNS]
         factor, unit = UNITS[panel.unit]
-        series = await panel_series(http, prometheus, panel, window)
-        if not series:
-            empty.append(panel.title)
-        series.sort(key=lambda one: max(abs(v) for v in one.values), reverse=True)  # busiest first
-        for one in series[:MAX_SERIES]:
+        busiest = sorted(series, key=lambda one: max(abs(v) for v in one.values), reverse=True)
+        for one in busiest[:MAX_SERIES]:
             ax.plot(one.times, [v * factor for v in one.values], label=one.label, linewidth=1.4)
-        if len(series) > MAX_SERIES:
-            quieter = f"and {len(series) - MAX_SERIES} quieter series"
+        if len(busiest) > MAX_SERIES:
+            quieter = f"and {len(busiest) - MAX_SERIES} quieter series"
             ax.text(0.99, 0.02, quieter, transform=ax.transAxes, ha="right", fontsize=6)
         ax.set_xlim(0, window.end - window.start)
         ax.set_title(panel.title, fontsize=10, loc="left")
@@ -115,13 +126,9 @@ async def draw(
         ax.grid(alpha=0.3)
         if series:
             ax.legend(fontsize=6, loc="upper left", framealpha=0.6)
-    for index in range(len(dashboard.panels), rows * COLUMNS):
+    for index in range(len(panels), rows * COLUMNS):
         axes[index // COLUMNS][index % COLUMNS].set_visible(False)
-    figure.suptitle(
-        f"{dashboard.title} (drawn from Prometheus query results: voxbus stack under {load})",
-        fontsize=11,
-    )
+    figure.suptitle(title, fontsize=11)
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
-    return empty

@@ -64,13 +64,16 @@ async def score(store: StateStore, key: str, member: str) -> float | None:
     return dict(await store.zrange(key)).get(member)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, what: str, timeout: float = 5.0) -> None:
-    """Return as soon as `check()` holds, looking every 10 ms; fail naming `what` after `timeout` s.
-    Only for state no event announces (a metric, a commit point that moves in a callback)."""
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, what: str, timeout: float = 5.0, interval: float = 0.01
+) -> None:
+    """Return as soon as `check()` holds, looking every `interval` s; fail naming `what` after
+    `timeout` s. Only for state no event announces (a metric, a commit point that moves in a
+    callback)."""
     try:
         async with asyncio.timeout(timeout):
             while not await check():  # noqa: ASYNC110 - what it waits for announces nothing
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(interval)
     except TimeoutError:
         raise AssertionError(f"not within {timeout:g} s: {what}") from None
 

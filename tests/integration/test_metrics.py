@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.clients import CLOSE
-from tests.servers import embedded_app
+from tests.servers import embedded_app, up_process
 
 PCM_URL = "/api/ws/audio?format=pcm&sample_rate=16000&channels=1"
 CHUNK = b"\x01\x00\x02\x00" * 800  # 100 ms of 16 kHz mono
@@ -108,18 +108,25 @@ async def test_sessions_calls_and_socket_to_file_latency_are_counted(tmp_path: P
 
 
 async def test_bounded_label_sets_are_at_zero_before_anything_happened(tmp_path: Path) -> None:
+    """`voxbus up` as a user starts it (a process of its own): nothing happened yet, and the
+    series a dashboard reads are there, at 0."""
     async with (
-        embedded_app(tmp_path) as (base, _),
+        up_process(tmp_path) as server,
         aiohttp.ClientSession() as http,
-        http.get(f"{base}/metrics") as response,
+        http.get(f"{server.url}/metrics") as response,
     ):
         text = await response.text()
     for line in (
         'voxbus_ingest_connections{protocol="wyoming-tcp"}',
         'voxbus_ingest_sessions_total{protocol="exotel",start="resumed"}',
+        'voxbus_ingest_refused_total{protocol="session",reason="1013"}',
+        'voxbus_ingest_rejected_messages_total{protocol="twilio",reason="binary"}',
+        'voxbus_ingest_rejected_messages_total{protocol="wyoming",reason="invalid-opus"}',
         'voxbus_telephony_calls_total{carrier="exotel",status="no-answer"}',
+        'voxbus_telephony_webhooks_total{outcome="address",provider="exotel",webhook="status"}',
         'voxbus_echo_dropped_frames_total{reason="overflow"}',
         'voxbus_transcoder_skipped_chunks_total{reason="gap"}',
+        'voxbus_transcoder_session_errors_total{codec="flac"}',
         'voxbus_writer_sessions_finalized_total{status="error"}',
     ):
-        assert re.search(rf"^{re.escape(line)} \d", text, re.MULTILINE), line
+        assert re.search(rf"^{re.escape(line)} 0\.0$", text, re.MULTILINE), line

@@ -95,7 +95,7 @@ def test_volumes_are_declared_mounted_where_used_and_files_exist() -> None:
 
 
 def test_grafana_provisions_the_dashboards_voxbus_writes_on_the_data_source_they_name() -> None:
-    """Regenerate the JSON with `python -m voxbus.devinfra dashboards` when a dashboard changes."""
+    """Regenerate the JSON with `python -m voxbus.devinfra generate` when a dashboard changes."""
     directory = ROOT / dashboards.DIRECTORY
     assert sorted(p.name for p in directory.glob("*.json")) == sorted(
         d.file_name for d in dashboards.DASHBOARDS

@@ -35,10 +35,10 @@ def _start(session_id: str, seq: int, *, resume: bool) -> BusMessage:
     ).to_message()
 
 
-def _chunk(session_id: str, seq: int, number: int) -> BusMessage:
+def _chunk(session_id: str, seq: int, number: int, ts_ns: int = 0) -> BusMessage:
     audio = bytes([number, 0]) * (FRAME // 2)
     return AudioChunk(
-        session_id=session_id, seq=seq, ts_ns=0, format=PCM, audio=audio, number=number
+        session_id=session_id, seq=seq, ts_ns=ts_ns, format=PCM, audio=audio, number=number
     ).to_message()
 
 
@@ -93,3 +93,18 @@ async def test_a_replay_that_begins_at_a_resume_goes_on_from_the_resume_point() 
         await restarted.handle(records[4:])
         chunks = await _pcm(bus, 4)
     assert [(chunk.pos, chunk.audio[0]) for chunk in chunks] == [(0, 1), (3 * FRAME // 2, 4)]
+
+
+async def test_a_record_of_several_chunks_carries_its_oldest_chunks_arrival() -> None:
+    # the writer times socket-to-file from it: the newest chunk's arrival would hide the wait of
+    # every chunk before it in the record
+    sid = new_session_id()
+    async with InProcessBus() as bus, InProcessStore() as store:
+        records = await _raw(
+            bus,
+            [_start(sid, 1, resume=False)]
+            + [_chunk(sid, 2 + n, 1 + n, ts_ns=1000 * (1 + n)) for n in range(3)],
+        )
+        await TranscodeHandler(bus, store, pcm_topic="pcm").handle(records)
+        (chunk,) = await _pcm(bus, 2)
+    assert (len(chunk.audio), chunk.seq, chunk.ts_ns) == (3 * FRAME, 4, 1000)

@@ -5,11 +5,22 @@ and the Exotel/Twilio envelope read their messages with it."""
 
 import json
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 Event = TypeVar("Event", bound=BaseModel)
+
+
+# every `CarrierMessageError.reason` (here, in stream_messages and in vonage_messages)
+CARRIER_MESSAGE_REASONS: Final = (
+    "invalid",
+    "bad_json",
+    "unknown_event",
+    "too_large",
+    "bad_base64",
+    "content_type",
+)
 
 
 class CarrierMessageError(ValueError):

@@ -1,10 +1,11 @@
-"""`python -m voxbus.devinfra kafka|redis|both|fetch|stack|dashboards`: run the infrastructure by hand.
+"""`python -m voxbus.devinfra kafka|redis|both|fetch|stack|generate`: run the infrastructure by hand.
 
 `kafka`, `redis` and `both` provide the services as the tests do, write env-var lines
 (`KAFKA_BOOTSTRAP_SERVERS=...`, `REDIS_URL=...`) to stdout and keep them up until SIGINT or
 SIGTERM. `fetch` only fetches the Kafka broker jars (CI runs it up front). `stack up|down|status`
 runs voxbus as a cluster on this machine (`voxbus.devinfra.stack`; `voxbus stack` is the same).
-`dashboards` writes the Grafana dashboards (`voxbus.devinfra.dashboards`) into the checkout.
+`generate` writes the deployment files made from code into the checkout: the Grafana dashboards
+(`voxbus.devinfra.dashboards`).
 """
 
 from __future__ import annotations
@@ -71,10 +72,10 @@ def _fetch() -> int:
     return 0
 
 
-def _dashboards() -> int:
+def _generate() -> int:
     root = find_repo_root(Path(__file__).resolve().parent)
     if root is None:
-        logger.error("not in a checkout of voxbus: the dashboards are written into deploy/grafana/")
+        logger.error("not in a checkout of voxbus: the files are written into its deploy/ folder")
         return 1
     for path in dashboards.write(root / dashboards.DIRECTORY):
         logger.info("wrote %s", path)
@@ -131,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("what", choices=("kafka", "redis", "both", "fetch", "stack", "dashboards"))
+    parser.add_argument("what", choices=("kafka", "redis", "both", "fetch", "stack", "generate"))
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -142,8 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.what == "fetch":
             return _fetch()
-        if args.what == "dashboards":
-            return _dashboards()
+        if args.what == "generate":
+            return _generate()
         return _serve(kafka=args.what in ("kafka", "both"), redis=args.what in ("redis", "both"))
     except (InfraUnavailable, SourceFailed) as exc:
         logger.error("%s", exc)

@@ -1,4 +1,4 @@
-"""voxbus's Grafana dashboards, as data: `python -m voxbus.devinfra dashboards` writes them to
+"""voxbus's Grafana dashboards, as data: `python -m voxbus.devinfra generate` writes them to
 `deploy/grafana/dashboards/` (the JSON Grafana provisions), and a test holds those files to this
 module and runs every query against a real Prometheus scraping a loaded cluster.
 
@@ -20,10 +20,7 @@ COLUMNS = 2
 PANEL_HEIGHT = 8
 # a process's series with its service: `X * on (job, instance) group_left (services) voxbus_build_info`
 WITH_SERVICE = "* on (job, instance) group_left (services) voxbus_build_info"
-CONSUMER_LAG = (
-    "voxbus_transcoder_consumer_lag_records or voxbus_writer_consumer_lag_records"
-    " or voxbus_echo_consumer_lag_records or voxbus_telephony_consumer_lag_records"
-)
+CONSUMER_LAG = '{__name__=~"voxbus_[a-z]+_consumer_lag_records"}'  # every consumer service's
 CARRIERS = 'protocol=~"vonage|exotel|twilio"'
 
 
@@ -208,9 +205,9 @@ KAFKA = Dashboard(
             "Records not consumed yet. Growing: add instances of that service, up to its topic's partitions.",
         ),
         Panel(
-            "Largest lag per service",
+            "Largest lag per consumer group",
             "short",
-            (Query("voxbus:consumer_lag_records:max", "{{job}}"),),
+            (Query("voxbus:consumer_lag_records:max", "{{group}}"),),
             "The alert VoxbusConsumerLagHigh fires above 1000 for 5 minutes.",
         ),
         Panel(

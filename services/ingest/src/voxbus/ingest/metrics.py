@@ -1,6 +1,6 @@
 """Prometheus metrics of ingest (names `voxbus_ingest_*`)."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -54,9 +54,12 @@ PACER_LATENESS = Histogram(
 )
 
 
-def declare(protocols: Iterable[str]) -> None:
-    """Every protocol's series at 0 from the start, so a dashboard shows none rather than no data."""
-    for protocol in protocols:
+def declare(protocols: Mapping[str, Iterable[str]]) -> None:
+    """Every protocol's series (with its rejection reasons) at 0 from the start, so a dashboard
+    shows none rather than no data, and `rate()` sees a series' first event."""
+    for protocol, rejections in protocols.items():
+        for reason in rejections:
+            REJECTED.labels(protocol, reason)
         SOCKETS.labels(protocol)
         for start in ("new", "resumed"):
             SESSIONS.labels(protocol, start)

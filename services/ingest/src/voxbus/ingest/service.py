@@ -19,8 +19,8 @@ from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.egress import EgressRouter
 from voxbus.ingest.leases import LeaseKeeper
 from voxbus.ingest.pods import claim_pod_name
-from voxbus.ingest.protocols import ROUTES
-from voxbus.ingest.protocols.wyoming import TCP_PROTOCOL
+from voxbus.ingest.protocols import ROUTES, Adapter
+from voxbus.ingest.protocols.wyoming import WyomingTcpAdapter
 from voxbus.ingest.sessions import SessionRegistry
 from voxbus.ingest.socket_docs import SOCKETS
 from voxbus.ingest.wyoming_tcp import WyomingTcpServer
@@ -119,7 +119,8 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 def setup(app: web.Application) -> None:
-    metrics.declare([*(adapter.protocol for adapter in ROUTES.values()), TCP_PROTOCOL])
+    adapters: list[type[Adapter]] = [*ROUTES.values(), WyomingTcpAdapter]
+    metrics.declare({adapter.protocol: adapter.rejections for adapter in adapters})
     app.cleanup_ctx.append(_ingest)
     app.on_shutdown.append(_close_sockets)
     for path, adapter in ROUTES.items():

@@ -10,6 +10,7 @@ WEBHOOKS = Counter(
     ["provider", "webhook", "outcome"],
 )
 CALL_EVENTS = Counter("voxbus_telephony_call_events_total", "Call events applied to call records", ["kind"])
+CALL_EVENT_KINDS = ("CallMedia", "CallDtmf")  # what the events consumer applies (voxbus.telephony.events)
 CALLS = Counter(
     "voxbus_telephony_calls_total",
     "Call statuses carriers reported, by carrier and status: a call counts once under each status it "
@@ -62,12 +63,12 @@ def call_status(carrier: str, status: str) -> None:
     CALLS.labels(carrier, known if known in CALL_STATUSES[carrier] else "other").inc()
 
 
-# each carrier's webhooks and the outcomes every one of them can have (Exotel's refusals have
-# reasons of their own, counted as they happen)
+# each carrier's webhooks and the outcomes every one of them can have (Exotel's refusals:
+# `unsigned`, wrong credentials; `address`, not from EXOTEL_ALLOWED_IPS)
 WEBHOOK_OUTCOMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "vonage": (("answer", "event"), ("ok", "unsigned", "invalid")),
     "twilio": (("voice", "status"), ("ok", "unsigned", "invalid")),
-    "exotel": (("stream", "passthru", "status"), ("ok", "invalid")),
+    "exotel": (("stream", "passthru", "status"), ("ok", "invalid", "unsigned", "address")),
 }
 
 
@@ -83,3 +84,5 @@ def declare() -> None:
             CALLS.labels(carrier, status)
     for outcome in ("prompt", "clear", "no_route"):
         PROMPTS.labels(outcome)
+    for kind in CALL_EVENT_KINDS:
+        CALL_EVENTS.labels(kind)

@@ -381,7 +381,6 @@ _FACTORIES: Final[dict[str, Callable[[int, int], Decoder]]] = {
     "ogg": lambda rate, channels: ContainerDecoder(OggDemuxer(), "Ogg"),
     "webm": lambda rate, channels: ContainerDecoder(WebmDemuxer(), "WebM"),
 }
-CODECS: Final = tuple(_FACTORIES)  # every codec a session may declare
 
 
 def make_decoder(codec: str, rate: int, channels: int) -> Decoder:

@@ -4,9 +4,9 @@ from aiohttp import web
 
 from voxbus.common.constants import Topic
 from voxbus.common.consumer import ConsumerLoop
+from voxbus.common.records import CODECS
 from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, Work, consuming
 from voxbus.transcoder import metrics
-from voxbus.transcoder.decoders import CODECS
 from voxbus.transcoder.worker import TranscodeHandler
 
 GROUP = "transcoder"  # the consumer group: TOPIC_PREFIX + this

@@ -123,10 +123,10 @@ class _Session:
             if not part:
                 self.flush(outputs)
                 continue
-            if not self.pending:
-                self.pending_pos = self.frames_out
+            if not self.pending:  # the record's position, and its oldest audio's arrival
+                self.pending_pos, self.pending_ts = self.frames_out, ts_ns
             self.pending.append(part)
-            self.pending_seq, self.pending_ts = seq, ts_ns
+            self.pending_seq = seq
             self.pending_bytes += len(part)
             self.frames_out += len(part) // frame_bytes
             view = view[len(part) :]

@@ -127,6 +127,7 @@ class WriteHandler:
 
     async def handle(self, records: list[ConsumedRecord]) -> Mapping[TopicPartition, int]:
         finals: list[_Final] = []
+        self._arrivals.clear()  # a batch that failed before its flush is replayed: not timed twice
         for record in records:
             try:
                 item = decode(record.key, record.value, record.headers)

@@ -121,6 +121,9 @@ class Adapter(ABC):
     # egress with a due time is handed over this long before it (an adapter that paces its
     # output writes it on time itself; 0: the router writes it when due)
     egress_lead: ClassVar[float] = 0.0
+    # every reason a message on this socket can be rejected for (its series of
+    # voxbus_ingest_rejected_messages_total are exported from the start)
+    rejections: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, opening: Opening) -> None:
         self.opening = opening

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import ClassVar, Final
 
 from voxbus.common.call_events import CallDtmf, CallMedia
+from voxbus.common.carrier_events import CARRIER_MESSAGE_REASONS
 from voxbus.common.records import AudioFormat, EchoSettings, EgressAudio, EgressKind
 from voxbus.common.settings import TELEPHONY_MODES, call_mode
 from voxbus.common.vonage_messages import CALL_ID_MAX
@@ -27,6 +28,7 @@ MAX_DTMF: Final = 1000  # digits a call passes on (each is an event on the bus);
 
 class CarrierAdapter(Adapter):
     provider: ClassVar[str]
+    rejections: ClassVar[tuple[str, ...]] = ("call_id", "too_many_dtmf", *CARRIER_MESSAGE_REASONS)
 
     def __init__(self, opening: Opening) -> None:
         super().__init__(opening)

@@ -61,6 +61,7 @@ class Plan:
 
 class MediaStreamAdapter(CarrierAdapter):
     camel: ClassVar[bool] = False  # outbound ids spelled camelCase (Twilio)
+    rejections = (*CarrierAdapter.rejections, "before_start", "duplicate_start", "frame_size", "binary")
 
     def __init__(self, opening: Opening) -> None:
         super().__init__(opening)

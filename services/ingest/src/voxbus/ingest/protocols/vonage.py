@@ -50,6 +50,7 @@ class VonageAdapter(CarrierAdapter):
     protocol = "vonage"
     provider = "vonage"
     egress_lead: ClassVar[float] = 0.06  # echoes reach the pacer early, so they leave on time
+    rejections = (*CarrierAdapter.rejections, "before_connected", "duplicate_connected", "frame_size")
 
     def __init__(self, opening: Opening) -> None:
         super().__init__(opening)

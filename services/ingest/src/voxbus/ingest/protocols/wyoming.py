@@ -61,6 +61,7 @@ _NEXT_START: Final = "audio-start"  # a new audio-start while a session was open
 
 class WyomingAdapter(Adapter):
     protocol = "wyoming"
+    rejections = tuple(Rejection)
     default_codec: ClassVar[str] = "opus"  # what the wearables' bare packets are
 
     def __init__(self, opening: Opening) -> None:
