@@ -776,3 +776,72 @@ def test_in_cluster_kafka_and_redis_are_where_the_configmap_points(target: str) 
         url = urlsplit(settings.redis_url)
         redis = named(docs, "Service", str(url.hostname))
         assert url.port in {port["port"] for port in redis["spec"]["ports"]}
+
+
+def peers_admit(peers: list[Doc] | None, labels: dict[str, str]) -> bool:
+    """Whether a NetworkPolicy rule's `from` (or a Strimzi listener's networkPolicyPeers, the same
+    list) admits a pod of the namespace with `labels`: none given admits every source."""
+    if not peers:
+        return True
+    for peer in peers:
+        assert set(peer) == {"podSelector"}, f"a peer beyond the namespace's pods: {peer}"
+    return any(label_selector_matches(peer["podSelector"], labels) for peer in peers)
+
+
+def policies_admit(policies: list[Doc], labels: dict[str, str], port: set[int | str]) -> bool:
+    """Whether NetworkPolicies selecting a pod let a pod with `labels` connect to `port` (its
+    number or its name): with no policy selecting the pod, everything may."""
+    if not policies:
+        return True
+    return any(
+        peers_admit(rule.get("from"), labels)
+        for policy in policies
+        if "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])
+        for rule in policy["spec"].get("ingress", [])
+        if "ports" not in rule or any(entry.get("port") in port for entry in rule["ports"])
+    )
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_in_cluster_kafka_and_redis_take_connections_from_voxbus_pods_only(target: str) -> None:
+    """Both are spoken to in plain text with no password: in the cluster, NetworkPolicies (Strimzi
+    makes Kafka's from its listener's networkPolicyPeers) keep every other pod out."""
+    docs = rendered(target)
+    if not of_kind(docs, "Kafka"):
+        return
+    settings = settings_of(docs)
+    voxbus = [pod_labels(deployment) for deployment, _, _ in voxbus_containers(docs)]
+    stranger = {"app.kubernetes.io/name": "something-else"}
+    # Kafka: the listener KAFKA_BOOTSTRAP_SERVERS names
+    (kafka,) = of_kind(docs, "Kafka")
+    port = int(str(settings.kafka_bootstrap_servers).rpartition(":")[2])
+    (listener,) = [entry for entry in kafka["spec"]["kafka"]["listeners"] if entry["port"] == port]
+    peers = listener.get("networkPolicyPeers")
+    assert peers, "Kafka's plain listener takes connections from any pod"
+    assert all(peers_admit(peers, labels) for labels in voxbus), "a voxbus pod cannot reach Kafka"
+    assert not peers_admit(peers, stranger)
+    # Redis: the pods behind the Service REDIS_URL names, on the port it sends to
+    assert settings.redis_url is not None
+    url = urlsplit(settings.redis_url)
+    service = named(docs, "Service", str(url.hostname))
+    (deployment,) = selected(
+        {"matchLabels": service["spec"]["selector"]}, of_kind(docs, "Deployment"), pod_labels
+    )
+    (target_port,) = [entry["targetPort"] for entry in service["spec"]["ports"] if entry["port"] == url.port]
+    container_port = {
+        (entry["name"], entry["containerPort"])
+        for container in deployment["spec"]["template"]["spec"]["containers"]
+        for entry in container.get("ports", [])
+        if target_port in (entry.get("name"), entry["containerPort"])
+    }
+    (named_port,) = container_port
+    policies = [
+        policy
+        for policy in of_kind(docs, "NetworkPolicy")
+        if label_selector_matches(policy["spec"]["podSelector"], pod_labels(deployment))
+    ]
+    assert policies, "Redis takes connections from any pod"
+    assert all(policies_admit(policies, labels, set(named_port)) for labels in voxbus), (
+        "a voxbus pod cannot reach Redis"
+    )
+    assert not policies_admit(policies, stranger, set(named_port))
