@@ -5,7 +5,8 @@
 SIGTERM. `fetch` only fetches the Kafka broker jars (CI runs it up front). `stack up|down|status`
 runs voxbus as a cluster on this machine (`voxbus.devinfra.stack`; `voxbus stack` is the same).
 `generate` writes the deployment files made from code into the checkout: the Grafana dashboards
-(`voxbus.devinfra.dashboards`).
+(`voxbus.devinfra.dashboards`) and the Prometheus Operator's PrometheusRule, from
+`deploy/prometheus/rules.yml` (`voxbus.devinfra.prometheus_rule`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from voxbus.devinfra import dashboards, stack
+from voxbus.devinfra import dashboards, prometheus_rule, stack
 from voxbus.devinfra.errors import InfraUnavailable, SourceFailed
 from voxbus.devinfra.kafka_fetch import fetch_kafka_libs
 from voxbus.devinfra.paths import find_repo_root
@@ -77,7 +78,7 @@ def _generate() -> int:
     if root is None:
         logger.error("not in a checkout of voxbus: the files are written into its deploy/ folder")
         return 1
-    for path in dashboards.write(root / dashboards.DIRECTORY):
+    for path in [*dashboards.write(root / dashboards.DIRECTORY), prometheus_rule.write(root)]:
         logger.info("wrote %s", path)
     return 0
 
