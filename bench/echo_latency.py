@@ -178,6 +178,7 @@ class Result:
     tally: Tally
     cpu_seconds: float
     share: CpuShare
+    cpu_seconds_per_process: tuple[float, ...]  # in the order of the server's pids
 
     def row(self, server: str, delay_ms: int) -> str:
         t = self.tally
@@ -210,10 +211,17 @@ async def streams_of(url: str, args: argparse.Namespace, seconds: float, delay_m
 
 async def measure(base: str, pids: list[int], args: argparse.Namespace, delay_ms: int) -> Result:
     url = f"{base}/ws/audio?delay_ms={delay_ms}&sample_rate=16000"
-    with CpuWatch(pids) as watch:
+    with contextlib.ExitStack() as stack:
+        watch = stack.enter_context(CpuWatch(pids))
+        each = [stack.enter_context(CpuWatch([pid])) for pid in pids]
         tally = await streams_of(url, args, args.seconds, delay_ms)
     assert watch.share is not None
-    return Result(tally=tally, cpu_seconds=watch.server_seconds, share=watch.share)
+    return Result(
+        tally=tally,
+        cpu_seconds=watch.server_seconds,
+        share=watch.share,
+        cpu_seconds_per_process=tuple(one.server_seconds for one in each),
+    )
 
 
 BASELINE, VOXBUS = "bare aiohttp echo (baseline)", "voxbus ingest+echo over Kafka"
@@ -261,6 +269,14 @@ def report(
         print(f"delay {delay} ms: voxbus CPU per echoed frame {ratio}")
     for (delay, name), result in results.items():
         print(f"CPU during {name}, delay {delay}: {result.share.line()}")
+    for delay in args.delays:
+        ours = results[delay, VOXBUS]
+        ingest, echo = (
+            1e6 * seconds / max(ours.tally.received, 1) for seconds in ours.cpu_seconds_per_process
+        )
+        print(
+            f"delay {delay} ms: CPU per echoed frame by process: ingest {ingest:.0f} us, echo {echo:.0f} us"
+        )
 
 
 def main() -> None:
