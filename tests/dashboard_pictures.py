@@ -42,6 +42,7 @@ class Window:
 
 @dataclass(frozen=True)
 class Series:
+    expr: str  # the query that returned it
     label: str
     times: list[float]  # seconds since the range's start
     values: list[float]
@@ -79,7 +80,8 @@ async def panel_series(
             ]
             if points:
                 times, values = zip(*points, strict=True)
-                drawn.append(Series(legend(query.legend, result["metric"]), list(times), list(values)))
+                label = legend(query.legend, result["metric"])
+                drawn.append(Series(query.expr, label, list(times), list(values)))
     return drawn
 
 

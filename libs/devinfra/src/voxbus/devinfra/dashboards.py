@@ -50,14 +50,18 @@ class Dashboard:
         return f"{self.uid.removeprefix('voxbus-')}.json"
 
 
-def quantiles(metric: str, by: str = "", qs: tuple[float, ...] = (0.5, 0.99)) -> tuple[Query, ...]:
-    """`histogram_quantile` of `metric`'s buckets over the last minute, per `by` labels."""
+def quantiles(
+    metric: str, by: str = "", qs: tuple[float, ...] = (0.5, 0.99), *, name: str = ""
+) -> tuple[Query, ...]:
+    """`histogram_quantile` of `metric`'s buckets over the last minute, per `by` labels; each
+    legend is `name` (if any), the quantile (`p99`) and the `by` label's value."""
     labels = f"le, {by}" if by else "le"
     suffix = f" {{{{{by}}}}}" if by else ""
+    prefix = f"{name} " if name else ""
     return tuple(
         Query(
             f"histogram_quantile({q}, sum by ({labels}) (rate({metric}_bucket[1m])))",
-            f"p{q * 100:g}{suffix}",
+            f"{prefix}p{q * 100:g}{suffix}",
         )
         for q in qs
     )
@@ -175,14 +179,8 @@ LATENCY = Dashboard(
             "Transcode batch and file flush p99",
             "s",
             (
-                *(
-                    Query(q.expr, "transcode batch")
-                    for q in quantiles("voxbus_transcoder_batch_seconds", qs=(0.99,))
-                ),
-                *(
-                    Query(q.expr, "writer flush")
-                    for q in quantiles("voxbus_writer_flush_seconds", qs=(0.99,))
-                ),
+                *quantiles("voxbus_transcoder_batch_seconds", qs=(0.99,), name="transcode batch"),
+                *quantiles("voxbus_writer_flush_seconds", qs=(0.99,), name="writer flush"),
             ),
         ),
     ),
