@@ -56,6 +56,14 @@ async def _pcm(bus: InProcessBus, count: int) -> list[AudioChunk]:
     return [item for item in items if isinstance(item, AudioChunk)]
 
 
+async def _transcoded(session_id: str, chunks: list[BusMessage]) -> list[AudioChunk]:
+    """The PCM records one batch of a new session's `chunks` makes."""
+    async with InProcessBus() as bus, InProcessStore() as store:
+        records = await _raw(bus, [_start(session_id, 1, resume=False), *chunks])
+        await TranscodeHandler(bus, store, pcm_topic="pcm").handle(records)
+        return await _pcm(bus, 2)
+
+
 def _skipped(reason: str) -> float:
     return REGISTRY.get_sample_value("voxbus_transcoder_skipped_chunks_total", {"reason": reason}) or 0.0
 
@@ -65,12 +73,7 @@ async def test_chunks_sent_again_or_behind_a_missing_one_are_not_taken() -> None
     # 1, 2, then 2 and 1 again (a resume whose greeting lagged), then 4 (3 was refused), 3, 4
     numbers = [1, 2, 2, 1, 4, 3, 4]
     duplicates, gaps = _skipped("duplicate"), _skipped("gap")
-    async with InProcessBus() as bus, InProcessStore() as store:
-        records = await _raw(
-            bus, [_start(sid, 1, resume=False)] + [_chunk(sid, 2 + i, n) for i, n in enumerate(numbers)]
-        )
-        await TranscodeHandler(bus, store, pcm_topic="pcm").handle(records)
-        chunks = await _pcm(bus, 2)
+    chunks = await _transcoded(sid, [_chunk(sid, 2 + i, n) for i, n in enumerate(numbers)])
     audio = b"".join(chunk.audio for chunk in chunks)
     assert [audio[i * FRAME] for i in range(len(audio) // FRAME)] == [1, 2, 3, 4]
     assert (_skipped("duplicate") - duplicates, _skipped("gap") - gaps) == (2, 1)
@@ -99,12 +102,5 @@ async def test_a_record_of_several_chunks_carries_its_oldest_chunks_arrival() ->
     # the writer times socket-to-file from it: the newest chunk's arrival would hide the wait of
     # every chunk before it in the record
     sid = new_session_id()
-    async with InProcessBus() as bus, InProcessStore() as store:
-        records = await _raw(
-            bus,
-            [_start(sid, 1, resume=False)]
-            + [_chunk(sid, 2 + n, 1 + n, ts_ns=1000 * (1 + n)) for n in range(3)],
-        )
-        await TranscodeHandler(bus, store, pcm_topic="pcm").handle(records)
-        (chunk,) = await _pcm(bus, 2)
+    (chunk,) = await _transcoded(sid, [_chunk(sid, 2 + n, 1 + n, ts_ns=1000 * (1 + n)) for n in range(3)])
     assert (len(chunk.audio), chunk.seq, chunk.ts_ns) == (3 * FRAME, 4, 1000)
