@@ -7,7 +7,9 @@ a byte-exact copy of a sent frame, or any text message).
 
 Runs, in the same invocation and for each delay: a bare aiohttp echo server (bench/bare_echo.py,
 the baseline) and voxbus (`voxbus serve ingest` + `voxbus serve echo` over real Kafka and Redis:
-local processes from voxbus.devinfra, or KAFKA_BOOTSTRAP_SERVERS / REDIS_URL). Prints, for each,
+local processes from voxbus.devinfra, or KAFKA_BOOTSTRAP_SERVERS / REDIS_URL; with `--embedded`,
+one `voxbus up` process with the in-process bus and store). `--pin N` runs both servers on core N
+only and the load generator on the others: one core's worth of server, measured. Prints, for each,
 p50 / p99 / max |error|, the frame counts and server CPU per echoed frame (from /proc: ingest + echo
 for voxbus, around the streaming phase only), then voxbus's CPU per frame over the baseline's.
 First it measures one produce -> consume hop through Kafka with nothing else running: the floor
@@ -16,25 +18,26 @@ load, not measured, before its runs; after the table, where the machine's CPU we
 (servers, local Kafka broker, load generator), since all of them share its cores.
 Each run begins once every server is idle, so that it does not pay for the backlog of the one before.
 
-Targets: delay 0: p99 ≤ 30 ms at 200 streams; delay 1000: |error| p99 ≤ 10 ms and zero frames lost
-or reordered at 200 streams.
+The targets are bench/suite.py's (docs/benchmarks.md), which runs this script at several loads.
 
 Usage: npm ci --prefix bench/loadgen   (once: the Node.js load generator, so the client's CPU
        stays out of the measurement; without it a Python client is used)
-       uv run python bench/echo_latency.py [--streams 200] [--seconds 20] [--delays 0,1000]
+       uv run python bench/echo_latency.py [--streams 20] [--seconds 15] [--delays 0,1000]
+           [--embedded] [--pin 1] [--json results.json]
 """
 
 import argparse
 import asyncio
 import contextlib
 import json
-import statistics
 import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -45,13 +48,19 @@ from bench.harness import (
     CpuShare,
     CpuWatch,
     add_load_arguments,
+    free_port,
     kafka_hop_ms,
+    on_cores,
+    other_cores,
+    percentile,
+    redis_commands,
     serve,
     voxbus_env,
+    voxbus_up,
     wait_idle,
     wait_ready,
+    write_json,
 )
-from tests.helpers import free_port
 
 FRAME_BYTES = 640  # 20 ms of 16 kHz mono s16le
 GRACE = 5.0  # seconds after a stream's last frame (on top of the delay) before the rest count as lost
@@ -155,10 +164,16 @@ async def stream(
         tally.lost += len(sent_at) - len(seen)
 
 
-def node_streams(url: str, streams: int, seconds: float, delay_ms: int) -> Tally:
-    """The Node.js load generator (bench/loadgen) in echo mode: its client CPU stays out of the way."""
-    command = ["node", str(LOADGEN / "loadgen.mjs"), url, str(streams), str(seconds), "--echo", str(delay_ms)]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+def node_streams(url: str, args: argparse.Namespace, seconds: float, delay_ms: int) -> Tally:
+    """The Node.js load generator (bench/loadgen) in echo mode: its client CPU stays out of the way
+    (on the cores the servers are not pinned to, if they are)."""
+    command = [
+        *("node", str(LOADGEN / "loadgen.mjs"), url),
+        *(str(args.streams), str(seconds), "--echo", str(delay_ms)),
+    ]
+    output = subprocess.run(
+        on_cores(other_cores(args.pin), command), capture_output=True, text=True, check=True
+    ).stdout
     return Tally(**json.loads(output.splitlines()[-1]))
 
 
@@ -173,18 +188,26 @@ async def python_streams(url: str, streams: int, seconds: float, delay_ms: int) 
     return tally
 
 
+@dataclass(frozen=True, slots=True)
+class Server:
+    name: str
+    base: str  # ws://host:port
+    pids: dict[str, int]  # by process name
+    redis_url: str | None = None  # the store it uses, if Redis: its commands per frame are counted
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Result:
     tally: Tally
     cpu_seconds: float
     share: CpuShare
-    cpu_seconds_per_process: tuple[float, ...]  # in the order of the server's pids
+    cpu_seconds_per_process: dict[str, float]
+    redis_commands: int | None
 
     def row(self, server: str, delay_ms: int) -> str:
         t = self.tally
-        errors = sorted(abs(e) for e in t.errors_ms)
-        if errors:
-            p50, p99, worst = (errors[int(q * (len(errors) - 1))] for q in (0.5, 0.99, 1.0))
+        if errors := self.abs_errors:
+            p50, p99, worst = (percentile(errors, q) for q in (0.5, 0.99, 1.0))
             timing = f"{p50:7.1f} {p99:7.1f} {worst:7.1f}"
         else:
             timing = f"{'-':>7} {'-':>7} {'-':>7}"
@@ -193,8 +216,33 @@ class Result:
         return f"{server:30} {delay_ms:6d} {timing} {counts} {cpu}"
 
     @property
+    def abs_errors(self) -> list[float]:
+        return sorted(abs(e) for e in self.tally.errors_ms)
+
+    @property
     def cpu_us_per_frame(self) -> float:
         return 1e6 * self.cpu_seconds / max(self.tally.received, 1)
+
+    def as_dict(self, server: str, delay_ms: int) -> dict[str, Any]:
+        t, errors, frames = self.tally, self.abs_errors, max(self.tally.received, 1)
+        return {
+            "server": server,
+            "delay_ms": delay_ms,
+            **{
+                name: percentile(errors, q)
+                for name, q in (("p50_ms", 0.5), ("p99_ms", 0.99), ("max_ms", 1.0))
+            },
+            **{name: getattr(t, name) for name in ("sent", "received", "lost", "reordered", "duplicated")},
+            "bad": t.bad,
+            "failed": t.failed,
+            "first_error": t.first_error,
+            "cpu_us_per_frame": self.cpu_us_per_frame,
+            "cpu_us_per_frame_by_process": {
+                name: 1e6 * seconds / frames for name, seconds in self.cpu_seconds_per_process.items()
+            },
+            "redis_commands_per_frame": None if self.redis_commands is None else self.redis_commands / frames,
+            "share": self.share.as_dict(),
+        }
 
 
 HEADER = (
@@ -205,52 +253,64 @@ HEADER = (
 
 async def streams_of(url: str, args: argparse.Namespace, seconds: float, delay_ms: int) -> Tally:
     if args.client == "node":
-        return await asyncio.to_thread(node_streams, url, args.streams, seconds, delay_ms)
+        return await asyncio.to_thread(node_streams, url, args, seconds, delay_ms)
     return await python_streams(url, args.streams, seconds, delay_ms)
 
 
-async def measure(base: str, pids: list[int], args: argparse.Namespace, delay_ms: int) -> Result:
-    url = f"{base}/ws/audio?delay_ms={delay_ms}&sample_rate=16000"
+async def measure(server: Server, args: argparse.Namespace, delay_ms: int) -> Result:
+    url = f"{server.base}/ws/audio?delay_ms={delay_ms}&sample_rate=16000"
+    redis_before = redis_commands(server.redis_url) if server.redis_url else None
     with contextlib.ExitStack() as stack:
-        watch = stack.enter_context(CpuWatch(pids))
-        each = [stack.enter_context(CpuWatch([pid])) for pid in pids]
+        watch = stack.enter_context(CpuWatch(list(server.pids.values())))
+        each = {name: stack.enter_context(CpuWatch([pid])) for name, pid in server.pids.items()}
         tally = await streams_of(url, args, args.seconds, delay_ms)
     assert watch.share is not None
     return Result(
         tally=tally,
         cpu_seconds=watch.server_seconds,
         share=watch.share,
-        cpu_seconds_per_process=tuple(one.server_seconds for one in each),
+        cpu_seconds_per_process={name: one.server_seconds for name, one in each.items()},
+        redis_commands=(
+            redis_commands(server.redis_url) - redis_before
+            if server.redis_url and redis_before is not None
+            else None
+        ),
     )
 
 
-BASELINE, VOXBUS = "bare aiohttp echo (baseline)", "voxbus ingest+echo over Kafka"
+BASELINE = "bare aiohttp echo (baseline)"
 
 
 def measure_all(
-    servers: dict[str, tuple[str, list[int]]], args: argparse.Namespace
+    servers: list[Server], args: argparse.Namespace
 ) -> tuple[dict[tuple[int, str], Result], list[str]]:
-    """Each server (name → base URL, pids) at each delay; and the runs that began with a server busy."""
-    for base, _ in servers.values():  # connections, Kafka metadata, the consumer's fetch, the broker's JIT
-        asyncio.run(streams_of(f"{base}/ws/audio?sample_rate=16000", args, max(args.warmup, 1.0), 0))
-    everyone = [pid for _, pids in servers.values() for pid in pids]
+    """Each server at each delay; and the runs that began with a server busy."""
+    for server in servers:  # connections, Kafka metadata, the consumer's fetch, the broker's JIT
+        asyncio.run(streams_of(f"{server.base}/ws/audio?sample_rate=16000", args, max(args.warmup, 1.0), 0))
+    everyone = [pid for server in servers for pid in server.pids.values()]
     results: dict[tuple[int, str], Result] = {}
     busy: list[str] = []
     for delay in args.delays:
-        for name, (base, pids) in servers.items():
+        for server in servers:
             if not wait_idle(everyone):
-                busy.append(f"{name}, delay {delay}")
-            results[delay, name] = asyncio.run(measure(base, pids, args, delay))
+                busy.append(f"{server.name}, delay {delay}")
+            results[delay, server.name] = asyncio.run(measure(server, args, delay))
     return results, busy
 
 
 def report(
     results: dict[tuple[int, str], Result], busy: list[str], hop: list[float], args: argparse.Namespace
 ) -> None:
-    print(f"{args.streams} streams x 20 ms frames for {args.seconds:g} s ({args.client} load generator)")
-    p50, p99 = statistics.median(hop), hop[int(0.99 * (len(hop) - 1))]
-    print(f"Kafka produce -> consume, one hop, nothing else running: p50 {p50:.1f} / p99 {p99:.1f} ms")
-    print("(an echo crosses the bus twice: raw audio to the echo service, the echo back to ingest)")
+    pinned = f", servers pinned to core {args.pin}" if args.pin is not None else ""
+    print(
+        f"{args.streams} streams x 20 ms frames for {args.seconds:g} s ({args.client} load generator{pinned})"
+    )
+    if hop:
+        print(
+            f"Kafka produce -> consume, one hop, nothing else running: p50 {percentile(hop, 0.5):.1f}"
+            f" / p99 {percentile(hop, 0.99):.1f} ms"
+        )
+        print("(an echo crosses the bus twice: raw audio to the echo service, the echo back to ingest)")
     print("|error| = |received - sent - delay|; lost = not back delay + 5 s after the stream's end")
     print(HEADER)
     for (delay, name), result in results.items():
@@ -260,23 +320,65 @@ def report(
             print(f"{name}, delay {delay}: {t.failed} streams failed, the first: {t.first_error}")
     for run in busy:
         print(f"{run}: began with the servers still busy after a 30 s wait (the run before's backlog)")
-    for delay in args.delays:
-        bare_result, ours = results[delay, BASELINE], results[delay, VOXBUS]
-        if bare_result.tally.received and ours.tally.received and bare_result.cpu_us_per_frame > 0:
-            ratio = f"{ours.cpu_us_per_frame / bare_result.cpu_us_per_frame:.2f}x the baseline's"
+    for (delay, name), result in results.items():
+        if name == BASELINE:
+            continue
+        bare_result = results[delay, BASELINE]
+        if bare_result.tally.received and result.tally.received and bare_result.cpu_us_per_frame > 0:
+            ratio = f"{result.cpu_us_per_frame / bare_result.cpu_us_per_frame:.2f}x the baseline's"
         else:
             ratio = "n/a (no frames echoed, or no measurable baseline CPU)"
-        print(f"delay {delay} ms: voxbus CPU per echoed frame {ratio}")
+        print(f"delay {delay} ms: {name} CPU per echoed frame {ratio}")
+        frames = max(result.tally.received, 1)
+        processes = ", ".join(
+            f"{process} {1e6 * seconds / frames:.0f} us"
+            for process, seconds in result.cpu_seconds_per_process.items()
+        )
+        print(f"delay {delay} ms: CPU per echoed frame by process: {processes}")
+        if result.redis_commands is not None:
+            print(f"delay {delay} ms: Redis commands per echoed frame {result.redis_commands / frames:.3f}")
     for (delay, name), result in results.items():
         print(f"CPU during {name}, delay {delay}: {result.share.line()}")
-    for delay in args.delays:
-        ours = results[delay, VOXBUS]
-        ingest, echo = (
-            1e6 * seconds / max(ours.tally.received, 1) for seconds in ours.cpu_seconds_per_process
-        )
-        print(
-            f"delay {delay} ms: CPU per echoed frame by process: ingest {ingest:.0f} us, echo {echo:.0f} us"
-        )
+
+
+@contextlib.contextmanager
+def bare_echo(cores: set[int] | None) -> Iterator[Server]:
+    port = free_port()
+    script = str(Path(__file__).with_name("bare_echo.py"))
+    process = subprocess.Popen(on_cores(cores, [sys.executable, script, str(port)]))
+    try:
+        asyncio.run(wait_ready(f"http://127.0.0.1:{port}/"))
+        yield Server(BASELINE, f"ws://127.0.0.1:{port}", {"bare echo": process.pid})
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def distributed(args: argparse.Namespace, cores: set[int] | None) -> Iterator[tuple[Server, list[float]]]:
+    """`voxbus serve ingest` + `voxbus serve echo` over real Kafka and Redis; and one bare hop."""
+    ingest_port, echo_port = free_port(), free_port()
+    with voxbus_env(f"benchecho{ingest_port}.", args.streams) as env:
+        ingest, echo = serve("ingest", ingest_port, env, cores), serve("echo", echo_port, env, cores)
+        try:
+            asyncio.run(wait_ready(f"http://127.0.0.1:{ingest_port}/ready"))
+            asyncio.run(wait_ready(f"http://127.0.0.1:{echo_port}/ready"))
+            hop = asyncio.run(kafka_hop_ms(env["KAFKA_BOOTSTRAP_SERVERS"], f"benchecho{ingest_port}.hop"))
+            pids = {"ingest": ingest.pid, "echo": echo.pid}
+            yield Server(VOXBUS, f"ws://127.0.0.1:{ingest_port}", pids, env["REDIS_URL"]), hop
+        finally:
+            for process in (ingest, echo):
+                process.terminate()
+                process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def embedded(args: argparse.Namespace, cores: set[int] | None) -> Iterator[tuple[Server, list[float]]]:
+    with voxbus_up(args.streams, cores=cores) as (base, pid):
+        yield Server(EMBEDDED, base.replace("http://", "ws://"), {"voxbus up": pid}), []
+
+
+VOXBUS, EMBEDDED = "voxbus ingest+echo over Kafka", "voxbus up (embedded)"
 
 
 def main() -> None:
@@ -288,30 +390,35 @@ def main() -> None:
         default=[0, 1000],
         help="comma-separated echo delays in ms (default 0,1000)",
     )
+    parser.add_argument(
+        "--embedded", action="store_true", help="voxbus as one `voxbus up` process (in-process bus and store)"
+    )
+    parser.add_argument(
+        "--pin",
+        type=int,
+        help="run the servers on this core only, and the load generator on the others (e.g. --pin 1)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here (for bench/suite.py)")
     args = parser.parse_args()
-    bare_port, ingest_port, echo_port = free_port(), free_port(), free_port()
-    with voxbus_env(f"benchecho{ingest_port}.", args.streams) as env:
-        bare = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("bare_echo.py")), str(bare_port)]
-        )
-        ingest, echo = serve("ingest", ingest_port, env), serve("echo", echo_port, env)
-        try:
-            asyncio.run(wait_ready(f"http://127.0.0.1:{bare_port}/"))
-            asyncio.run(wait_ready(f"http://127.0.0.1:{ingest_port}/ready"))
-            asyncio.run(wait_ready(f"http://127.0.0.1:{echo_port}/ready"))
-            hop = asyncio.run(kafka_hop_ms(env["KAFKA_BOOTSTRAP_SERVERS"], f"benchecho{ingest_port}.hop"))
-            results, busy = measure_all(
-                {
-                    BASELINE: (f"ws://127.0.0.1:{bare_port}", [bare.pid]),
-                    VOXBUS: (f"ws://127.0.0.1:{ingest_port}", [ingest.pid, echo.pid]),
-                },
-                args,
-            )
-        finally:
-            for process in (bare, ingest, echo):
-                process.terminate()
-                process.wait(timeout=30)
+    cores = {args.pin} if args.pin is not None else None
+    with contextlib.ExitStack() as stack:
+        ours, hop = stack.enter_context((embedded if args.embedded else distributed)(args, cores))
+        baseline = stack.enter_context(bare_echo(cores))
+        results, busy = measure_all([baseline, ours], args)
     report(results, busy, hop, args)
+    write_json(
+        args.json,
+        {
+            "streams": args.streams,
+            "seconds": args.seconds,
+            "mode": "embedded" if args.embedded else "distributed",
+            "pinned_core": args.pin,
+            "client": args.client,
+            "hop_ms": {"p50": percentile(hop, 0.5), "p99": percentile(hop, 0.99)} if hop else None,
+            "busy": busy,
+            "runs": [result.as_dict(name, delay) for (delay, name), result in results.items()],
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ generator, server CPU from /proc and the common command-line options."""
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import json
+import math
 import os
 import resource
 import subprocess
@@ -13,14 +16,17 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from voxbus.common.bus.kafka import KafkaBus
 from voxbus.common.records import BusMessage
 from voxbus.devinfra import provide_kafka, provide_redis
+from voxbus.devinfra.ports import free_port
 
 LOADGEN = Path(__file__).with_name("loadgen")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -63,6 +69,10 @@ class CpuShare:
     server: float
     broker: float | None  # None: no broker on this machine
     load_generator: float
+    wall_seconds: float = 0.0  # how long the run was
+
+    def as_dict(self) -> dict[str, float | None]:
+        return dataclasses.asdict(self)
 
     def line(self) -> str:
         cores = os.cpu_count() or 1
@@ -108,6 +118,7 @@ class CpuWatch:
             server=server / wall,
             broker=broker / wall if self._brokers else None,
             load_generator=load / wall,
+            wall_seconds=wall,
         )
 
 
@@ -174,10 +185,92 @@ def voxbus_env(prefix: str, streams: int) -> Iterator[dict[str, str]]:
         }
 
 
-def serve(service: str, port: int, env: dict[str, str]) -> "subprocess.Popen[bytes]":
-    """`voxbus serve SERVICE` on 127.0.0.1:port."""
+def on_cores(cores: set[int] | None, command: list[str]) -> list[str]:
+    """`command`, run on `cores` only (with every thread it starts) if given: util-linux's taskset."""
+    if not cores:
+        return command
+    return ["taskset", "--cpu-list", ",".join(map(str, sorted(cores))), *command]
+
+
+def other_cores(core: int | None) -> set[int] | None:
+    """Every core but `core` (where a load generator runs while the servers are pinned), or None."""
+    if core is None:
+        return None
+    return (os.sched_getaffinity(0) - {core}) or None
+
+
+def serve(
+    service: str, port: int, env: dict[str, str], cores: set[int] | None = None
+) -> "subprocess.Popen[bytes]":
+    """`voxbus serve SERVICE` on 127.0.0.1:port (on `cores` only, if given)."""
     command = ["-m", "voxbus.cli", "serve", service, "--port", str(port), "--host", "127.0.0.1"]
-    return subprocess.Popen([sys.executable, *command], env=env)
+    return subprocess.Popen(on_cores(cores, [sys.executable, *command]), env=env)
+
+
+@contextlib.contextmanager
+def voxbus_up(
+    streams: int, extra: dict[str, str] | None = None, cores: set[int] | None = None
+) -> Iterator[tuple[str, int]]:
+    """`voxbus up` (in-process bus and store, the default) on a free port, in a scratch folder:
+    no `.env` of the developer's, no Kafka or Redis from the environment. Its base URL and pid."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as folder:
+        env = {
+            **{
+                name: value
+                for name, value in os.environ.items()
+                if name not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")
+            },
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WYOMING_PORT": "0",
+            "HOST_NAME": base,
+            "AUDIO_STORAGE_PATH": folder,
+            "LOG_LEVEL": "WARNING",
+            "MAX_CONCURRENT_SESSIONS": str(10 * streams),
+            **(extra or {}),
+        }
+        process = subprocess.Popen(
+            on_cores(cores, [sys.executable, "-m", "voxbus.cli", "up"]), env=env, cwd=folder
+        )
+        try:
+            asyncio.run(wait_ready(f"{base}/ready"))
+            yield base, process.pid
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def redis_commands(url: str) -> int:
+    """Commands the Redis server has processed since it started (INFO stats)."""
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("stats")["total_commands_processed"])
+    finally:
+        client.close()
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) of sorted values, nearest rank below; NaN if there are none."""
+    return ordered[int(q * (len(ordered) - 1))] if ordered else float("nan")
+
+
+def write_json(path: Path | None, document: dict[str, Any]) -> None:
+    """A benchmark's results for bench/suite.py's report, when `--json PATH` was given."""
+    if path is not None:
+        path.write_text(json.dumps(_finite(document), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities (a percentile of nothing) as null: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 async def kafka_hop_ms(bootstrap_servers: str, topic: str, count: int = 250) -> list[float]:

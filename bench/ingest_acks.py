@@ -2,35 +2,53 @@
 
 Runs `voxbus serve ingest` over real Kafka and Redis (local processes from voxbus.devinfra, or
 KAFKA_BOOTSTRAP_SERVERS / REDIS_URL), and, in the same run, a bare aiohttp WebSocket sink that
-acks each frame at once (bench/bare_sink.py). Prints, for each: ack latency p50/p99 (send →
+acks each frame at once (bench/bare_sink.py). `--embedded` runs one `voxbus up` process (in-process
+bus and store, and so also transcoding and writing) instead; `--instances 2` runs two ingest
+processes and deals the streams out between them. Prints, for each: ack latency p50/p99 (send →
 ack received, measured by the client) and server CPU per frame (from /proc), after `--warmup`
 seconds of the same load; then where the machine's CPU went in each run (server, local Kafka
-broker, load generator), since all of them share its cores. Targets (issue #4):
-ack p99 ≤ 25 ms at 200 streams; ingest CPU per frame ≤ 2x the bare sink's.
+broker, load generator), since all of them share its cores. The targets are bench/suite.py's
+(docs/benchmarks.md), which runs this script.
 
 Usage: npm ci --prefix bench/loadgen   (once: the Node.js load generator, so the client's CPU
        stays out of the measurement; without it a Python client is used)
-       uv run python bench/ingest_acks.py [--streams 200] [--seconds 20]
+       uv run python bench/ingest_acks.py [--streams 100] [--seconds 20] [--embedded | --instances 2]
+           [--json results.json]
 """
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import LOADGEN, CpuShare, CpuWatch, add_load_arguments, serve, voxbus_env, wait_ready
-from tests.helpers import free_port
+from bench.harness import (
+    LOADGEN,
+    CpuShare,
+    CpuWatch,
+    add_load_arguments,
+    free_port,
+    percentile,
+    redis_commands,
+    serve,
+    voxbus_env,
+    voxbus_up,
+    wait_ready,
+    write_json,
+)
 
 FRAME = bytes(640)  # 20 ms of 16 kHz mono s16le
 
@@ -96,70 +114,141 @@ async def streams_of(url: str, streams: int, seconds: float, client: str) -> tup
     return latencies, frames[0]
 
 
+async def spread(urls: Sequence[str], streams: int, seconds: float, client: str) -> tuple[list[float], int]:
+    """`streams` streams dealt out over the servers at `urls` (what a load balancer does)."""
+    shares = [streams // len(urls) + (i < streams % len(urls)) for i in range(len(urls))]
+    parts = await asyncio.gather(
+        *(streams_of(url, share, seconds, client) for url, share in zip(urls, shares, strict=True) if share)
+    )
+    return [latency for latencies, _ in parts for latency in latencies], sum(frames for _, frames in parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    name: str
+    bases: list[str]  # http://host:port of each instance
+    pids: list[int]
+    redis_url: str | None = None  # the store, if Redis: its commands per frame are counted
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     p50_ms: float
     p99_ms: float
     frames: int
     cpu_us_per_frame: float
+    redis_commands_per_frame: float | None
     share: CpuShare
 
+    def as_dict(self, server: str) -> dict[str, Any]:
+        return {"server": server, **dataclasses.asdict(self), "share": self.share.as_dict()}
 
-async def measure(base: str, pid: int, args: argparse.Namespace) -> Result:
-    url = f"{base}/api/ws/audio?sample_rate=16000&format=pcm"
+
+async def measure(server: Server, args: argparse.Namespace) -> Result:
+    urls = [f"{base}/api/ws/audio?sample_rate=16000&format=pcm" for base in server.bases]
     if args.warmup > 0:
-        await streams_of(url, args.streams, args.warmup, args.client)
-    with CpuWatch([pid]) as watch:
-        latencies, frames = await streams_of(url, args.streams, args.seconds, args.client)
+        await spread(urls, args.streams, args.warmup, args.client)
+    redis_before = redis_commands(server.redis_url) if server.redis_url else 0
+    with CpuWatch(server.pids) as watch:
+        latencies, frames = await spread(urls, args.streams, args.seconds, args.client)
     assert watch.share is not None
     latencies.sort()
     return Result(
-        p50_ms=1000 * statistics.median(latencies),
-        p99_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        p50_ms=1000 * percentile(latencies, 0.5),
+        p99_ms=1000 * percentile(latencies, 0.99),
         frames=frames,
         cpu_us_per_frame=1e6 * watch.server_seconds / max(frames, 1),
+        redis_commands_per_frame=(
+            (redis_commands(server.redis_url) - redis_before) / max(frames, 1) if server.redis_url else None
+        ),
         share=watch.share,
     )
+
+
+BASELINE = "bare aiohttp sink (baseline)"
+
+
+@contextlib.contextmanager
+def bare_sink() -> Iterator[Server]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_sink.py")), str(port)])
+    try:
+        asyncio.run(wait_ready(f"http://127.0.0.1:{port}/"))
+        yield Server(BASELINE, [f"http://127.0.0.1:{port}"], [process.pid])
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def distributed(args: argparse.Namespace) -> Iterator[Server]:
+    """`--instances` processes of `voxbus serve ingest` over real Kafka and Redis."""
+    ports = [free_port() for _ in range(args.instances)]
+    with voxbus_env(f"bench{ports[0]}.", args.streams) as env:
+        processes = [serve("ingest", port, env) for port in ports]
+        try:
+            for port in ports:
+                asyncio.run(wait_ready(f"http://127.0.0.1:{port}/ready"))
+            name = "voxbus ingest over Kafka" + (f" x{args.instances}" if args.instances > 1 else "")
+            bases = [f"http://127.0.0.1:{port}" for port in ports]
+            yield Server(name, bases, [process.pid for process in processes], env["REDIS_URL"])
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def embedded(args: argparse.Namespace) -> Iterator[Server]:
+    with voxbus_up(args.streams) as (base, pid):
+        yield Server("voxbus up (embedded)", [base], [pid])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_load_arguments(parser)
+    parser.add_argument(
+        "--embedded", action="store_true", help="voxbus as one `voxbus up` process (in-process bus and store)"
+    )
+    parser.add_argument(
+        "--instances", type=int, default=1, help="ingest processes sharing the streams (default 1)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here (for bench/suite.py)")
     args = parser.parse_args()
-    sink_port, ingest_port = free_port(), free_port()
-    with voxbus_env(f"bench{ingest_port}.", args.streams) as env:
-        sink = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("bare_sink.py")), str(sink_port)]
-        )
-        ingest = serve("ingest", ingest_port, env)
-        try:
-            asyncio.run(wait_ready(f"http://127.0.0.1:{sink_port}/"))
-            asyncio.run(wait_ready(f"http://127.0.0.1:{ingest_port}/ready"))
-            sink_result = asyncio.run(measure(f"http://127.0.0.1:{sink_port}", sink.pid, args))
-            if profile := os.environ.get("VOXBUS_PROFILE"):  # py-spy, if installed: where ingest spends
-                record = ["py-spy", "record", "-f", "raw", "-o", profile, "-d", str(int(args.seconds))]
-                subprocess.Popen([*record, "-p", str(ingest.pid)])
-            results = {
-                "bare aiohttp sink (baseline)": sink_result,
-                "voxbus ingest over Kafka": asyncio.run(
-                    measure(f"http://127.0.0.1:{ingest_port}", ingest.pid, args)
-                ),
-            }
-        finally:
-            for process in (sink, ingest):
-                process.terminate()
-                process.wait(timeout=30)
+    with contextlib.ExitStack() as stack:
+        servers = [
+            stack.enter_context(bare_sink()),
+            stack.enter_context(embedded(args) if args.embedded else distributed(args)),
+        ]
+        if profile := os.environ.get("VOXBUS_PROFILE"):  # py-spy, if installed: where ingest spends
+            record = ["py-spy", "record", "-f", "raw", "-o", profile, "-d", str(int(args.seconds))]
+            subprocess.Popen([*record, "-p", str(servers[1].pids[0])])
+        results = {server.name: asyncio.run(measure(server, args)) for server in servers}
     print(f"{args.streams} streams x 20 ms frames for {args.seconds:g} s ({args.client} load generator)")
     print(f"{'server':32} {'ack p50 ms':>10} {'ack p99 ms':>10} {'frames':>8} {'CPU us/frame':>13}")
     for name, r in results.items():
         print(f"{name:32} {r.p50_ms:10.1f} {r.p99_ms:10.1f} {r.frames:8d} {r.cpu_us_per_frame:13.0f}")
-    base, ours = results["bare aiohttp sink (baseline)"], results["voxbus ingest over Kafka"]
+    base, ours = results[BASELINE], results[servers[1].name]
     if base.cpu_us_per_frame > 0:
         print(f"ingest CPU per frame: {ours.cpu_us_per_frame / base.cpu_us_per_frame:.2f}x the bare sink's")
     else:  # a tiny load can finish inside one CPU-clock tick of the baseline
         print("ingest CPU per frame: n/a (the bare sink used no measurable CPU)")
+    if ours.redis_commands_per_frame is not None:
+        print(f"Redis commands per frame: {ours.redis_commands_per_frame:.3f}")
     for name, r in results.items():
         print(f"CPU during {name}: {r.share.line()}")
+    write_json(
+        args.json,
+        {
+            "streams": args.streams,
+            "seconds": args.seconds,
+            "mode": "embedded" if args.embedded else "distributed",
+            "instances": 1 if args.embedded else args.instances,
+            "client": args.client,
+            "runs": [result.as_dict(name) for name, result in results.items()],
+        },
+    )
 
 
 if __name__ == "__main__":

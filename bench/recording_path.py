@@ -6,10 +6,14 @@ store (one core, no broker in the way), on 20 ms chunks as clients send them, an
   (20 ms, 16 kHz) decode + write, and mp3 (44.1 kHz stereo) decode + resample to 16 kHz + write;
 - the baseline in the same run: copying the same PCM bytes to a file with plain writes, which is
   the floor any recorder pays;
+- each case again over a `--long-minutes` session (default 2 hours: the short session's chunks
+  over and over), whose factor must match the short one's: nothing in the path grows with a
+  session's length;
 - writer throughput over a 1-minute and a 2-hour session (it must stay flat: appends are O(bytes)).
 
 Targets (issue #3): PCM ≥ 2000x, Opus ≥ 300x, mp3 ≥ 150x real time per core.
-Usage: uv run python bench/recording_path.py [--repeat 3]
+Usage: uv run python bench/recording_path.py [--repeat 3] [--seconds 60] [--long-minutes 120]
+           [--json results.json]
 """
 
 import argparse
@@ -20,9 +24,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.harness import write_json
 from tests.audio import chunked, encode, opus_packets, speech, tone_and_noise
 from voxbus.common.bus.memory import InProcessBus
 from voxbus.common.constants import Topic
@@ -119,7 +125,14 @@ async def writer_throughput(hours: float, root: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per case; the median is reported")
-    parser.add_argument("--seconds", type=float, default=120.0, help="audio length per case")
+    parser.add_argument("--seconds", type=float, default=60.0, help="audio length per case (default 60)")
+    parser.add_argument(
+        "--long-minutes",
+        type=float,
+        default=120.0,
+        help="the long session per case, made of the short one's chunks over and over (default 120; 0: none)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here (for bench/suite.py)")
     args = parser.parse_args()
     seconds = args.seconds
     pcm16 = speech(seconds, 16000)
@@ -133,21 +146,50 @@ def main() -> None:
             chunked(encode(speech(seconds, 44100, 2), 44100, container="mp3", codec="libmp3lame"), 4096),
         ),
     }
+    repeats = max(1, round(60 * args.long_minutes / seconds)) if args.long_minutes > 0 else 0
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         base = statistics.median(baseline_copy(pcm16.tobytes(), 640, root) for _ in range(args.repeat))
-        print(f"{'case':40} {'median CPU s':>12} {'x real time':>12} {'vs baseline':>12}")
-        print(f"{'baseline: append bytes to a file':40} {base:12.4f} {seconds / base:12.0f} {1.0:12.2f}")
+        print(f"{'case':40} {'session':>9} {'median CPU s':>12} {'x real time':>12} {'vs baseline':>12}")
+        baseline = "baseline: append bytes to a file"
+        print(f"{baseline:40} {'':>9} {base:12.4f} {seconds / base:12.0f} {1.0:12.2f}")
         for name, (codec, rate, chunks) in cases.items():
-            runs = [asyncio.run(run_session(codec, rate, chunks, seconds, root)) for _ in range(args.repeat)]
-            cpu = statistics.median(runs)
-            print(f"{name:40} {cpu:12.4f} {seconds / cpu:12.0f} {cpu / base:11.1f}x")
+            sessions = [(seconds, chunks, args.repeat)]
+            if repeats:  # one run: a long session's cost hardly varies
+                sessions.append((seconds * repeats, chunks * repeats, 1))
+            for length, session_chunks, runs in sessions:
+                cpu = statistics.median(
+                    asyncio.run(run_session(codec, rate, session_chunks, length, root)) for _ in range(runs)
+                )
+                label, relative = f"{length / 60:.3g} min", cpu * seconds / length / base
+                print(f"{name:40} {label:>9} {cpu:12.4f} {length / cpu:12.0f} {relative:11.1f}x")
+                rows.append(
+                    {
+                        "case": name,
+                        "codec": codec,
+                        "session_seconds": length,
+                        "cpu_seconds": cpu,
+                        "realtime_factor": length / cpu,
+                        "vs_baseline": relative,
+                    }
+                )
         short = statistics.median(asyncio.run(writer_throughput(1 / 60, root)) for _ in range(args.repeat))
-        long = statistics.median(asyncio.run(writer_throughput(2.0, root)) for _ in range(args.repeat))
+        long_hours = args.long_minutes / 60 if args.long_minutes > 0 else 2.0
+        long = statistics.median(asyncio.run(writer_throughput(long_hours, root)) for _ in range(args.repeat))
         print(
-            f"writer throughput: 1-minute session {short:.1f} MB/CPU-s, 2-hour session {long:.1f} MB/CPU-s "
-            f"(ratio {long / short:.2f}; flat = linear cost)"
+            f"writer throughput: 1-minute session {short:.1f} MB/CPU-s, {long_hours:.3g}-hour session"
+            f" {long:.1f} MB/CPU-s (ratio {long / short:.2f}; flat = linear cost)"
         )
+    write_json(
+        args.json,
+        {
+            "seconds": seconds,
+            "baseline": {"cpu_seconds": base, "realtime_factor": seconds / base},
+            "cases": rows,
+            "writer_mb_per_cpu_second": {"1 min": short, f"{long_hours:.3g} h": long},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,6 @@ import os
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -62,7 +61,18 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import CpuShare, CpuWatch, cpu_seconds, serve, voxbus_env, wait_idle, wait_ready
+from bench.harness import (
+    CpuShare,
+    CpuWatch,
+    cpu_seconds,
+    redis_commands,
+    serve,
+    voxbus_env,
+    voxbus_up,
+    wait_idle,
+    wait_ready,
+    write_json,
+)
 from voxbus.devinfra.ports import free_port
 
 FRAME_BYTES = 640  # 20 ms of 16 kHz mono L16
@@ -234,6 +244,7 @@ class Stats:
     cpu_us_per_frame: dict[str, float]
     share: CpuShare
     pacer: "PacerLateness | None"  # voxbus's own measure; None for the baseline
+    redis_commands_per_frame: float | None = None  # over Redis only
 
     @classmethod
     def of(
@@ -339,10 +350,12 @@ class Server:
     base: str  # where the answer webhook goes
     pids: dict[str, int]  # by process name
     metrics: str | None = None  # ingest's /metrics (voxbus only)
+    redis_url: str | None = None  # the store, if Redis: its commands per frame are counted
 
 
 def measure(server: Server, count: int, args: argparse.Namespace, run: str) -> Stats:
     lateness = pacer_lateness(server.metrics) if server.metrics else {}
+    redis_before = redis_commands(server.redis_url) if server.redis_url else 0
     before = {name: cpu_seconds(pid) for name, pid in server.pids.items()}
     with CpuWatch(list(server.pids.values())) as watch:
         calls = asyncio.run(
@@ -353,7 +366,11 @@ def measure(server: Server, count: int, args: argparse.Namespace, run: str) -> S
     cpu = {name: cpu_seconds(pid) - before[name] for name, pid in server.pids.items()}
     assert watch.share is not None
     pacer = PacerLateness.between(lateness, pacer_lateness(server.metrics)) if server.metrics else None
-    return Stats.of(calls, args.delay_ms, cpu, watch.share, pacer)
+    stats = Stats.of(calls, args.delay_ms, cpu, watch.share, pacer)
+    if server.redis_url is None:
+        return stats
+    commands = redis_commands(server.redis_url) - redis_before
+    return dataclasses.replace(stats, redis_commands_per_frame=commands / max(stats.received, 1))
 
 
 def stop(processes: Sequence["subprocess.Popen[bytes]"]) -> None:
@@ -377,32 +394,9 @@ def baseline(delay_ms: int) -> Iterator[Server]:
 
 @contextlib.contextmanager
 def embedded(args: argparse.Namespace) -> Iterator[Server]:
-    """`voxbus up` with the in-process bus and store, in a scratch folder (no `.env` of the
-    developer's, no Kafka or Redis from the environment)."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as folder:
-        env = {
-            **{
-                name: value
-                for name, value in os.environ.items()
-                if name not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")
-            },
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "WYOMING_PORT": "0",
-            "HOST_NAME": base,
-            "ECHO_DELAY_MS": str(args.delay_ms),
-            "AUDIO_STORAGE_PATH": folder,
-            "LOG_LEVEL": "WARNING",
-            "MAX_CONCURRENT_SESSIONS": str(10 * max(args.calls)),
-        }
-        process = subprocess.Popen([sys.executable, "-m", "voxbus.cli", "up"], env=env, cwd=folder)
-        try:
-            asyncio.run(wait_ready(f"{base}/ready"))
-            yield Server("voxbus up (embedded)", base, {"voxbus up": process.pid}, f"{base}/metrics")
-        finally:
-            stop([process])
+    """`voxbus up` with the in-process bus and store."""
+    with voxbus_up(max(args.calls), {"ECHO_DELAY_MS": str(args.delay_ms)}) as (base, pid):
+        yield Server("voxbus up (embedded)", base, {"voxbus up": pid}, f"{base}/metrics")
 
 
 @contextlib.contextmanager
@@ -416,7 +410,8 @@ def distributed(args: argparse.Namespace) -> Iterator[Server]:
             for url in urls.values():
                 asyncio.run(wait_ready(f"{url}/ready"))
             pids = {name: process.pid for name, process in processes.items()}
-            yield Server("voxbus over Kafka+Redis", urls["telephony"], pids, f"{urls['ingest']}/metrics")
+            metrics = f"{urls['ingest']}/metrics"
+            yield Server("voxbus over Kafka+Redis", urls["telephony"], pids, metrics, env["REDIS_URL"])
         finally:
             stop(list(processes.values()))
 
@@ -491,9 +486,9 @@ def report(
         print(f"CPU during {server}, {count} calls: {stats.share.line()}")
 
 
-def write_json(
-    path: Path, results: dict[tuple[int, str], Stats], idle: dict[str, float], args: argparse.Namespace
-) -> None:
+def results_document(
+    results: dict[tuple[int, str], Stats], idle: dict[str, float], args: argparse.Namespace
+) -> dict[str, Any]:
     runs: list[dict[str, Any]] = [
         {"server": server, **dataclasses.asdict(stats)} for (_, server), stats in results.items()
     ]
@@ -503,8 +498,7 @@ def write_json(
         "bunch": args.bunch,
         "distributed": args.distributed,
     }
-    document = {**settings, "cores": os.cpu_count(), "idle_ms_per_second": idle, "runs": runs}
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    return {**settings, "cores": os.cpu_count(), "idle_ms_per_second": idle, "runs": runs}
 
 
 def main() -> None:
@@ -550,8 +544,7 @@ def main() -> None:
                     busy.append(f"{server.name}, {count} calls")
                 results[count, server.name] = measure(server, count, args, run=str(run))
     report(results, servers[1].name, idle, busy, args)
-    if args.json is not None:
-        write_json(args.json, results, idle, args)
+    write_json(args.json, results_document(results, idle, args))
 
 
 if __name__ == "__main__":
