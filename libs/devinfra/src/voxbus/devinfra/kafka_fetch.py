@@ -1,6 +1,7 @@
 """Fetch the Apache Kafka broker jars with Maven into a reused cache folder.
 
-The shipped `kafka/pom.xml` lists the broker and a logging binding; `mvn
+The shipped `kafka/pom.xml` lists the broker, Kafka's command-line tools (kafka-tools: the
+benchmarks run its EndToEndLatency and ProducerPerformance) and a logging binding; `mvn
 dependency:copy-dependencies` copies them (and everything they need) into
 `<cache>/kafka/<version>/libs`. A marker holding the pom's hash is written last, so an
 interrupted copy, or a changed pom, is fetched again.
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 KAFKA_VERSION = "4.2.0"
 MAVEN_TIMEOUT_S = 900.0
 _MARKER = "complete.marker"
+# the jars a complete fetch holds, besides what they need: the broker's and the tools'
+_EXPECTED_JARS = (f"kafka_2.13-{KAFKA_VERSION}.jar", f"kafka-tools-{KAFKA_VERSION}.jar")
 _OUTPUT_TAIL_CHARS = 3000
 
 
@@ -47,9 +50,8 @@ def cached_kafka_libs() -> Path | None:
         fetched = (folder / _MARKER).read_text(encoding="utf-8").strip()
     except OSError:
         return None
-    complete = (
-        fetched == _pom_digest(kafka_resource("pom.xml"))
-        and (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file()
+    complete = fetched == _pom_digest(kafka_resource("pom.xml")) and all(
+        (libs / jar).is_file() for jar in _EXPECTED_JARS
     )
     return libs if complete else None
 
@@ -122,3 +124,9 @@ def fetch_kafka_libs() -> Path:
         jars = sum(1 for _ in libs.glob("*.jar"))
         logger.info("fetched %d jars in %.1f s", jars, time.monotonic() - started)
         return libs
+
+
+def kafka_tools_classpath() -> str:
+    """The `java -cp` argument that runs Kafka's own tools (`org.apache.kafka.tools.EndToEndLatency`,
+    `org.apache.kafka.tools.ProducerPerformance`, ...): the fetched jars, fetched first if needed."""
+    return f"{fetch_kafka_libs()}/*"
