@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from voxbus.common.bus.kafka import KafkaBus
 from voxbus.common.records import BusMessage
+from voxbus.common.settings import Settings
 from voxbus.devinfra import provide_kafka, provide_redis
 from voxbus.devinfra.ports import free_port
 
@@ -38,14 +39,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def _cpu_seconds_if_running(pid: int) -> float:
+    """`cpu_seconds`, or 0 for a process that has exited (another run's broker, stopped meanwhile)."""
+    try:
+        return cpu_seconds(pid)
+    except FileNotFoundError:
+        return 0.0
+
+
 def machine_busy_seconds() -> float:
     """CPU time all cores have spent busy (not idle, not waiting for I/O) since boot."""
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(fields) - fields[3] - fields[4]) / TICKS
 
 
-def local_broker_pids() -> list[int]:
-    """The Kafka brokers running on this machine (none if Kafka is elsewhere)."""
+def all_broker_pids() -> list[int]:
+    """Every Kafka broker running on this machine."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -53,6 +62,33 @@ def local_broker_pids() -> list[int]:
                 if b"kafka.Kafka\0" in (entry / "cmdline").read_bytes():
                     pids.append(int(entry.name))
     return pids
+
+
+def broker_pids(bootstrap_servers: str) -> list[int]:
+    """The Kafka brokers on this machine that listen on a port of `bootstrap_servers` (not the
+    other brokers tests may be running here); none if Kafka is elsewhere."""
+    ports = {int(address.rsplit(":", 1)[1]) for address in bootstrap_servers.split(",") if ":" in address}
+    sockets: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) in ports:  # 0A: LISTEN
+                    sockets.add(f"socket:[{fields[9]}]")
+    pids = []
+    for pid in all_broker_pids():
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in sockets for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                pids.append(pid)
+    return pids
+
+
+def local_broker_pids() -> list[int]:
+    """The Kafka brokers on this machine the benchmark uses: the one behind $KAFKA_BOOTSTRAP_SERVERS
+    if that is set (not the brokers of tests that may run here too), else every one."""
+    if bootstrap := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return broker_pids(bootstrap)
+    return all_broker_pids()
 
 
 def _load_generator_seconds() -> float:
@@ -101,7 +137,7 @@ class CpuWatch:
             time.monotonic(),
             machine_busy_seconds(),
             sum(map(cpu_seconds, self._servers)),
-            sum(map(cpu_seconds, self._brokers)),
+            sum(map(_cpu_seconds_if_running, self._brokers)),
             _load_generator_seconds(),
         )
 
@@ -276,7 +312,7 @@ def _finite(value: Any) -> Any:
 async def kafka_hop_ms(bootstrap_servers: str, topic: str, count: int = 250) -> list[float]:
     """The floor under anything that crosses the bus: one record every 20 ms produced (voxbus's
     producer settings) and read back by a partition tail, with nothing else running; ms, sorted."""
-    bus = KafkaBus(bootstrap_servers, client_id="bench-hop")
+    bus = KafkaBus(bootstrap_servers, client_id="bench-hop", linger_ms=Settings().kafka_linger_ms)
     await bus.start()
     try:
         await bus.create_topics({topic: 1})
@@ -287,11 +323,12 @@ async def kafka_hop_ms(bootstrap_servers: str, topic: str, count: int = 250) -> 
             async def read() -> None:
                 while len(hops) < count:
                     for record in await tail.getmany(timeout_ms=1000):
-                        hops.append(1000 * (time.time() - float(record.value)))
+                        hops.append(1000 * (time.time() - float(record.value.split(b" ", 1)[0])))
 
             reader = asyncio.create_task(read())
             for _ in range(count):
-                await bus.send(topic, BusMessage(key=b"hop", value=str(time.time()).encode(), headers=()))
+                value = str(time.time()).encode().ljust(640)  # a 20 ms frame's size
+                await bus.send(topic, BusMessage(key=b"hop", value=value, headers=()))
                 await asyncio.sleep(0.02)
             async with asyncio.timeout(30):
                 await reader

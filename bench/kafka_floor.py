@@ -12,8 +12,7 @@ fresh 1-partition topic of its own, with 640-byte records (20 ms of 16 kHz mono 
   carried in the record's first 8 bytes.
 - aiokafka hop, linger 2: the same with linger_ms=2, voxbus's producer setting (KAFKA_LINGER_MS).
 - voxbus bus hop: `bench.harness.kafka_hop_ms`, the same through voxbus's own `KafkaBus` and
-  partition tail (as that helper builds it: `KafkaBus`'s defaults, linger 5 ms, and a ~18-byte
-  value, the send time as text).
+  partition tail (KAFKA_LINGER_MS, 640-byte values beginning with the send time as text).
 - Kafka's `org.apache.kafka.tools.EndToEndLatency` (kafka-tools jar, from the jars voxbus.devinfra
   fetches): one record at a time, sent, its ack waited for, then polled for (linger 0,
   fetch.max.wait.ms 0, acks=all); its percentiles are whole milliseconds, rounded down.
@@ -34,9 +33,7 @@ Usage: scripts/bootstrap.sh test   (once: Java 17+, Maven and the Kafka jars, ka
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
 import re
 import shutil
 import statistics
@@ -55,7 +52,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import cpu_seconds, kafka_hop_ms, local_broker_pids, wait_idle
+from bench.harness import broker_pids, cpu_seconds, kafka_hop_ms, percentile, wait_idle
 from voxbus.devinfra import kafka_tools_classpath, provide_kafka
 from voxbus.devinfra.errors import SourceFailed
 
@@ -87,30 +84,6 @@ SMOKE = (30, 500, 2000, 1000)
 
 class FloorError(RuntimeError):
     """A run that did not complete: the script fails with this, it never skips a run."""
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """The q-quantile (0..1) of sorted values, nearest rank below."""
-    return ordered[int(q * (len(ordered) - 1))]
-
-
-def broker_pids(bootstrap_servers: str) -> list[int]:
-    """The Kafka brokers on this machine that listen on a port of `bootstrap_servers` (not the
-    other brokers tests may be running here); none if Kafka is elsewhere."""
-    ports = {int(address.rsplit(":", 1)[1]) for address in bootstrap_servers.split(",") if ":" in address}
-    sockets: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) in ports:  # 0A: LISTEN
-                    sockets.add(f"socket:[{fields[9]}]")
-    pids = []
-    for pid in local_broker_pids():
-        with contextlib.suppress(OSError):
-            if any(os.readlink(fd) in sockets for fd in Path(f"/proc/{pid}/fd").iterdir()):
-                pids.append(pid)
-    return pids
 
 
 class BrokerCpu:
@@ -445,7 +418,7 @@ def report(floor: Floor, bootstrap_servers: str, source: str) -> None:
         f" {perf.avg_latency_ms:.1f} / p50 {perf.p50_ms:.0f} / p99 {perf.p99_ms:.0f} ms,"
         f" broker {cpu_cell(us_per_record(perf.broker_seconds, perf.records)).strip()} us/record"
     )
-    print("[1] KafkaBus's defaults (linger 5 ms) and an ~18-byte value; the broker's CPU is not measured")
+    print("[1] voxbus's producer settings (KAFKA_LINGER_MS), 640-byte values; the broker's CPU not measured")
     print("[2] Kafka's own tool: linger 0, fetch.max.wait.ms 0; whole ms rounded down; max = its p99.9")
     if floor.broker_idle_cores is None:
         print("no broker listens on the bootstrap port on this machine: its CPU is not measured")
