@@ -1,5 +1,7 @@
 # Two commands for a fresh machine: `make run` and `make test` (see README.md).
-.PHONY: run test lint typecheck pytest
+# `make bench` runs the benchmark suite (about 25 minutes) and rewrites docs/benchmarks.md and
+# docs/capacity.md from what it measured.
+.PHONY: run test lint typecheck pytest bench
 
 UV := uv run --frozen
 
@@ -21,3 +23,8 @@ typecheck:
 
 pytest:
 	$(UV) pytest
+
+bench:
+	scripts/bootstrap.sh test
+	npm ci --prefix bench/loadgen --no-audit --no-fund --silent
+	$(UV) python -m bench.suite

@@ -194,6 +194,7 @@ class Server:
     base: str  # ws://host:port
     pids: dict[str, int]  # by process name
     redis_url: str | None = None  # the store it uses, if Redis: its commands per frame are counted
+    kafka: bool = False  # uses the local Kafka broker (whose CPU then counts as its own)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -261,8 +262,10 @@ async def measure(server: Server, args: argparse.Namespace, delay_ms: int) -> Re
     url = f"{server.base}/ws/audio?delay_ms={delay_ms}&sample_rate=16000"
     redis_before = redis_commands(server.redis_url) if server.redis_url else None
     with contextlib.ExitStack() as stack:
-        watch = stack.enter_context(CpuWatch(list(server.pids.values())))
-        each = {name: stack.enter_context(CpuWatch([pid])) for name, pid in server.pids.items()}
+        watch = stack.enter_context(CpuWatch(list(server.pids.values()), brokers=server.kafka))
+        each = {
+            name: stack.enter_context(CpuWatch([pid], brokers=False)) for name, pid in server.pids.items()
+        }
         tally = await streams_of(url, args, args.seconds, delay_ms)
     assert watch.share is not None
     return Result(
@@ -363,9 +366,10 @@ def distributed(args: argparse.Namespace, cores: set[int] | None) -> Iterator[tu
         try:
             asyncio.run(wait_ready(f"http://127.0.0.1:{ingest_port}/ready"))
             asyncio.run(wait_ready(f"http://127.0.0.1:{echo_port}/ready"))
-            hop = asyncio.run(kafka_hop_ms(env["KAFKA_BOOTSTRAP_SERVERS"], f"benchecho{ingest_port}.hop"))
+            topic = f"benchecho{ingest_port}.hop"
+            hop = asyncio.run(kafka_hop_ms(env["KAFKA_BOOTSTRAP_SERVERS"], topic, count=args.hop_records))
             pids = {"ingest": ingest.pid, "echo": echo.pid}
-            yield Server(VOXBUS, f"ws://127.0.0.1:{ingest_port}", pids, env["REDIS_URL"]), hop
+            yield Server(VOXBUS, f"ws://127.0.0.1:{ingest_port}", pids, env["REDIS_URL"], kafka=True), hop
         finally:
             for process in (ingest, echo):
                 process.terminate()
@@ -397,6 +401,12 @@ def main() -> None:
         "--pin",
         type=int,
         help="run the servers on this core only, and the load generator on the others (e.g. --pin 1)",
+    )
+    parser.add_argument(
+        "--hop-records",
+        type=int,
+        default=250,
+        help="records of the bare Kafka hop measured first (default 250)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here (for bench/suite.py)")
     args = parser.parse_args()

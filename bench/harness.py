@@ -126,8 +126,10 @@ class CpuShare:
 class CpuWatch:
     """Measures a `CpuShare` over a `with` block; `server_seconds` is the servers' own CPU."""
 
-    def __init__(self, server_pids: Sequence[int]) -> None:
-        self._servers, self._brokers = list(server_pids), local_broker_pids()
+    def __init__(self, server_pids: Sequence[int], *, brokers: bool = True) -> None:
+        """`brokers`: the servers use the local Kafka broker, whose CPU is theirs (False: embedded
+        servers, for which a broker on this machine is someone else's)."""
+        self._servers, self._brokers = list(server_pids), local_broker_pids() if brokers else []
         self._start: tuple[float, ...] = ()
         self.server_seconds = 0.0
         self.share: CpuShare | None = None

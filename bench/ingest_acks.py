@@ -129,6 +129,7 @@ class Server:
     bases: list[str]  # http://host:port of each instance
     pids: list[int]
     redis_url: str | None = None  # the store, if Redis: its commands per frame are counted
+    kafka: bool = False  # uses the local Kafka broker (whose CPU then counts as its own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,7 @@ async def measure(server: Server, args: argparse.Namespace) -> Result:
     if args.warmup > 0:
         await spread(urls, args.streams, args.warmup, args.client)
     redis_before = redis_commands(server.redis_url) if server.redis_url else 0
-    with CpuWatch(server.pids) as watch:
+    with CpuWatch(server.pids, brokers=server.kafka) as watch:
         latencies, frames = await spread(urls, args.streams, args.seconds, args.client)
     assert watch.share is not None
     latencies.sort()
@@ -191,7 +192,7 @@ def distributed(args: argparse.Namespace) -> Iterator[Server]:
                 asyncio.run(wait_ready(f"http://127.0.0.1:{port}/ready"))
             name = "voxbus ingest over Kafka" + (f" x{args.instances}" if args.instances > 1 else "")
             bases = [f"http://127.0.0.1:{port}" for port in ports]
-            yield Server(name, bases, [process.pid for process in processes], env["REDIS_URL"])
+            yield Server(name, bases, [process.pid for process in processes], env["REDIS_URL"], kafka=True)
         finally:
             for process in processes:
                 process.terminate()

@@ -348,6 +348,7 @@ class Floor:
                 "count": self.e2e.count,
             },
             "producer_performance": self.perf.as_dict(),
+            "broker_idle_cores": self.broker_idle_cores,
         }
 
 

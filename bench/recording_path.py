@@ -41,8 +41,10 @@ from voxbus.writer.worker import WriteHandler
 BATCH = 500
 
 
-async def run_session(codec: str, rate: int, chunks: list[bytes], audio_seconds: float, root: Path) -> float:
-    """CPU seconds to transcode and write one session, records fed in consumer-sized batches."""
+async def run_session(codec: str, rate: int, chunks: list[bytes], root: Path) -> float:
+    """CPU seconds the transcoder and writer spend on one session, records fed in consumer-sized
+    batches (the groups joined first: the in-process bus keeps only the newest records of a topic
+    nobody reads yet)."""
     settings = Settings(topic_prefix="bench.", audio_partitions=1, egress_partitions=1, events_partitions=1)
     bus, store = InProcessBus(), InProcessStore()
     await bus.create_topics(settings.topic_partitions())
@@ -54,8 +56,6 @@ async def run_session(codec: str, rate: int, chunks: list[bytes], audio_seconds:
         for n, c in enumerate(chunks, 1)
     ]
     records.append(SessionStop(session_id=sid, seq=len(chunks) + 1, ts_ns=0, reason="end").to_message())
-    for message in records:
-        await bus.send(raw_topic, message)
     transcoder = TranscodeHandler(bus, store, pcm_topic=pcm_topic)
     writer = WriteHandler(
         bus, store, storage=root, segment_seconds=30.0, events_topic=settings.topic(Topic.EVENTS), pod="bench"
@@ -64,14 +64,19 @@ async def run_session(codec: str, rate: int, chunks: list[bytes], audio_seconds:
     pcm_in = bus.group_consumer([pcm_topic], group_id="w")
     await raw_in.start()
     await pcm_in.start()
-    started = time.process_time()
-    while batch := await raw_in.getmany(timeout_ms=0, max_records=BATCH):
-        await transcoder.handle(batch)
-        while written := await pcm_in.getmany(timeout_ms=0, max_records=BATCH):
-            await writer.handle(written)
-    elapsed = time.process_time() - started
+    elapsed = 0.0
+    for start in range(0, len(records), BATCH):
+        for message in records[start : start + BATCH]:
+            await bus.send(raw_topic, message)
+        started = time.process_time()
+        while batch := await raw_in.getmany(timeout_ms=0, max_records=BATCH):
+            await transcoder.handle(batch)
+            while written := await pcm_in.getmany(timeout_ms=0, max_records=BATCH):
+                await writer.handle(written)
+        elapsed += time.process_time() - started
     await raw_in.stop()
     await pcm_in.stop()
+    await writer.close()
     return elapsed
 
 
@@ -160,7 +165,7 @@ def main() -> None:
                 sessions.append((seconds * repeats, chunks * repeats, 1))
             for length, session_chunks, runs in sessions:
                 cpu = statistics.median(
-                    asyncio.run(run_session(codec, rate, session_chunks, length, root)) for _ in range(runs)
+                    asyncio.run(run_session(codec, rate, session_chunks, root)) for _ in range(runs)
                 )
                 label, relative = f"{length / 60:.3g} min", cpu * seconds / length / base
                 print(f"{name:40} {label:>9} {cpu:12.4f} {length / cpu:12.0f} {relative:11.1f}x")

@@ -351,13 +351,14 @@ class Server:
     pids: dict[str, int]  # by process name
     metrics: str | None = None  # ingest's /metrics (voxbus only)
     redis_url: str | None = None  # the store, if Redis: its commands per frame are counted
+    kafka: bool = False  # uses the local Kafka broker (whose CPU then counts as its own)
 
 
 def measure(server: Server, count: int, args: argparse.Namespace, run: str) -> Stats:
     lateness = pacer_lateness(server.metrics) if server.metrics else {}
     redis_before = redis_commands(server.redis_url) if server.redis_url else 0
     before = {name: cpu_seconds(pid) for name, pid in server.pids.items()}
-    with CpuWatch(list(server.pids.values())) as watch:
+    with CpuWatch(list(server.pids.values()), brokers=server.kafka) as watch:
         calls = asyncio.run(
             run_calls(
                 server.base, count, seconds=args.seconds, delay_ms=args.delay_ms, run=run, bunch=args.bunch
@@ -411,7 +412,9 @@ def distributed(args: argparse.Namespace) -> Iterator[Server]:
                 asyncio.run(wait_ready(f"{url}/ready"))
             pids = {name: process.pid for name, process in processes.items()}
             metrics = f"{urls['ingest']}/metrics"
-            yield Server("voxbus over Kafka+Redis", urls["telephony"], pids, metrics, env["REDIS_URL"])
+            yield Server(
+                "voxbus over Kafka+Redis", urls["telephony"], pids, metrics, env["REDIS_URL"], kafka=True
+            )
         finally:
             stop(list(processes.values()))
 

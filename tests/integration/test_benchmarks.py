@@ -28,34 +28,54 @@ def _run(script: str, args: list[str], kafka: KafkaEndpoint, redis: RedisEndpoin
     return done.stdout
 
 
-def test_ingest_benchmark_prints_both_servers(
-    kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
+def test_suite_smoke_run_writes_the_whole_report(
+    kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint, tmp_path: Path
 ) -> None:
-    out = _run(
-        "ingest_acks.py",
-        ["--streams", "3", "--seconds", "1", "--warmup", "1", "--client", "python"],
-        kafka_endpoint,
-        redis_endpoint,
+    """`make bench`'s suite at tiny loads: every scenario runs, and every page, table, figure and
+    picture of the report is written from what they measured (no target is judged)."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_endpoint.bootstrap_servers,
+        "REDIS_URL": redis_endpoint.url,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.suite", "--smoke", "--out", str(tmp_path)],
+        env=env,
+        cwd=BENCH.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
-    assert "bare aiohttp sink (baseline)" in out
-    assert "voxbus ingest over Kafka" in out
-    assert "ingest CPU per frame:" in out
-    shares = [line for line in out.splitlines() if "cores busy: server" in line]
-    assert len(shares) == 2, out  # where the machine's CPU went, for each server
-
-
-def test_echo_benchmark_prints_the_hop_and_both_servers(
-    kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint
-) -> None:
-    args = ["--streams", "3", "--seconds", "1", "--warmup", "1", "--delays", "0", "--client", "python"]
-    out = _run("echo_latency.py", args, kafka_endpoint, redis_endpoint)
-    assert "Kafka produce -> consume, one hop" in out
-    rows = [line for line in out.splitlines() if line.startswith(("bare aiohttp echo", "voxbus ingest+echo"))]
-    assert len(rows) == 2
-    for row in rows:
-        sent, received, lost = row.split()[-7:-4]
-        assert int(sent) > 0 and received == sent and lost == "0", row
-    assert sum("cores busy: server" in line for line in out.splitlines()) == 2, out
+    assert done.returncode == 0, f"the suite failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+    document = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert document["smoke"] is True
+    assert set(document["scenarios"]) == {
+        "kafka_floor", "acks_100", "acks_embedded_100", "acks_one_instance", "acks_two_instances",
+        "echo_20", "echo_50", "echo_100", "echo_embedded_100", "telephony_embedded",
+        "telephony_distributed", "recording", "memory",
+    }  # fmt: skip
+    targets = document["targets"]
+    assert len(targets) == 11 and all(t["measured"] is not None for t in targets), targets
+    report = (tmp_path / "benchmarks.md").read_text()
+    sections = (
+        "Targets",
+        "The bus's limit",
+        "Session acks",
+        "Echo",
+        "Telephony echo calls",
+        "Recording path",
+    )
+    for section in (*sections, "Memory"):
+        assert f"\n## {section}\n" in report
+    assert report.count("| not judged |") == len(targets)
+    assert "**met**" not in report and "| missed |" not in report
+    capacity = (tmp_path / "capacity.md").read_text()
+    for service in ("ingest", "telephony", "echo", "transcoder", "writer"):
+        assert capacity.count(f"\n| {service} | ") == 2, service  # its cost, and what N streams need
+    assert "| 1,000 streams | 10,000 streams | 100,000 streams |" in capacity
+    for picture in ("bench-echo-latency.png", "bench-echo-cpu.png"):
+        assert (tmp_path / "images" / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_wearables_benchmark_prints_its_table_baselines_and_latency(
