@@ -33,11 +33,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,7 +45,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import serve, voxbus_env, wait_idle, wait_ready
+from bench.harness import serve, voxbus_env, voxbus_up, wait_idle, wait_ready, write_json
 from voxbus.devinfra.ports import free_port
 
 BARE, EMBEDDED, KAFKA = "bare aiohttp", "voxbus embedded", "voxbus ingest over Kafka"
@@ -108,24 +106,9 @@ def bare_server() -> Iterator[Running]:
 
 
 @contextlib.contextmanager
-def embedded_server(sessions: int) -> Iterator[Running]:
-    """`voxbus up` in a scratch folder (no developer's `.env`), no Kafka or Redis from the environment."""
-    port = free_port()
-    with tempfile.TemporaryDirectory() as folder:
-        env = {
-            **{k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")},
-            "WYOMING_PORT": "0",
-            "LOG_LEVEL": "WARNING",
-            "AUDIO_STORAGE_PATH": folder,
-            "MAX_CONCURRENT_SESSIONS": str(sessions),
-        }
-        command = [sys.executable, "-m", "voxbus.cli", "up", "--host", "127.0.0.1", "--port", str(port)]
-        process = subprocess.Popen(command, env=env, cwd=folder)
-        try:
-            asyncio.run(wait_ready(f"http://127.0.0.1:{port}/ready"))
-            yield Running(f"ws://127.0.0.1:{port}", process.pid, (process.pid,))
-        finally:
-            stop(process)
+def embedded_server(streams: int) -> Iterator[Running]:
+    with voxbus_up(streams) as (base, pid):
+        yield Running(base.replace("http://", "ws://"), pid, (pid,))
 
 
 @contextlib.contextmanager
@@ -360,13 +343,13 @@ def main() -> None:
     for name, full, smoke in (("connections", 200, 20), ("streams", 50, 5), ("seconds", 10.0, 2.0)):
         if getattr(args, name) is None:
             setattr(args, name, smoke if args.smoke else full)
-    sessions = 10 * max(args.connections, args.streams)
+    streams = max(args.connections, args.streams)
     results = {
         BARE: measure_server(bare_server, args, voxbus=False),
-        EMBEDDED: measure_server(lambda: embedded_server(sessions), args, voxbus=True),
+        EMBEDDED: measure_server(lambda: embedded_server(streams), args, voxbus=True),
     }
     port = free_port()
-    with voxbus_env(f"benchmem{port}.", max(args.connections, args.streams)) as env:
+    with voxbus_env(f"benchmem{port}.", streams) as env:
         echo = serve("echo", port, env)
         try:
             asyncio.run(wait_ready(f"http://127.0.0.1:{port}/ready"))
@@ -374,8 +357,9 @@ def main() -> None:
         finally:
             stop(echo)
     report(results, args)
-    if args.json is not None:
-        document = {
+    write_json(
+        args.json,
+        {
             "idle_connection_bytes": {name: f.idle_connection for name, f in results.items()},
             "idle_session_bytes": {
                 name: f.idle_session for name, f in results.items() if f.idle_session is not None
@@ -383,8 +367,8 @@ def main() -> None:
             "active_stream_bytes": {name: f.active_stream for name, f in results.items()},
             "connections": args.connections,
             "streams": args.streams,
-        }
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        },
+    )
 
 
 if __name__ == "__main__":
