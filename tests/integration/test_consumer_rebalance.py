@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Mapping
 
 from tests.helpers import message, wait_for_assignment
-from voxbus.common.bus.base import ConsumedRecord, TopicPartition
+from voxbus.common.bus.base import ConsumedRecord, Consumer, TopicPartition
 from voxbus.common.bus.kafka import KafkaBus
 from voxbus.common.consumer import ConsumerLoop
 from voxbus.devinfra import KafkaEndpoint
@@ -60,3 +60,71 @@ async def test_a_rebalance_waits_for_the_batch_in_hand(kafka_endpoint: KafkaEndp
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
     assert handler.events[:3] == ["batch begins", "batch ends", "revoked"]
+
+
+class RecordingHandler:
+    """Takes every record; `handled` is set once `expected` records were."""
+
+    def __init__(self, expected: int) -> None:
+        self.values: list[bytes] = []
+        self.expected, self.handled = expected, asyncio.Event()
+
+    async def handle(self, records: list[ConsumedRecord]) -> Mapping[TopicPartition, int]:
+        self.values += [record.value for record in records]
+        if len(self.values) >= self.expected:
+            self.handled.set()
+        return {record.tp: record.offset + 1 for record in records}
+
+    async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+        return None
+
+
+async def _read_until_markers(consumer: Consumer, markers: set[bytes]) -> list[bytes]:
+    """What `consumer` reads (driving its group membership) until it read each of `markers`."""
+    read: list[bytes] = []
+    async with asyncio.timeout(60):
+        while not markers <= set(read):
+            read += [record.value for record in await consumer.getmany(timeout_ms=100)]
+    return read
+
+
+async def test_a_loop_that_commits_seldom_commits_what_it_handled_when_it_gives_partitions_up(
+    kafka_endpoint: KafkaEndpoint, unique: str
+) -> None:
+    # the echo service commits every 250 ms, not every batch: whoever takes its partitions, at a
+    # rebalance or after it stopped, starts after what it handled, not up to 250 ms before
+    topic, group = f"seldom-{unique}", f"g-{unique}"
+    async with KafkaBus(kafka_endpoint.bootstrap_servers) as bus:
+        await bus.create_topics({topic: 2})
+        handler = RecordingHandler(expected=6)
+        never = ConsumerLoop(bus, [topic], group_id=group, handler=handler, commit_interval=3600)
+        running = asyncio.create_task(never.run())
+        try:
+            for partition in range(2):
+                for n in range(3):
+                    await bus.send_and_wait(topic, message("k", f"old {n}".encode()), partition=partition)
+            await asyncio.wait_for(handler.handled.wait(), 60)
+            async with bus.group_consumer([topic], group_id=group) as second:
+                async with asyncio.timeout(60):
+                    while len(second.assignment()) != 1:  # what it reads meanwhile is kept below
+                        joined = await second.getmany(timeout_ms=100)
+                        assert not joined, [record.value for record in joined]
+                for partition in range(2):
+                    await bus.send_and_wait(
+                        topic, message("k", f"new {partition}".encode()), partition=partition
+                    )
+                (taken,) = second.assignment()
+                marker = f"new {taken.partition}".encode()
+                assert await _read_until_markers(second, {marker}) == [marker]
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        # stopped: the partition it kept was committed up to what it handled ("new" included)
+        async with bus.group_consumer([topic], group_id=group) as third:
+            kept = 1 - taken.partition
+            await bus.send_and_wait(topic, message("k", b"last"), partition=kept)
+            read = await _read_until_markers(third, {b"last"})
+    assert [value for value in read if value != f"new {taken.partition}".encode()] == [b"last"]

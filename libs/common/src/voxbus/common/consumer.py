@@ -15,9 +15,10 @@ ready means consuming.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
@@ -25,6 +26,7 @@ from prometheus_client.registry import REGISTRY, Collector
 
 from voxbus.common.bus.base import (
     Bus,
+    BusError,
     CommitFailed,
     ConsumedRecord,
     Consumer,
@@ -97,13 +99,20 @@ class ConsumerLoop:
         max_records: int = 500,
         batch_ms: int = 0,
         commit_when_idle: bool = False,
+        commit_interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
         lag: ConsumerLag | None = None,
         on_progress: Callable[[], None] | None = None,
         on_exit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """`batch_ms`: the consumer's batching window (`Bus.group_consumer`). `commit_when_idle`:
         also ask the handler (`handle([])`) when nothing arrived, for a handler whose effects
-        become durable later than its batches (the echo service's).
+        become durable later than its batches (the echo service's). `commit_interval`: on a bus
+        whose commits are broker requests (`Bus.commit_is_a_request`), commit at most this often
+        (seconds; `clock` tells the time): what was handled in between is committed with the next
+        commit, before partitions are given up, and when the loop stops. For a handler whose
+        replays are harmless, committing every batch costs more than the batches (the echo
+        service's, at 50 small batches a second). 0, or an in-process bus: after every batch.
         `lag`: where this loop's consumer lag is reported. `on_progress`: called after every
         non-empty batch the handler completed (the runtime's restart bookkeeping). `on_exit`:
         awaited once the run ended, however (the writer closes its files)."""
@@ -114,6 +123,10 @@ class ConsumerLoop:
         self._max_records = max_records
         self._batch_ms = batch_ms
         self._commit_when_idle = commit_when_idle
+        self._commit_interval = commit_interval if bus.commit_is_a_request else 0.0
+        self._clock = clock
+        self._uncommitted: dict[TopicPartition, int] = {}  # handled, not committed yet
+        self._last_commit = clock()
         self._lag = lag
         self._on_progress = on_progress
         self._on_exit = on_exit
@@ -160,6 +173,8 @@ class ConsumerLoop:
                 await self._handler.on_partitions_revoked(consumer.assignment())
                 raise
             finally:
+                with contextlib.suppress(BusError):  # what was handled stays handled
+                    await self._commit_held(consumer, list(self._uncommitted))
                 self._consumer = None
                 if self._lag is not None:
                     self._lag.forget(consumer)
@@ -171,15 +186,20 @@ class ConsumerLoop:
             if not records and not self._commit_when_idle:
                 continue
             async with self._batch:
-                offsets = await self._handler.handle(records)
-                await self._commit(consumer, offsets)
+                self._uncommitted.update(await self._handler.handle(records))
+                if self._clock() - self._last_commit >= self._commit_interval:
+                    await self._commit(consumer, self._uncommitted)
             if records:
                 idle_since = time.monotonic()
                 if self._on_progress is not None:
                     self._on_progress()
 
     async def _commit(self, consumer: Consumer, offsets: Mapping[TopicPartition, int]) -> None:
+        self._last_commit = self._clock()
+        offsets = dict(offsets)  # a snapshot: it may be what is uncommitted
         changed = {tp: offset for tp, offset in offsets.items() if self._committed.get(tp) != offset}
+        for tp in offsets:
+            self._uncommitted.pop(tp, None)
         if not changed:
             return
         try:
@@ -188,6 +208,13 @@ class ConsumerLoop:
             log.warning("commit refused after a rebalance", extra={"reason": str(exc)})
             return
         self._committed.update(changed)
+
+    async def _commit_held(self, consumer: Consumer, partitions: Iterable[TopicPartition]) -> None:
+        """Commit what was handled and not committed yet on `partitions` (given up, or the loop
+        stopping)."""
+        held = {tp: self._uncommitted[tp] for tp in partitions if tp in self._uncommitted}
+        if held:
+            await self._commit(consumer, held)
 
 
 class _BetweenBatches(RebalanceListener):
@@ -202,6 +229,8 @@ class _BetweenBatches(RebalanceListener):
             loop.rebalance_waiting.set()
         async with loop._batch:
             loop.rebalance_waiting.clear()
+            if loop._consumer is not None:  # the next owner starts after what was handled here
+                await loop._commit_held(loop._consumer, revoked)
             await loop._handler.on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self
+from typing import ClassVar, Protocol, Self
 
 from aiokafka.partitioner import murmur2
 
@@ -132,6 +132,10 @@ class Consumer(ABC):
 
 class Bus(ABC):
     """Produce to and consume from topics; one instance per process, shared by its services."""
+
+    # a consumer's commit is a request to a broker (Kafka's); in process it is a call that frees
+    # the records every group has read, so committing seldom would only hold memory
+    commit_is_a_request: ClassVar[bool] = False
 
     @abstractmethod
     async def start(self) -> None: ...

@@ -42,6 +42,8 @@ _GATHER_BYTES = 1024 * 1024  # what a batching fetch waits for (its time limit c
 class KafkaBus(Bus):
     """One producer and one admin client per process; consumers are made on demand."""
 
+    commit_is_a_request = True
+
     def __init__(
         self,
         bootstrap_servers: str,
