@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     segment_seconds: float = Field(default=30.0, gt=0)
     # transcoder and writer over Kafka: how long a fetch may wait to fill, so their fixed cost
     # per batch is shared by more records (the echo path never waits)
-    recording_batch_ms: int = Field(default=100, ge=0, le=1000)
+    recording_batch_ms: int = Field(default=250, ge=0, le=1000)
     echo_delay_ms: int = Field(default=1000, ge=0, le=60_000)
     # the echo service holds at most (delay + 1 s) of a session's audio, and never more than this
     echo_max_pending_bytes: int = Field(default=8 * 1024 * 1024, ge=4096)

@@ -10,12 +10,15 @@ what the process holds does not depend on how large its records are:
 With `max_unread_bytes` (as `voxbus up` makes it), a producer waits while a partition holds that
 many bytes its slowest running group has not read: a reader that falls behind slows producers
 down (and so, through ingest's acks, the clients), where Kafka would keep the backlog on disk.
-`retained_bytes()` tells what the bus holds. A partition moves between members of a group only
-after its previous owner has run its revocation hook, so two members never read one partition at once.
+A group consumer made with `batch_ms` returns a batch at most that often, as a Kafka fetch held to
+fill does (the first after a quiet spell at once). `retained_bytes()` tells what the bus holds. A
+partition moves between members of a group only after its previous owner has run its revocation
+hook, so two members never read one partition at once.
 """
 
 import asyncio
 import bisect
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -192,9 +195,9 @@ class InProcessBus(Bus):
         *,
         group_id: str,
         listener: RebalanceListener | None = None,
-        batch_ms: int = 0,  # in-process records cost no fetch: nothing to gather
+        batch_ms: int = 0,
     ) -> Consumer:
-        return _GroupConsumer(self, frozenset(topics), group_id, listener)
+        return _GroupConsumer(self, frozenset(topics), group_id, listener, batch_ms=batch_ms)
 
     def partition_tail(self, topic: str, partition: int) -> Consumer:
         return _TailConsumer(self, TopicPartition(topic, partition))
@@ -309,9 +312,16 @@ class _GroupConsumer(Consumer):
         topics: frozenset[str],
         group_id: str,
         listener: RebalanceListener | None,
+        *,
+        batch_ms: int = 0,
     ) -> None:
         self.topics = topics
         self._bus = bus
+        # a batch at most every batch_ms, as a Kafka fetch held to fill: in process a record costs
+        # no fetch, but a handler's batch has fixed costs of its own (the writer fsyncs every file
+        # it appended to), which records taken one by one would pay per record
+        self._gather = batch_ms / 1000
+        self._last_batch = -math.inf
         self._group_id = group_id
         self._listener = listener
         self._group: _Group | None = None
@@ -349,10 +359,12 @@ class _GroupConsumer(Consumer):
     async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 500) -> list[ConsumedRecord]:
         group = self._require_group()
         deadline = time.monotonic() + timeout_ms / 1000
+        await asyncio.sleep(max(min(self._last_batch + self._gather, deadline) - time.monotonic(), 0.0))
         while True:
             await self._sync_assignment(group)
             records = self._take(max_records)
             if records:
+                self._last_batch = time.monotonic()
                 return records
             remaining = deadline - time.monotonic()
             if remaining <= 0:
