@@ -13,17 +13,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from bench.figures import FRAMES_PER_SECOND, Results, broker_us_per_frame, pair, ratio
+from bench.figures import FRAMES_PER_SECOND, Results, broker_us_per_frame, frames_of, pair, ratio
 
 UTILISATION = 0.5  # of its core an instance runs at: the rest is headroom for bursts and latency
 STREAMS = (1_000, 10_000, 100_000)
 SERVICES = ("ingest", "telephony", "echo", "transcoder", "writer")
-CONSUMERS = (
-    "telephony",
-    "echo",
-    "transcoder",
-    "writer",
-)  # read the audio topics; one partition each at least
+CONSUMERS = ("echo", "transcoder", "writer")  # read the audio topics: one partition per instance at least
 BYTES_PER_SECOND = {"16 kHz": 32_000, "8 kHz call": 16_000}  # s16le mono
 AUDIO_TOPICS_WRITTEN = 3  # raw audio, PCM, egress (echo): what the broker takes in per stream, at most
 REDIS_OPS_PER_SECOND = 100_000  # what one Redis (one thread) is taken to serve of voxbus's small commands
@@ -54,20 +49,27 @@ class Plan:
     def total_cores(self) -> float:
         return sum(self.cores.values())
 
+    @property
+    def provisioned_cores(self) -> float:
+        """A core per instance (one event loop each), and the broker's cores."""
+        return sum(self.instances.values()) + self.cores["broker"]
+
 
 def costs(results: Results) -> Costs:
     ours, _ = pair(results, "telephony_distributed")
     idle = results["telephony_distributed"]["idle_ms_per_second"]
-    frames_per_second = ours["calls"] * FRAMES_PER_SECOND
-    broker_idle_us = 1e6 * (results["kafka_floor"].get("broker_idle_cores") or 0.0) / frames_per_second
+    # a per-frame figure is the CPU of the whole run (its start, the echo delay, the last frames)
+    # over the frames echoed: a process's idle CPU comes off it over the same time
+    us_per_idle_core = 1e6 * ours["share"]["wall_seconds"] / max(frames_of(ours), 1)
+    broker_idle_us = (results["kafka_floor"].get("broker_idle_cores") or 0.0) * us_per_idle_core
     marginal = {
-        name: max(us - 1000 * idle.get(name, 0.0) / frames_per_second, 0.0)
+        name: max(us - idle.get(name, 0.0) / 1000 * us_per_idle_core, 0.0)
         for name, us in ours["cpu_us_per_frame"].items()
     }
     return Costs(
         services=marginal,
         idle_ms_per_second={name: idle[name] for name in marginal if name in idle},
-        broker_us=max(broker_us_per_frame(ours) - broker_idle_us, 0.0),
+        broker_us=max((broker_us_per_frame(ours) or 0.0) - broker_idle_us, 0.0),
         redis_commands=float(ours.get("redis_commands_per_frame") or 0.0),
         calls=int(ours["calls"]),
     )
@@ -184,8 +186,9 @@ def markdown(results: Results, header: str) -> str:
         "",
         f"Instances are one process each (one event loop: at most one core), run at {UTILISATION:.0%}",
         "of their core. Audio partitions: at least one per instance of the largest consumer group",
-        "(echo, transcoder, writer and telephony read `voxbus.audio.raw` / `voxbus.audio.pcm`); egress",
-        "partitions: at least one per ingest instance (each pod leases its own).",
+        "(echo and the transcoder read `voxbus.audio.raw`, the writer `voxbus.audio.pcm`); egress",
+        "partitions: at least one per ingest instance (each pod leases its own). Telephony reads",
+        "`voxbus.events` (`EVENTS_PARTITIONS`).",
         "",
         "| | " + " | ".join(f"{p.streams:,} streams" for p in plans) + " |",
         "|---|" + "---|" * len(plans),
@@ -196,7 +199,10 @@ def markdown(results: Results, header: str) -> str:
             for name in services
         ),
         "| Kafka broker CPU | " + " | ".join(f"{p.cores['broker']:,.1f} cores" for p in plans) + " |",
-        "| all CPU | " + " | ".join(f"{p.total_cores:,.0f} cores" for p in plans) + " |",
+        "| CPU in use (before headroom) | " + " | ".join(f"{p.total_cores:,.0f} cores" for p in plans) + " |",
+        "| cores to provision (instances + broker) | "
+        + " | ".join(f"{p.provisioned_cores:,.0f}" for p in plans)
+        + " |",
         "| audio partitions (≥) | " + " | ".join(f"{p.audio_partitions:,}" for p in plans) + " |",
         "| egress partitions (≥) | " + " | ".join(f"{p.egress_partitions:,}" for p in plans) + " |",
         "| Redis commands/s | "
@@ -214,8 +220,9 @@ def markdown(results: Results, header: str) -> str:
         ),
         "",
         "8 kHz calls (Exotel, Twilio) send 50 frames per second too, of half the bytes. The model",
-        "takes their CPU rows to be the same (a frame's cost is mostly per frame, not per byte: compare",
-        "the recording path's 4 KB and 20 ms rows in benchmarks.md) and their Kafka bytes half.",
+        "takes their CPU rows to be the same and their Kafka bytes half: an assumption (most of a",
+        "frame's cost here is requests, wake-ups and records, which do not shrink with the bytes),",
+        "not a measurement.",
         "",
         "## Checked here",
         "",

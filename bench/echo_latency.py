@@ -55,6 +55,7 @@ from bench.harness import (
     percentile,
     redis_commands,
     serve,
+    stop_processes,
     voxbus_env,
     voxbus_up,
     wait_idle,
@@ -267,6 +268,8 @@ async def measure(server: Server, args: argparse.Namespace, delay_ms: int) -> Re
             name: stack.enter_context(CpuWatch([pid], brokers=False)) for name, pid in server.pids.items()
         }
         tally = await streams_of(url, args, args.seconds, delay_ms)
+        # the work the load left behind (a recording that fell behind, say) is the load's too
+        await asyncio.to_thread(wait_idle, list(server.pids.values()))
     assert watch.share is not None
     return Result(
         tally=tally,
@@ -353,8 +356,7 @@ def bare_echo(cores: set[int] | None) -> Iterator[Server]:
         asyncio.run(wait_ready(f"http://127.0.0.1:{port}/"))
         yield Server(BASELINE, f"ws://127.0.0.1:{port}", {"bare echo": process.pid})
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_processes(process)
 
 
 @contextlib.contextmanager
@@ -371,9 +373,7 @@ def distributed(args: argparse.Namespace, cores: set[int] | None) -> Iterator[tu
             pids = {"ingest": ingest.pid, "echo": echo.pid}
             yield Server(VOXBUS, f"ws://127.0.0.1:{ingest_port}", pids, env["REDIS_URL"], kafka=True), hop
         finally:
-            for process in (ingest, echo):
-                process.terminate()
-                process.wait(timeout=30)
+            stop_processes(ingest, echo)
 
 
 @contextlib.contextmanager

@@ -42,11 +42,12 @@ def frames_of(run: dict[str, Any]) -> int:
     return int(run.get("received", run.get("frames", 0)))
 
 
-def broker_us_per_frame(run: dict[str, Any]) -> float:
-    """The local broker's CPU over the run, per frame: 0 where no broker was on this machine."""
+def broker_us_per_frame(run: dict[str, Any]) -> float | None:
+    """The local broker's CPU over the run, per frame; None where it was not measured (no broker
+    on this machine, or an embedded run that uses none)."""
     share = run["share"]
-    if not share.get("broker") or not frames_of(run):
-        return 0.0
+    if share.get("broker") is None or not frames_of(run):
+        return None
     return 1e6 * share["broker"] * share["wall_seconds"] / frames_of(run)
 
 
@@ -68,6 +69,7 @@ def ratio(ours: float | None, theirs: float | None) -> float | None:
 
 
 def faults(run: dict[str, Any]) -> int:
-    """Frames lost, duplicated, reordered or wrong in one run (echo and telephony)."""
+    """Frames lost, duplicated, reordered or wrong in one run (echo and telephony); a stream that
+    failed has its frames among the lost."""
     keys = ("lost", "duplicated", "reordered", "bad", "wrong_size", "other")
-    return sum(int(run.get(key) or 0) for key in keys) + int(run.get("failed") or 0)
+    return sum(int(run.get(key) or 0) for key in keys)

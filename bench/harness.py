@@ -151,10 +151,11 @@ class CpuWatch:
         end = self._now()
         wall, machine, server, broker, load = (b - a for a, b in zip(self._start, end, strict=True))
         self.server_seconds = server
+        measured_broker = bool(self._brokers) and all(Path(f"/proc/{pid}").exists() for pid in self._brokers)
         self.share = CpuShare(
             machine=machine / wall,
             server=server / wall,
-            broker=broker / wall if self._brokers else None,
+            broker=broker / wall if measured_broker else None,  # a broker that stopped: not measured
             load_generator=load / wall,
             wall_seconds=wall,
         )
@@ -230,6 +231,18 @@ def on_cores(cores: set[int] | None, command: list[str]) -> list[str]:
     return ["taskset", "--cpu-list", ",".join(map(str, sorted(cores))), *command]
 
 
+def stop_processes(*processes: "subprocess.Popen[bytes]") -> None:
+    """Terminate them all, then wait for each; one that does not end within 30 s is killed."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def other_cores(core: int | None) -> set[int] | None:
     """Every core but `core` (where a load generator runs while the servers are pinned), or None."""
     if core is None:
@@ -276,8 +289,7 @@ def voxbus_up(
             asyncio.run(wait_ready(f"{base}/ready"))
             yield base, process.pid
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            stop_processes(process)
 
 
 def redis_commands(url: str) -> int:

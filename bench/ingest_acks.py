@@ -44,8 +44,10 @@ from bench.harness import (
     percentile,
     redis_commands,
     serve,
+    stop_processes,
     voxbus_env,
     voxbus_up,
+    wait_idle,
     wait_ready,
     write_json,
 )
@@ -149,9 +151,12 @@ async def measure(server: Server, args: argparse.Namespace) -> Result:
     urls = [f"{base}/api/ws/audio?sample_rate=16000&format=pcm" for base in server.bases]
     if args.warmup > 0:
         await spread(urls, args.streams, args.warmup, args.client)
+    await asyncio.to_thread(wait_idle, server.pids)  # the warm-up's leftovers are not this run's
     redis_before = redis_commands(server.redis_url) if server.redis_url else 0
     with CpuWatch(server.pids, brokers=server.kafka) as watch:
         latencies, frames = await spread(urls, args.streams, args.seconds, args.client)
+        # the work the load left behind (a recording that fell behind, say) is the load's too
+        await asyncio.to_thread(wait_idle, server.pids)
     assert watch.share is not None
     latencies.sort()
     return Result(
@@ -177,8 +182,7 @@ def bare_sink() -> Iterator[Server]:
         asyncio.run(wait_ready(f"http://127.0.0.1:{port}/"))
         yield Server(BASELINE, [f"http://127.0.0.1:{port}"], [process.pid])
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_processes(process)
 
 
 @contextlib.contextmanager
@@ -194,10 +198,7 @@ def distributed(args: argparse.Namespace) -> Iterator[Server]:
             bases = [f"http://127.0.0.1:{port}" for port in ports]
             yield Server(name, bases, [process.pid for process in processes], env["REDIS_URL"], kafka=True)
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(timeout=30)
+            stop_processes(*processes)
 
 
 @contextlib.contextmanager

@@ -45,7 +45,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import serve, voxbus_env, voxbus_up, wait_idle, wait_ready, write_json
+from bench.harness import serve, stop_processes, voxbus_env, voxbus_up, wait_idle, wait_ready, write_json
 from voxbus.devinfra.ports import free_port
 
 BARE, EMBEDDED, KAFKA = "bare aiohttp", "voxbus embedded", "voxbus ingest over Kafka"
@@ -85,15 +85,6 @@ class Running:
 Starter = Callable[[], contextlib.AbstractContextManager[Running]]
 
 
-def stop(process: "subprocess.Popen[bytes]") -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @contextlib.contextmanager
 def bare_server() -> Iterator[Running]:
     port = free_port()
@@ -102,7 +93,7 @@ def bare_server() -> Iterator[Running]:
         asyncio.run(wait_ready(f"http://127.0.0.1:{port}/"))
         yield Running(f"ws://127.0.0.1:{port}", process.pid, (process.pid,))
     finally:
-        stop(process)
+        stop_processes(process)
 
 
 @contextlib.contextmanager
@@ -120,7 +111,7 @@ def ingest_server(env: dict[str, str], echo_pid: int) -> Iterator[Running]:
         asyncio.run(wait_ready(f"http://127.0.0.1:{port}/ready"))
         yield Running(f"ws://127.0.0.1:{port}", process.pid, (process.pid, echo_pid))
     finally:
-        stop(process)
+        stop_processes(process)
 
 
 def connector() -> aiohttp.TCPConnector:
@@ -355,7 +346,7 @@ def main() -> None:
             asyncio.run(wait_ready(f"http://127.0.0.1:{port}/ready"))
             results[KAFKA] = measure_server(lambda: ingest_server(env, echo.pid), args, voxbus=True)
         finally:
-            stop(echo)
+            stop_processes(echo)
     report(results, args)
     write_json(
         args.json,

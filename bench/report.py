@@ -78,6 +78,15 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} µs"
+
+
+def _broker(run: dict[str, Any]) -> str:
+    broker = broker_us_per_frame(run)
+    return "" if broker is None else f"; broker {broker:.0f}"
+
+
 def _cell(text: str) -> str:
     """Text in a Markdown table cell: its pipes escaped."""
     return text.replace("|", "\\|")
@@ -138,7 +147,7 @@ def _floor(results: Results) -> list[str]:
         *(f"| {name} | {_ms(hop.get('p50_ms'))} | {_ms(hop.get('p99_ms'))} |" for name, hop in hops),
         "",
         f"Kafka's ProducerPerformance tool, {tool['record_bytes']}-byte records as fast as one producer",
-        f"sends them (acks=all): {tool['records_per_s']:,.0f} records/s ({tool['mb_per_s']:.1f} MB/s),"
+        f"sends them (acks=all): {tool['records_per_s']:,.0f} records/s ({tool['mb_per_s']:.1f} MiB/s),"
         f" latency p50 {_ms(tool.get('p50_ms'))} / p99 {_ms(tool.get('p99_ms'))} ms, broker CPU"
         f" {_ms(tool.get('broker_us_per_record'))} µs per record.",
     ]
@@ -154,7 +163,7 @@ def _acks(results: Results) -> list[str]:
             f"| {label} | {_ms(ours['p50_ms'])} / {_ms(ours['p99_ms'])} | {_ms(sink['p50_ms'])} /"
             f" {_ms(sink['p99_ms'])} | {server_us_per_frame(ours):.0f} µs"
             f" ({_x(ratio(server_us_per_frame(ours), server_us_per_frame(sink)))})"
-            f" | {broker_us_per_frame(ours):.0f} µs | {'-' if redis is None else f'{redis:.2f}'} |"
+            f" | {_us(broker_us_per_frame(ours))} | {'-' if redis is None else f'{redis:.2f}'} |"
             f" {_share(ours)} |"
         )
     return [
@@ -178,7 +187,7 @@ def _echo(results: Results) -> list[str]:
         rows.append(
             f"| {label} | {_ms(ours['p50_ms'])} / {_ms(ours['p99_ms'])} / {_ms(ours['max_ms'])} |"
             f" {_ms(bare['p50_ms'])} / {_ms(bare['p99_ms'])} | {ours['received']:,} of {ours['sent']:,}"
-            f" | {faults(ours)} | {processes}; broker {broker_us_per_frame(ours):.0f}"
+            f" | {faults(ours)} | {processes}{_broker(ours)}"
             f" | {server_us_per_frame(bare):.0f} | {_share(ours)} |"
         )
     return [
@@ -187,7 +196,7 @@ def _echo(results: Results) -> list[str]:
         "embedded: `voxbus up` (which also records) and the bare echo both pinned to one core, the load",
         "generator on the other. Baseline: a bare aiohttp echo.",
         "",
-        "| run | voxbus p50 / p99 / max ms | bare p50 / p99 ms | echoed | lost, dup, reordered |"
+        "| run | voxbus p50 / p99 / max ms | bare p50 / p99 ms | echoed | lost, dup, reordered, wrong |"
         " voxbus CPU µs per frame | bare µs | machine (servers, broker, load generator) |",
         "|---|---|---|---|---|---|---|---|",
         *rows,
@@ -318,7 +327,7 @@ def _plots(results: Results, images: Path) -> Iterator[Path]:
     bottoms = [0.0] * len(pairs)
     for name in [*processes, "broker"]:
         heights = [
-            broker_us_per_frame(ours) if name == "broker" else by_process(ours).get(name, 0.0)
+            (broker_us_per_frame(ours) or 0.0) if name == "broker" else by_process(ours).get(name, 0.0)
             for ours, _ in pairs
         ]
         axis.bar([p - 0.2 for p in positions], heights, 0.4, bottom=bottoms, label=f"voxbus: {name}")

@@ -15,7 +15,7 @@ its own process with `--json`, so that no scenario pays for another's leftovers:
 
 Then it writes the report (bench/report.py): `docs/benchmarks.md`, `docs/benchmarks.json`,
 `docs/images/bench-*.png` and `docs/capacity.md` (bench/capacity.py); with `--out DIR`, there
-instead. `--smoke` runs every scenario at a tiny load in about two minutes and judges no target:
+instead. `--smoke` runs every scenario at a tiny load in about four minutes and judges no target:
 CI runs it so that the suite keeps working.
 
 Usage: make bench                                   (the full run, about 25 minutes)

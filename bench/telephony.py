@@ -67,6 +67,7 @@ from bench.harness import (
     cpu_seconds,
     redis_commands,
     serve,
+    stop_processes,
     voxbus_env,
     voxbus_up,
     wait_idle,
@@ -374,13 +375,6 @@ def measure(server: Server, count: int, args: argparse.Namespace, run: str) -> S
     return dataclasses.replace(stats, redis_commands_per_frame=commands / max(stats.received, 1))
 
 
-def stop(processes: Sequence["subprocess.Popen[bytes]"]) -> None:
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.wait(timeout=30)
-
-
 @contextlib.contextmanager
 def baseline(delay_ms: int) -> Iterator[Server]:
     port = free_port()
@@ -390,7 +384,7 @@ def baseline(delay_ms: int) -> Iterator[Server]:
         asyncio.run(wait_ready(f"http://127.0.0.1:{port}/"))
         yield Server(BASELINE, f"http://127.0.0.1:{port}", {"bare pacer": process.pid})
     finally:
-        stop([process])
+        stop_processes(process)
 
 
 @contextlib.contextmanager
@@ -416,7 +410,7 @@ def distributed(args: argparse.Namespace) -> Iterator[Server]:
                 "voxbus over Kafka+Redis", urls["telephony"], pids, metrics, env["REDIS_URL"], kafka=True
             )
         finally:
-            stop(list(processes.values()))
+            stop_processes(*processes.values())
 
 
 def idle_cpu(servers: Sequence[Server], seconds: float = 5.0) -> dict[str, float]:

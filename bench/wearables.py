@@ -57,6 +57,7 @@ from bench.harness import (
     add_warmup_argument,
     cpu_seconds,
     serve,
+    stop_processes,
     voxbus_env,
     wait_idle,
     wait_ready,
@@ -463,9 +464,7 @@ def main() -> None:
                     runs.append(asyncio.run(measure(services, measured, streams)))
                 summaries.append(Summary.of(streams, runs))
         finally:
-            for process in processes.values():
-                process.terminate()
-                process.wait(timeout=30)
+            stop_processes(*processes.values())
     report(summaries, idle, busy, args)
 
 

@@ -28,7 +28,7 @@ def _run(script: str, args: list[str], kafka: KafkaEndpoint, redis: RedisEndpoin
     return done.stdout
 
 
-@pytest.mark.timeout(600)  # thirteen scenarios, each starting its servers: about three minutes
+@pytest.mark.timeout(600)  # thirteen scenarios, each starting its servers: about four minutes
 def test_suite_smoke_run_writes_the_whole_report(
     kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint, tmp_path: Path
 ) -> None:

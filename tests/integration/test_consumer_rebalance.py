@@ -68,12 +68,21 @@ class RecordingHandler:
     def __init__(self, expected: int) -> None:
         self.values: list[bytes] = []
         self.expected, self.handled = expected, asyncio.Event()
+        self._more = asyncio.Event()  # set (and replaced) whenever records were taken
 
     async def handle(self, records: list[ConsumedRecord]) -> Mapping[TopicPartition, int]:
         self.values += [record.value for record in records]
         if len(self.values) >= self.expected:
             self.handled.set()
+        if records:
+            self._more.set()
+            self._more = asyncio.Event()
         return {record.tp: record.offset + 1 for record in records}
+
+    async def took(self, value: bytes) -> None:
+        """Until a record of this value was taken."""
+        while value not in self.values:
+            await self._more.wait()
 
     async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
         return None
@@ -100,7 +109,9 @@ async def test_a_loop_that_commits_seldom_commits_what_it_handled_when_it_gives_
     async with KafkaBus(kafka_endpoint.bootstrap_servers) as bus:
         await bus.create_topics({topic: 2})
         handler = RecordingHandler(expected=6)
-        never = ConsumerLoop(bus, [topic], group_id=group, handler=handler, commit_interval=3600)
+        never = ConsumerLoop(
+            bus, [topic], group_id=group, handler=handler, commit_interval=3600, commit_when_idle=True
+        )
         running = asyncio.create_task(never.run())
         try:
             for partition in range(2):
@@ -119,6 +130,8 @@ async def test_a_loop_that_commits_seldom_commits_what_it_handled_when_it_gives_
                 (taken,) = second.assignment()
                 marker = f"new {taken.partition}".encode()
                 assert await _read_until_markers(second, {marker}) == [marker]
+                async with asyncio.timeout(60):  # the first loop handled its own partition's record
+                    await handler.took(f"new {1 - taken.partition}".encode())
         finally:
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)

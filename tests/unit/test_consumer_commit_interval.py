@@ -41,7 +41,13 @@ async def test_in_process_a_seldom_committing_loop_still_frees_each_batch_once_h
     await bus.create_topics({"audio": 1})
     handler = HeldWhenHandling(bus)
     frozen = ConsumerLoop(
-        bus, ["audio"], group_id="echo", handler=handler, commit_interval=3600, clock=lambda: 0.0
+        bus,
+        ["audio"],
+        group_id="echo",
+        handler=handler,
+        commit_interval=3600,
+        commit_when_idle=True,
+        clock=lambda: 0.0,
     )
     for _ in range(10):
         await bus.send("audio", message("s", RECORD))

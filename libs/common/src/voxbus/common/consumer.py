@@ -15,7 +15,6 @@ ready means consuming.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -48,6 +47,8 @@ class BatchHandler(Protocol):
 
 
 _LAG_LABELS = ("group", "topic", "partition")
+_POLL_MS = 200  # a poll's wait when nothing arrives (the loop checks its idle and stop conditions)
+_LAST_COMMIT_SECONDS = 5.0  # how long a stopping loop tries to commit what it holds
 
 
 class ConsumerLag(Collector):
@@ -123,7 +124,13 @@ class ConsumerLoop:
         self._max_records = max_records
         self._batch_ms = batch_ms
         self._commit_when_idle = commit_when_idle
+        if commit_interval and not commit_when_idle:
+            raise ValueError(
+                "a commit interval needs commit_when_idle: held offsets are committed when idle too"
+            )
         self._commit_interval = commit_interval if bus.commit_is_a_request else 0.0
+        # a poll lasts at least the batching window: a fetch held to fill is not cut short
+        self._poll_ms = max(_POLL_MS, batch_ms)
         self._clock = clock
         self._uncommitted: dict[TopicPartition, int] = {}  # handled, not committed yet
         self._last_commit = clock()
@@ -173,8 +180,7 @@ class ConsumerLoop:
                 await self._handler.on_partitions_revoked(consumer.assignment())
                 raise
             finally:
-                with contextlib.suppress(BusError):  # what was handled stays handled
-                    await self._commit_held(consumer, list(self._uncommitted))
+                await self._commit_on_the_way_out(consumer)
                 self._consumer = None
                 if self._lag is not None:
                     self._lag.forget(consumer)
@@ -182,7 +188,7 @@ class ConsumerLoop:
     async def _consume(self, consumer: Consumer, until_idle: float | None) -> None:
         idle_since = time.monotonic()
         while until_idle is None or time.monotonic() - idle_since < until_idle:
-            records = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
+            records = await consumer.getmany(timeout_ms=self._poll_ms, max_records=self._max_records)
             if not records and not self._commit_when_idle:
                 continue
             async with self._batch:
@@ -198,16 +204,30 @@ class ConsumerLoop:
         self._last_commit = self._clock()
         offsets = dict(offsets)  # a snapshot: it may be what is uncommitted
         changed = {tp: offset for tp, offset in offsets.items() if self._committed.get(tp) != offset}
-        for tp in offsets:
-            self._uncommitted.pop(tp, None)
-        if not changed:
+        if changed:
+            try:
+                await consumer.commit(changed)
+            except CommitFailed as exc:
+                log.warning("commit refused after a rebalance", extra={"reason": str(exc)})
+                return
+            self._committed.update(changed)
+        for tp, offset in offsets.items():  # held offsets are let go once committed, unless they moved on
+            if self._uncommitted.get(tp) == offset:
+                del self._uncommitted[tp]
+
+    async def _commit_on_the_way_out(self, consumer: Consumer) -> None:
+        """The loop ends (stopped, or failed): commit what it handled and holds, if the bus lets it
+        within a few seconds; a bus that is gone must not keep the loop from ending."""
+        if not self._uncommitted:
             return
         try:
-            await consumer.commit(changed)
-        except CommitFailed as exc:
-            log.warning("commit refused after a rebalance", extra={"reason": str(exc)})
-            return
-        self._committed.update(changed)
+            async with asyncio.timeout(_LAST_COMMIT_SECONDS):
+                await self._commit_held(consumer, list(self._uncommitted))
+        except (BusError, TimeoutError) as exc:
+            log.warning(
+                "could not commit what was handled before stopping: the next owner handles it again",
+                extra={"reason": repr(exc)},
+            )
 
     async def _commit_held(self, consumer: Consumer, partitions: Iterable[TopicPartition]) -> None:
         """Commit what was handled and not committed yet on `partitions` (given up, or the loop
@@ -229,9 +249,15 @@ class _BetweenBatches(RebalanceListener):
             loop.rebalance_waiting.set()
         async with loop._batch:
             loop.rebalance_waiting.clear()
-            if loop._consumer is not None:  # the next owner starts after what was handled here
-                await loop._commit_held(loop._consumer, revoked)
-            await loop._handler.on_partitions_revoked(revoked)
+            try:
+                if loop._consumer is not None:  # the next owner starts after what was handled here
+                    await loop._commit_held(loop._consumer, revoked)
+            except BusError as exc:
+                log.warning(
+                    "could not commit a revoked partition's handled records", extra={"reason": repr(exc)}
+                )
+            finally:
+                await loop._handler.on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
         async with self._loop._batch:

@@ -28,7 +28,7 @@ def echo_loop(app: web.Application, work: Work) -> ConsumerLoop:
         handler=app[HANDLER],
         commit_when_idle=True,
         # an echo sent again after a restart is dropped by ingest (by its seq); a commit per batch
-        # (dozens a second under load) is a broker request each: a fifth of the broker's CPU
+        # (dozens a second under load) is a broker request each: a fifth of this service's profile
         commit_interval=COMMIT_INTERVAL_SECONDS,
         lag=metrics.CONSUMER_LAG,
         on_progress=work.progressed,

@@ -359,6 +359,8 @@ class _KafkaGroupConsumer(_KafkaConsumer):
             await self._consumer.commit({KafkaTP(tp.topic, tp.partition): o for tp, o in offsets.items()})
         except (CommitFailedError, IllegalStateError) as exc:  # rebalanced, or never assigned
             raise CommitFailed(str(exc)) from exc
+        except KafkaError as exc:
+            raise BusError(f"commit failed: {exc!r}") from exc
 
 
 class _KafkaTailConsumer(_KafkaConsumer):

@@ -359,7 +359,8 @@ class _GroupConsumer(Consumer):
     async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 500) -> list[ConsumedRecord]:
         group = self._require_group()
         deadline = time.monotonic() + timeout_ms / 1000
-        await asyncio.sleep(max(min(self._last_batch + self._gather, deadline) - time.monotonic(), 0.0))
+        if self._available() < max_records:  # a full batch is taken at once, as from a fetched backlog
+            await asyncio.sleep(max(min(self._last_batch + self._gather, deadline) - time.monotonic(), 0.0))
         while True:
             await self._sync_assignment(group)
             records = self._take(max_records)
@@ -407,6 +408,10 @@ class _GroupConsumer(Consumer):
                 self._positions[tp] = max(group.committed.get(tp, log.base), log.base)
             if self._listener is not None:
                 await self._listener.on_partitions_assigned(claimable)
+
+    def _available(self) -> int:
+        """Records waiting on the partitions this member holds."""
+        return sum(self._bus._log(tp).end - position for tp, position in self._positions.items())
 
     def _take(self, max_records: int) -> list[ConsumedRecord]:
         taken: list[ConsumedRecord] = []
