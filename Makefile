@@ -1,5 +1,5 @@
 # Two commands for a fresh machine: `make run` and `make test` (see README.md).
-# `make bench` runs the benchmark suite (about 25 minutes) and rewrites docs/benchmarks.md and
+# `make bench` runs the benchmark suite (about 17 minutes) and rewrites docs/benchmarks.md and
 # docs/capacity.md from what it measured.
 .PHONY: run test lint typecheck pytest bench
 

@@ -349,9 +349,12 @@ def _plots(results: Results, images: Path) -> Iterator[Path]:
     yield path
 
 
-def write_report(results: Results, *, out: Path, smoke: bool) -> Iterator[Path]:
-    """Write the report's files under `out` (images in `out`/images); yield each path written."""
-    machine = _machine()
+def write_report(
+    results: Results, *, out: Path, smoke: bool, machine: dict[str, Any] | None = None
+) -> Iterator[Path]:
+    """Write the report's files under `out` (images in `out`/images); yield each path written.
+    `machine`: where and when the results were measured (default: here and now)."""
+    machine = machine or _machine()
     targets = judge(results)
     kind = "a smoke run: tiny loads, no target judged" if smoke else "a full run"
     header = (

@@ -18,7 +18,7 @@ Then it writes the report (bench/report.py): `docs/benchmarks.md`, `docs/benchma
 instead. `--smoke` runs every scenario at a tiny load in about four minutes and judges no target:
 CI runs it so that the suite keeps working.
 
-Usage: make bench                                   (the full run, about 25 minutes)
+Usage: make bench                                   (the full run, about 17 minutes)
        uv run python -m bench.suite --smoke --out /tmp/bench
 """
 
@@ -192,7 +192,10 @@ def main() -> None:
         parser.error("the full run measures with the Node.js load generator: npm ci --prefix bench/loadgen")
     if args.previous is not None:
         previous = json.loads(args.previous.read_text())
-        for path in write_report(previous["scenarios"], out=args.out, smoke=previous["smoke"]):
+        written = write_report(
+            previous["scenarios"], out=args.out, smoke=previous["smoke"], machine=previous["machine"]
+        )
+        for path in written:
             logger.info("wrote %s", path)
         return
     scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
