@@ -48,6 +48,7 @@ from bench.harness import (
     CpuShare,
     CpuWatch,
     add_load_arguments,
+    bare_server,
     free_port,
     kafka_hop_ms,
     on_cores,
@@ -349,14 +350,8 @@ def report(
 
 @contextlib.contextmanager
 def bare_echo(cores: set[int] | None) -> Iterator[Server]:
-    port = free_port()
-    script = str(Path(__file__).with_name("bare_echo.py"))
-    process = subprocess.Popen(on_cores(cores, [sys.executable, script, str(port)]))
-    try:
-        asyncio.run(wait_ready(f"http://127.0.0.1:{port}/"))
-        yield Server(BASELINE, f"ws://127.0.0.1:{port}", {"bare echo": process.pid})
-    finally:
-        stop_processes(process)
+    with bare_server("bare_echo.py", cores=cores) as (base, pid):
+        yield Server(BASELINE, base.replace("http://", "ws://"), {"bare echo": pid})
 
 
 @contextlib.contextmanager

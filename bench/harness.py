@@ -259,6 +259,19 @@ def serve(
 
 
 @contextlib.contextmanager
+def bare_server(script: str, *args: str, cores: set[int] | None = None) -> Iterator[tuple[str, int]]:
+    """A baseline server (`bench/SCRIPT PORT ARGS…`) on a free port: its base URL and pid."""
+    port = free_port()
+    command = [sys.executable, str(Path(__file__).with_name(script)), str(port), *args]
+    process = subprocess.Popen(on_cores(cores, command))
+    try:
+        asyncio.run(wait_ready(f"http://127.0.0.1:{port}/"))
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        stop_processes(process)
+
+
+@contextlib.contextmanager
 def voxbus_up(
     streams: int, extra: dict[str, str] | None = None, cores: set[int] | None = None
 ) -> Iterator[tuple[str, int]]:

@@ -40,6 +40,7 @@ from bench.harness import (
     CpuShare,
     CpuWatch,
     add_load_arguments,
+    bare_server,
     free_port,
     percentile,
     redis_commands,
@@ -176,13 +177,8 @@ BASELINE = "bare aiohttp sink (baseline)"
 
 @contextlib.contextmanager
 def bare_sink() -> Iterator[Server]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_sink.py")), str(port)])
-    try:
-        asyncio.run(wait_ready(f"http://127.0.0.1:{port}/"))
-        yield Server(BASELINE, [f"http://127.0.0.1:{port}"], [process.pid])
-    finally:
-        stop_processes(process)
+    with bare_server("bare_sink.py") as (base, pid):
+        yield Server(BASELINE, [base], [pid])
 
 
 @contextlib.contextmanager

@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -45,7 +44,16 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import serve, stop_processes, voxbus_env, voxbus_up, wait_idle, wait_ready, write_json
+from bench.harness import (
+    bare_server,
+    serve,
+    stop_processes,
+    voxbus_env,
+    voxbus_up,
+    wait_idle,
+    wait_ready,
+    write_json,
+)
 from voxbus.devinfra.ports import free_port
 
 BARE, EMBEDDED, KAFKA = "bare aiohttp", "voxbus embedded", "voxbus ingest over Kafka"
@@ -86,14 +94,9 @@ Starter = Callable[[], contextlib.AbstractContextManager[Running]]
 
 
 @contextlib.contextmanager
-def bare_server() -> Iterator[Running]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_echo.py")), str(port)])
-    try:
-        asyncio.run(wait_ready(f"http://127.0.0.1:{port}/"))
-        yield Running(f"ws://127.0.0.1:{port}", process.pid, (process.pid,))
-    finally:
-        stop_processes(process)
+def bare_echo_server() -> Iterator[Running]:
+    with bare_server("bare_echo.py") as (base, pid):
+        yield Running(base.replace("http://", "ws://"), pid, (pid,))
 
 
 @contextlib.contextmanager
@@ -336,7 +339,7 @@ def main() -> None:
             setattr(args, name, smoke if args.smoke else full)
     streams = max(args.connections, args.streams)
     results = {
-        BARE: measure_server(bare_server, args, voxbus=False),
+        BARE: measure_server(bare_echo_server, args, voxbus=False),
         EMBEDDED: measure_server(lambda: embedded_server(streams), args, voxbus=True),
     }
     port = free_port()

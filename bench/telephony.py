@@ -48,7 +48,6 @@ import itertools
 import json
 import os
 import struct
-import subprocess
 import sys
 import time
 import urllib.request
@@ -64,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.harness import (
     CpuShare,
     CpuWatch,
+    bare_server,
     cpu_seconds,
     redis_commands,
     serve,
@@ -377,14 +377,8 @@ def measure(server: Server, count: int, args: argparse.Namespace, run: str) -> S
 
 @contextlib.contextmanager
 def baseline(delay_ms: int) -> Iterator[Server]:
-    port = free_port()
-    script = str(Path(__file__).with_name("bare_pacer.py"))
-    process = subprocess.Popen([sys.executable, script, str(port), str(delay_ms)])
-    try:
-        asyncio.run(wait_ready(f"http://127.0.0.1:{port}/"))
-        yield Server(BASELINE, f"http://127.0.0.1:{port}", {"bare pacer": process.pid})
-    finally:
-        stop_processes(process)
+    with bare_server("bare_pacer.py", str(delay_ms)) as (base, pid):
+        yield Server(BASELINE, base, {"bare pacer": pid})
 
 
 @contextlib.contextmanager
