@@ -58,6 +58,12 @@ def read_uint(payload: bytes, at: int) -> int:
     return int.from_bytes(payload, "big")
 
 
+def read_int(payload: bytes, at: int) -> int:
+    if len(payload) > 8:
+        raise ContainerError(f"signed integer element of {len(payload)} bytes at byte {at}")
+    return int.from_bytes(payload, "big", signed=True)
+
+
 def read_float(payload: bytes, at: int) -> float:
     if len(payload) == 0:
         return 0.0

@@ -14,6 +14,8 @@ LEAVES = frozenset(
 )
 """The elements of a TrackEntry (and of its Audio master) that `TrackEntry.set` reads."""
 NS_PER_SECOND = 1_000_000_000
+MAX_RATE = 384_000
+"""The highest SamplingFrequency taken (as for WAV): CodecDelay is converted to samples at that rate."""
 
 
 @dataclass(slots=True)
@@ -58,7 +60,9 @@ class TrackEntry:
         where = f"the TrackEntry at byte {self.offset}"
         if self.number == 0:
             raise ContainerError(f"missing or zero TrackNumber in {where}")
-        rate = round(self.sampling_frequency)
+        # a float element may hold NaN, an infinity or 1e308: none is a rate (nor rounds to one)
+        frequency = self.sampling_frequency
+        rate = round(frequency) if 0 < frequency <= MAX_RATE else 0
         if rate <= 0 or not 1 <= self.channels <= 255:
             raise ContainerError(f"invalid SamplingFrequency or Channels in {where}")
         if self.codec_id == "A_OPUS":

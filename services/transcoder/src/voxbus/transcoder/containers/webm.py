@@ -5,7 +5,7 @@ from enum import Enum
 
 from . import matroska_ids as ids
 from .buffer import ByteBuffer
-from .ebml import is_unknown_size, iter_children, read_element_id, read_string, read_vint
+from .ebml import is_unknown_size, iter_children, read_element_id, read_int, read_string, read_vint
 from .errors import ContainerError
 from .info import StreamInfo
 from .matroska_block import parse_block
@@ -250,7 +250,7 @@ class WebmDemuxer:
             self._padding_ns = 0
             self._group_is_audio = pending.id == ids.BLOCK
         elif pending.id == ids.DISCARD_PADDING:
-            self._group_padding_ns = int.from_bytes(payload, "big", signed=True)
+            self._group_padding_ns = read_int(payload, body_at)
         elif pending.id == ids.EBML_HEADER:
             self._check_doc_type(payload, body_at)
         elif self._entry is not None:
