@@ -24,7 +24,7 @@ from voxbus.common.settings import Settings
 from voxbus.telephony.service import SERVICE as TELEPHONY
 
 SESSION_ID = str(uuid.UUID(int=7))
-PATH_VALUES = {"session_id": SESSION_ID, "call_id": "CALL-DOCS", "index": "0"}
+PATH_VALUES = {"session_id": SESSION_ID, "call_id": "CALL-DOCS", "index": "0", "key_id": "3f9a0c1b7d2e"}
 
 
 def served_routes(app: Any) -> set[tuple[str, str]]:

@@ -35,6 +35,7 @@ from voxbus.common.client_messages import (
     InvalidParameter,
     InvalidSampleRate,
     InvalidWearableParameter,
+    KeyLacksScope,
     MessageError,
     MessageTooLarge,
     SessionClosed,
@@ -103,6 +104,7 @@ GOLDEN: list[tuple[ClientMessage, str]] = [
     (CloseSession(), '{"type": "control", "action": "close_session"}'),
     # errors
     (InvalidApiKey(), '{"error": "Invalid API key"}'),
+    (KeyLacksScope(scope="stream"), '{"error": "API key lacks scope", "scope": "stream"}'),
     (
         SessionNotFound(session_id="not-a-uuid"),
         '{"error": "Session not found", "session_id": "not-a-uuid"}',

@@ -91,7 +91,8 @@ async def test_the_registry_writes_the_created_hash_and_its_indexes() -> None:
 def test_api_json_of_a_created_session_golden() -> None:
     state = SessionState.from_hash(SESSION_ID, CREATED)
     assert json.dumps(session_info(state).body()) == (
-        '{"session_id": "0b7e9a52-5a43-4a57-9a8e-7f3c1d2e4b5a", "user_id": "alice", "status": "active", '
+        '{"session_id": "0b7e9a52-5a43-4a57-9a8e-7f3c1d2e4b5a", "user_id": "alice", "tenant": "", '
+        '"status": "active", '
         '"protocol": "session", "sample_rate": 44100, "channels": 2, "format": "wav", '
         '"created_at": 1700000000.25, "updated_at": 1700000000.25, "total_chunks": 0, '
         '"bytes_received": 0, "duration_seconds": 0.0, "file_path": null, "segments": [], '
@@ -102,7 +103,8 @@ def test_api_json_of_a_created_session_golden() -> None:
 def test_api_json_of_a_session_with_nothing_recorded_golden() -> None:
     """Every field absent: what the API showed for each before the record was typed."""
     assert json.dumps(session_info(SessionState(session_id=SESSION_ID)).body()) == (
-        '{"session_id": "0b7e9a52-5a43-4a57-9a8e-7f3c1d2e4b5a", "user_id": "", "status": "active", '
+        '{"session_id": "0b7e9a52-5a43-4a57-9a8e-7f3c1d2e4b5a", "user_id": "", "tenant": "", '
+        '"status": "active", '
         '"protocol": "", "sample_rate": 0, "channels": 0, "format": "", "created_at": 0.0, '
         '"updated_at": 0.0, "total_chunks": 0, "bytes_received": 0, "duration_seconds": 0.0, '
         '"file_path": null, "segments": [], "close_reason": null, "error": null}'
@@ -138,7 +140,7 @@ def test_finalized_hash_and_its_api_json_golden() -> None:
     ).body()
     assert json.dumps(info) == (
         '{"session_id": "0b7e9a52-5a43-4a57-9a8e-7f3c1d2e4b5a", "user_id": "alice", '
-        '"status": "completed", "protocol": "session", "sample_rate": 44100, "channels": 2, '
+        '"tenant": "", "status": "completed", "protocol": "session", "sample_rate": 44100, "channels": 2, '
         '"format": "wav", "created_at": 1700000000.25, "updated_at": 1700000095.5, '
         '"total_chunks": 4750, "bytes_received": 0, "duration_seconds": 95.0, '
         '"file_path": "0b7e9a52-5a43-4a57-9a8e-7f3c1d2e4b5a.wav", '
@@ -179,6 +181,7 @@ def test_every_field_round_trips() -> None:
     update = SessionUpdate(
         status=SessionStatus.CLOSING,
         user_id="bob",
+        tenant="acme",
         protocol="echo",
         format="pcm",
         codec="pcm_s16le",

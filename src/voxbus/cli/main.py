@@ -73,6 +73,7 @@ _CLIENTS: dict[str, Callable[[argparse.Namespace], int]] = {
     "stream": stream.main,
     "sessions": records.main,
     "calls": records.main,
+    "keys": records.main,
 }
 
 

@@ -1,5 +1,5 @@
-"""`voxbus sessions list|show|download` and `voxbus calls list|show`: what a running voxbus holds,
-from the command line.
+"""`voxbus sessions list|show|download`, `voxbus calls list|show` and `voxbus keys
+create|list|revoke`: what a running voxbus holds, from the command line.
 
 Each command is one request to the HTTP API (docs/api.md) at `--url` (`VOXBUS_URL`, default
 http://127.0.0.1:8000), with `--api-key` (`VOXBUS_API_KEY`) sent as `Authorization: Bearer` when
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
+
+from voxbus.common.http_bodies import KEY_SCOPES
 
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 _TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
@@ -54,6 +56,20 @@ def add_arguments(commands: "argparse._SubParsersAction[argparse.ArgumentParser]
     listing.add_argument("--status", help="only calls whose latest status is this")
     _with_paging(listing)
     _with_server(actions.add_parser("show", help="one call's record (JSON)")).add_argument("id")
+
+    keys = commands.add_parser("keys", help="tenant API keys (with an admin key): create, list, revoke")
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = _with_server(actions.add_parser("create", help="a new key for a tenant (printed once)"))
+    create.add_argument("--tenant", required=True, help="whose: lowercase letters, digits, - and _")
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=KEY_SCOPES,
+        help="what it may do: stream (send audio), read (list, download); repeat for both (default)",
+    )
+    create.add_argument("--name", default="", help="a note to recognise the key by")
+    _with_server(actions.add_parser("list", help="every key's id, tenant and scopes (never the key)"))
+    _with_server(actions.add_parser("revoke", help="refuse a key from now on")).add_argument("key_id")
 
 
 def _with_server(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -100,6 +116,12 @@ class _Api:
     def get(self, path: str, query: dict[str, str] | None = None) -> Any:
         """`GET base + path` (an async context manager, as `ClientSession.get`)."""
         return self.http.get(f"{self.base}{path}", params=query or {})
+
+    async def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """`POST base + path` with a JSON body; the answer's JSON."""
+        async with self.http.post(f"{self.base}{path}", json=body or {}) as response:
+            await _raise_for(response)
+            return await response.json()
 
 
 async def _get_json(api: _Api, path: str, query: dict[str, str]) -> Any:
@@ -185,10 +207,37 @@ async def _show_call(api: _Api, args: argparse.Namespace) -> None:
     _say(json.dumps(await _get_json(api, f"/api/calls/{args.id}", {}), indent=2))
 
 
+async def _create_key(api: _Api, args: argparse.Namespace) -> None:
+    body: dict[str, Any] = {"tenant": args.tenant, "name": args.name}
+    if args.scope:
+        body["scopes"] = sorted(set(args.scope))
+    created = await api.post("/api/keys", body)
+    _say(created["key"])
+    sys.stderr.write(
+        f"key {created['key_id']} for tenant {created['tenant']} ({', '.join(created['scopes'])}): "
+        "shown this once, voxbus keeps only its hash\n"
+    )
+
+
+async def _list_keys(api: _Api, args: argparse.Namespace) -> None:
+    listed = await _get_json(api, "/api/keys", {})
+    for key in listed["keys"]:
+        key["scopes"] = ",".join(key["scopes"])
+    _print_page(listed["keys"], None, ("key_id", "tenant", "scopes", "name", "created_at", "revoked_at"))
+
+
+async def _revoke_key(api: _Api, args: argparse.Namespace) -> None:
+    revoked = await api.post(f"/api/keys/{args.key_id}/revoke")
+    _say(f"revoked {revoked['key_id']} (tenant {revoked['tenant']})")
+
+
 _COMMANDS: Final = {
     ("sessions", "list"): _list_sessions,
     ("sessions", "show"): _show_session,
     ("sessions", "download"): _download_session,
     ("calls", "list"): _list_calls,
     ("calls", "show"): _show_call,
+    ("keys", "create"): _create_key,
+    ("keys", "list"): _list_keys,
+    ("keys", "revoke"): _revoke_key,
 }

@@ -230,6 +230,13 @@ class InvalidApiKey(ErrorReply):
     error: Literal["Invalid API key"] = "Invalid API key"
 
 
+class KeyLacksScope(ErrorReply):
+    """A tenant key without the scope the request needs (`stream`, to send audio); close 1008."""
+
+    error: Literal["API key lacks scope"] = "API key lacks scope"
+    scope: Annotated[str, Field(description="The scope needed.", examples=["stream"])]
+
+
 class SessionNotFound(ErrorReply):
     """No active session has this id (never created, finished, or not a UUID); close 1008."""
 

@@ -61,6 +61,9 @@ class Key:
     SESSION: Final = "voxbus:session:"  # + id: the session hash, `session_state.SessionState`
     SESSIONS_ALL: Final = "voxbus:sessions:all"
     SESSIONS_BY_USER: Final = "voxbus:sessions:user:"
+    SESSIONS_BY_TENANT: Final = "voxbus:sessions:tenant:"  # + tenant; + tenant + "/" + user_id
+    TENANT_KEY: Final = "voxbus:tenant-key:"  # + key id: a tenant key's hash (`tenant_keys`)
+    TENANT_KEYS: Final = "voxbus:tenant-keys"  # every key id, scored by when it was created
     ROUTE: Final = "voxbus:route:"  # + session id: a `state.Route`
     EGRESS_LEASE: Final = "voxbus:egress-lease:"
     POD: Final = "voxbus:pod:"  # + pod name: the live ingest process using that name
@@ -83,6 +86,7 @@ class SessionField:
 
     STATUS: Final = "status"
     USER_ID: Final = "user_id"
+    TENANT: Final = "tenant"  # "" for the operator's (the admin key's, a carrier's, an open server's)
     PROTOCOL: Final = "protocol"
     CODEC: Final = "codec"
     SAMPLE_RATE: Final = "sample_rate"

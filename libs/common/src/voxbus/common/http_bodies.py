@@ -134,6 +134,9 @@ class SessionInfo(HttpBody):
 
     session_id: SessionId
     user_id: Annotated[str, Field(description="The client's `user_id`.", examples=["anonymous"])]
+    tenant: Annotated[
+        str, Field(description="The tenant whose key opened it; empty for the operator's.", examples=[""])
+    ] = ""
     status: SessionStatus
     protocol: Annotated[
         str, Field(description="The endpoint's protocol: session, echo, delayed_echo, wyoming, vonage, …")
@@ -179,6 +182,60 @@ class SessionListQuery(HttpBody):
     cursor: float | None = Field(default=None, description="The `next_cursor` of the page before.")
     status: SessionStatus | None = Field(default=None, description="Only sessions with this status.")
     user_id: str | None = Field(default=None, description="Only this user's sessions.")
+
+
+# -- tenant keys ---------------------------------------------------------------------------------
+
+TENANT_PATTERN: Final = "^[a-z0-9][a-z0-9_-]{0,62}$"
+KeyScope = Literal["stream", "read"]
+KEY_SCOPES: Final[tuple[KeyScope, ...]] = ("stream", "read")
+
+
+class KeyRequest(HttpBody):
+    """A new tenant key: whose, what it may do, and a note to recognise it by."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: Annotated[
+        str,
+        Field(
+            pattern=TENANT_PATTERN,
+            description="The tenant: 1-63 lowercase letters, digits, `-` or `_`, starting with a letter "
+            "or digit.",
+            examples=["acme"],
+        ),
+    ]
+    scopes: list[KeyScope] = Field(
+        default_factory=lambda: list(KEY_SCOPES),
+        min_length=1,
+        description="`stream`: open audio sockets and close its sessions; `read`: list and download "
+        "its sessions and calls. Default: both.",
+    )
+    name: str = Field(default="", max_length=200, description="A note to recognise the key by.")
+
+
+class KeyInfo(HttpBody):
+    """A tenant key as listed: never the key itself."""
+
+    key_id: Annotated[
+        str, Field(description="The key's public id (its second part).", examples=["3f9a0c1b7d2e"])
+    ]
+    tenant: str
+    scopes: list[KeyScope]
+    name: str
+    created_at: Timestamp
+    revoked_at: float | None = Field(default=None, description="Unix time it was revoked; null while valid.")
+
+
+class KeyCreated(KeyInfo):
+    key: Annotated[
+        str, Field(description="The key, shown this once: voxbus keeps only its SHA-256.", examples=["vbk_…"])
+    ]
+
+
+class KeyList(HttpBody):
+    keys: list[KeyInfo]
+    count: int
 
 
 # -- calls ---------------------------------------------------------------------------------------

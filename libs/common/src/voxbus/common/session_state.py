@@ -43,6 +43,7 @@ class SessionState:
     session_id: str  # not a field: the key's suffix
     status: SessionStatus = SessionStatus.ACTIVE
     user_id: str = ""
+    tenant: str = ""  # the tenant of the key that opened it; "" the operator's
     protocol: str = ""
     format: str = ""  # the client's name for the format (`pcm`, `wav`, …): what the API shows
     codec: str | None = None
@@ -96,6 +97,7 @@ class SessionState:
             session_id=session_id,
             status=_status(text(SessionField.STATUS)),
             user_id=text(SessionField.USER_ID, ""),
+            tenant=text(SessionField.TENANT, ""),
             protocol=text(SessionField.PROTOCOL, ""),
             format=text(SessionField.FORMAT, ""),
             codec=text(SessionField.CODEC) or None,
@@ -135,6 +137,7 @@ class SessionUpdate:
 
     status: SessionStatus | None = None
     user_id: str | None = None
+    tenant: str | None = None
     protocol: str | None = None
     format: str | None = None
     codec: str | None = None
@@ -174,11 +177,13 @@ class SessionUpdate:
         pod: str,
         now: float,
         record: bool = True,
+        tenant: str = "",
     ) -> Self:
         """A new session's hash: active, nothing received yet, held by `pod`."""
         return cls(
             status=SessionStatus.ACTIVE,
             user_id=user_id,
+            tenant=tenant or None,  # the operator's sessions have none, as before tenants
             protocol=protocol,
             format=format_name,
             codec=audio_format.codec,

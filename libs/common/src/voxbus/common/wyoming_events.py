@@ -23,6 +23,7 @@ from voxbus.common.client_messages import (
     InternalError,
     InvalidApiKey,
     InvalidWearableParameter,
+    KeyLacksScope,
     MessageError,
     MessageTooLarge,
     SessionId,
@@ -129,6 +130,7 @@ def _reason(exc: ValidationError) -> str:
 # class must not rename a code clients and dashboards know
 REPLY_CODES: Final[dict[type[ErrorReply], str]] = {
     InvalidApiKey: "invalid-api-key",
+    KeyLacksScope: "key-lacks-scope",
     InvalidWearableParameter: "invalid-wearable-parameter",
     SessionNotFound: "session-not-found",
     TooManyConnections: "too-many-connections",

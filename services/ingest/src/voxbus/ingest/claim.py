@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from voxbus.common.api_keys import Principal
 from voxbus.common.client_messages import SessionNotFound, TooManyConnections, TooManySessions
 from voxbus.common.constants import Key, SessionStatus
 from voxbus.common.records import AudioFormat, EgressAudio, new_session_id
@@ -65,6 +66,7 @@ class SessionClaim:
         # labels() costs more than the increment: look them up once
         self._chunks_metric = metrics.CHUNKS.labels(protocol)
         self._bytes_metric = metrics.BYTES.labels(protocol)
+        self._tenant_bytes_metric = metrics.TENANT_BYTES.labels("-")  # the session's, once known
         self._protocol = protocol
 
     async def open(self, spec: SessionSpec) -> str:
@@ -78,11 +80,12 @@ class SessionClaim:
             raise RuntimeError("no stream after attaching")
         await self.stream.start(protocol=spec.protocol, user_id=spec.user_id, echo=spec.echo, resume=False)
         metrics.SESSIONS.labels(self._protocol, "new").inc()
+        self._count_tenant(spec.tenant)
         return session_id
 
-    async def resume(self, session_id: str) -> None:
+    async def resume(self, session_id: str, principal: Principal) -> None:
         state = await self.ctx.registry.read(session_id)
-        if state is None or state.status != SessionStatus.ACTIVE:
+        if state is None or state.status != SessionStatus.ACTIVE or not principal.owns(state.tenant):
             raise SessionRefused(SessionNotFound(session_id=session_id), 1008)
         await self._hold_slots(session_id)
         await self._attach(session_id, state.audio_format(), created_at=state.created_at)
@@ -95,6 +98,12 @@ class SessionClaim:
             protocol=state.protocol, user_id=state.user_id, echo=state.echo_settings(), resume=True
         )
         metrics.SESSIONS.labels(self._protocol, "resumed").inc()
+        self._count_tenant(state.tenant)
+
+    def _count_tenant(self, tenant: str) -> None:
+        label = tenant or "-"
+        metrics.TENANT_SESSIONS.labels(label).inc()
+        self._tenant_bytes_metric = metrics.TENANT_BYTES.labels(label)
 
     async def _hold_slots(self, session_id: str) -> None:
         """The session's connection slot, then a cluster-wide session slot; `SessionRefused`
@@ -156,6 +165,7 @@ class SessionClaim:
             delivery = failed
         self._chunks_metric.inc()
         self._bytes_metric.inc(len(data))
+        self._tenant_bytes_metric.inc(len(data))
         await self._acks.add(delivery, len(data), on_durable)
 
     async def drain(self) -> None:

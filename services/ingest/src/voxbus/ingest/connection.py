@@ -19,10 +19,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import replace
 from typing import Any, Protocol
 
 from aiohttp import WSMessage, WSMsgType, web
 
+from voxbus.common.api_keys import Principal
 from voxbus.common.call_events import CallEvent
 from voxbus.common.client_messages import ChunkTooLarge, ClientMessage, InternalError, MessageTooLarge
 from voxbus.common.records import AudioFormat, EgressAudio
@@ -33,7 +35,7 @@ from voxbus.ingest.acks import OnDurable
 from voxbus.ingest.claim import SessionClaim
 from voxbus.ingest.close_requests import next_close_request
 from voxbus.ingest.context import INGEST, IngestContext
-from voxbus.ingest.protocols.base import Adapter, Opening, SessionRefused
+from voxbus.ingest.protocols.base import Adapter, Opening, SessionRefused, auth_refusal
 from voxbus.ingest.sessions import SessionSpec
 
 log = logging.getLogger(__name__)
@@ -115,14 +117,25 @@ class SocketConnection:
             egress_lead=self.adapter.egress_lead,
         )
 
+    async def authenticate(self, key: str | None) -> Principal | None:
+        return await self.ctx.keys.principal(key)
+
     async def open(self, spec: SessionSpec) -> str:
-        session_id = await self.claim.open(spec)
+        """A new session, its key's tenant's."""
+        session_id = await self.claim.open(replace(spec, tenant=self._principal().session_tenant))
         self._claimed(session_id)
         return session_id
 
     async def resume(self, session_id: str) -> None:
-        await self.claim.resume(session_id)
+        """Another tenant's session is not found, as one that never was."""
+        await self.claim.resume(session_id, self._principal())
         self._claimed(session_id)
+
+    def _principal(self) -> Principal:
+        principal = self.adapter.principal
+        if principal is None:  # a connection is refused before it can open or resume anything
+            raise RuntimeError("no authenticated principal")
+        return principal
 
     def _claimed(self, session_id: str) -> None:
         """The session is this socket's: every log line of its reader names it, a close request
@@ -310,11 +323,9 @@ async def serve_socket(request: web.Request, adapter_class: type[Adapter]) -> we
     if refused is not None:
         metrics.REFUSED.labels(adapter_class.protocol, "auth").inc()
         return refused
+    principal = await adapter_class.authenticate(ctx.keys, request)
     opening = Opening(
-        query=request.query,
-        match_info=request.match_info,
-        transport=request.transport,
-        authenticated=adapter_class.authenticate(settings, request),
+        query=request.query, match_info=request.match_info, transport=request.transport, principal=principal
     )
     adapter = adapter_class(opening)
     # aiohttp refuses messages over max_msg_size with a bare 1009; up to twice the limit we read
@@ -323,12 +334,13 @@ async def serve_socket(request: web.Request, adapter_class: type[Adapter]) -> we
     # cost ingest 5-15% more CPU per frame
     ws = web.WebSocketResponse(max_msg_size=2 * settings.max_message_size_bytes, heartbeat=30, compress=False)
     await ws.prepare(request)
-    if not opening.authenticated:
+    refusal = auth_refusal(principal)
+    if refusal is not None:
         metrics.REFUSED.labels(adapter.protocol, "auth").inc()
-        reply = adapter.auth_error()
+        reply = adapter.auth_error(refusal)
         if reply is not None:
             await ws.send_str(adapter.render(reply))
-        await ws.close(code=adapter.auth_close_code, message=b"Invalid API key")
+        await ws.close(code=adapter.auth_close_code, message=refusal.error.encode())
         return ws
     await drive(ctx, ws, adapter)
     return ws

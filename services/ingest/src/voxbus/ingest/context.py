@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from voxbus.common.api_keys import TenantKeys
 from voxbus.common.bus.base import Bus
 from voxbus.common.settings import Settings
 from voxbus.common.store.base import StateStore
@@ -22,6 +23,7 @@ class IngestContext:
     settings: Settings
     bus: Bus
     store: StateStore
+    keys: TenantKeys  # who a request is: docs/security.md
     registry: SessionRegistry
     leases: LeaseKeeper
     router: EgressRouter

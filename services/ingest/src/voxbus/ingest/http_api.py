@@ -4,10 +4,11 @@ import re
 
 from aiohttp import hdrs, web
 
-from voxbus.common.api_keys import authorized
+from voxbus.common.api_keys import Principal
 from voxbus.common.constants import Key, SessionStatus
 from voxbus.common.http_bodies import (
     ErrorBody,
+    KeyScope,
     SessionCloseResult,
     SessionInfo,
     SessionList,
@@ -24,11 +25,16 @@ from voxbus.ingest.sessions import canonical_session_id, session_info
 _ZERO_SUFFIX = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.IGNORECASE)
 
 
-def _checked(request: web.Request) -> tuple[IngestContext, web.Response | None]:
+async def _caller(request: web.Request, scope: KeyScope) -> tuple[IngestContext, Principal] | web.Response:
+    """The context and who the request acts for, or the 401 (no valid key) or 403 (the key
+    lacks `scope`) to answer with."""
     ctx = request.app[INGEST]
-    if not authorized(ctx.settings, request):
-        return ctx, ErrorBody(error="Invalid API key").response(401)
-    return ctx, None
+    principal = await ctx.keys.of_request(request)
+    if principal is None:
+        return ErrorBody(error="Invalid API key").response(401)
+    if not principal.may(scope):
+        return ErrorBody(error=f"This API key lacks the {scope} scope").response(403)
+    return ctx, principal
 
 
 def _session_id(request: web.Request) -> tuple[str, web.Response | None]:
@@ -40,9 +46,10 @@ def _session_id(request: web.Request) -> tuple[str, web.Response | None]:
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    ctx, refused = _checked(request)
-    if refused:
-        return refused
+    caller = await _caller(request, "read")
+    if isinstance(caller, web.Response):
+        return caller
+    ctx, principal = caller
     query = request.query
     try:
         page = Page.from_query(query)
@@ -51,20 +58,28 @@ async def list_sessions(request: web.Request) -> web.Response:
     status = query.get("status")
     if status is not None and status not in {s.value for s in SessionStatus}:
         return ErrorBody(error="Invalid status", valid_values=[s.value for s in SessionStatus]).response(422)
-    items, next_cursor = await ctx.registry.list(user_id=query.get("user_id"), status=status, page=page)
+    items, next_cursor = await ctx.registry.list(
+        tenant=principal.tenant, user_id=query.get("user_id"), status=status, page=page
+    )
     return SessionList(
         sessions=items, count=len(items), next_cursor=None if next_cursor is None else repr(next_cursor)
     ).response()
 
 
-async def _session(request: web.Request) -> tuple[IngestContext, SessionState] | web.Response:
-    """The context and record of the session a request names, or the error response."""
-    ctx, refused = _checked(request)
+async def _session(
+    request: web.Request, scope: KeyScope = "read"
+) -> tuple[IngestContext, SessionState] | web.Response:
+    """The context and record of the session a request names, or the error response. Another
+    tenant's session is not found, as one that never was."""
+    caller = await _caller(request, scope)
+    if isinstance(caller, web.Response):
+        return caller
+    ctx, principal = caller
     session_id, invalid = _session_id(request)
-    if refused or invalid:
-        return refused or invalid  # type: ignore[return-value]
+    if invalid:
+        return invalid
     state = await ctx.registry.read(session_id)
-    if state is None:
+    if state is None or not principal.owns(state.tenant):
         return ErrorBody(error="Session not found", session_id=session_id).response(404)
     return ctx, state
 
@@ -78,7 +93,7 @@ async def get_session(request: web.Request) -> web.Response:
 
 
 async def close_session(request: web.Request) -> web.Response:
-    found = await _session(request)
+    found = await _session(request, "stream")
     if isinstance(found, web.Response):
         return found
     ctx, state = found
@@ -137,6 +152,8 @@ _TAG = "sessions"
 SESSION_ID = PathParam("The session's id: a UUID, in any letter case.", {"type": "string", "format": "uuid"})
 _SESSION_ID = {"session_id": SESSION_ID}
 _UNAUTHORIZED = Reply(description="Invalid API key (with `API_KEY` set).", body=ErrorBody)
+_READ_SCOPE = Reply(description="A tenant key without the `read` scope.", body=ErrorBody)
+_STREAM_SCOPE = Reply(description="A tenant key without the `stream` scope.", body=ErrorBody)
 _INVALID_ID = Reply(description="Not a session id.", body=ErrorBody)
 _NOT_FOUND = Reply(description="No such session.", body=ErrorBody)
 _WAV = {"type": "string", "contentMediaType": "audio/wav"}
@@ -144,6 +161,7 @@ _WAV_REPLIES = {
     200: Reply(description="The WAV file.", media_type="audio/wav", schema=_WAV),
     206: Reply(description="The range asked for.", media_type="audio/wav", schema=_WAV),
     401: _UNAUTHORIZED,
+    403: _READ_SCOPE,
     416: Reply(description="Range not satisfiable.", body=ErrorBody),
     422: _INVALID_ID,
 }
@@ -163,6 +181,7 @@ def add_routes(app: web.Application) -> None:
             replies={
                 200: Reply(description="A page of sessions.", body=SessionList),
                 401: _UNAUTHORIZED,
+                403: _READ_SCOPE,
                 422: Reply(description="An invalid `limit`, `cursor` or `status`.", body=ErrorBody),
             },
         ),
@@ -180,6 +199,7 @@ def add_routes(app: web.Application) -> None:
             replies={
                 200: Reply(description="The session.", body=SessionInfo),
                 401: _UNAUTHORIZED,
+                403: _READ_SCOPE,
                 404: _NOT_FOUND,
                 422: _INVALID_ID,
             },
@@ -201,6 +221,7 @@ def add_routes(app: web.Application) -> None:
             replies={
                 200: Reply(description="Closed; its recording is complete.", body=SessionCloseResult),
                 401: _UNAUTHORIZED,
+                403: _STREAM_SCOPE,
                 404: _NOT_FOUND,
                 422: _INVALID_ID,
                 504: Reply(

@@ -12,6 +12,9 @@ SESSIONS = Counter(
 )
 CHUNKS = Counter("voxbus_ingest_chunks_total", "Audio chunks received", ["protocol"])
 BYTES = Counter("voxbus_ingest_bytes_total", "Audio bytes received", ["protocol"])
+# per tenant (docs/security.md): "-" is the operator's; tenants are few, made by an admin
+TENANT_SESSIONS = Counter("voxbus_ingest_tenant_sessions_total", "Sessions started, by tenant", ["tenant"])
+TENANT_BYTES = Counter("voxbus_ingest_tenant_bytes_total", "Audio bytes received, by tenant", ["tenant"])
 EGRESS_BYTES = Counter("voxbus_ingest_egress_bytes_total", "Egress audio bytes sent to clients", ["protocol"])
 REJECTED = Counter(
     "voxbus_ingest_rejected_messages_total",

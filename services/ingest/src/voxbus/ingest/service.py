@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from voxbus.common.api_keys import TenantKeys
 from voxbus.common.bus.base import Bus
 from voxbus.common.constants import Topic
 from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, stop_tasks, supervised
 from voxbus.common.runtime.api_docs import route
 from voxbus.common.settings import Settings
-from voxbus.ingest import http_api, metrics, reaper, test_page
+from voxbus.ingest import http_api, keys_api, metrics, reaper, test_page
 from voxbus.ingest.acks import AckWriter
 from voxbus.ingest.connection import MIB, serve_socket
 from voxbus.ingest.context import INGEST, IngestContext
@@ -57,6 +58,7 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
             settings=settings,
             bus=bus,
             store=store,
+            keys=TenantKeys(settings, store),
             registry=SessionRegistry(store, pod=settings.pod_name),
             leases=leases,
             router=router,
@@ -126,6 +128,7 @@ def setup(app: web.Application) -> None:
     for path, adapter in ROUTES.items():
         route(app, "GET", path, functools.partial(serve_socket, adapter_class=adapter), SOCKETS[path])
     http_api.add_routes(app)
+    keys_api.add_routes(app)
     test_page.add_routes(app)
 
 

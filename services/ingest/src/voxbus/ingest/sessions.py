@@ -28,6 +28,7 @@ class SessionSpec:
     format: AudioFormat
     echo: EchoSettings
     record: bool = True  # False: the audio is echoed but not kept (a call in `echo` mode)
+    tenant: str = ""  # the tenant of the key that opened it ("" the operator's)
 
 
 class SessionRegistry(SessionHashes):
@@ -48,10 +49,14 @@ class SessionRegistry(SessionHashes):
             pod=self._pod,
             now=now,
             record=spec.record,
+            tenant=spec.tenant,
         )
         self.queue_update(batch, session_id, created)
         batch.zadd(Key.SESSIONS_ALL, {session_id: now})
         batch.zadd(Key.SESSIONS_BY_USER + spec.user_id, {session_id: now})
+        if spec.tenant:
+            batch.zadd(Key.SESSIONS_BY_TENANT + spec.tenant, {session_id: now})
+            batch.zadd(_tenant_user_index(spec.tenant, spec.user_id), {session_id: now})
         await batch.execute()
         return now
 
@@ -75,10 +80,14 @@ class SessionRegistry(SessionHashes):
         await batch.execute()
 
     async def list(
-        self, *, user_id: str | None, status: str | None, page: Page
+        self, *, tenant: str | None, user_id: str | None, status: str | None, page: Page
     ) -> tuple[list[SessionInfo], float | None]:
-        """Newest first, a page at a time (`listing.newest_first`)."""
-        index = Key.SESSIONS_BY_USER + user_id if user_id else Key.SESSIONS_ALL
+        """Newest first, a page at a time (`listing.newest_first`); only `tenant`'s, unless None
+        (the operator sees every tenant's)."""
+        if tenant is None:
+            index = Key.SESSIONS_BY_USER + user_id if user_id else Key.SESSIONS_ALL
+        else:
+            index = _tenant_user_index(tenant, user_id) if user_id else Key.SESSIONS_BY_TENANT + tenant
 
         async def read(session_ids: Sequence[str]) -> list[SessionInfo | None]:
             states = await self.read_many(list(session_ids))
@@ -90,11 +99,17 @@ class SessionRegistry(SessionHashes):
         return await newest_first(self._store, index, page, read)
 
 
+def _tenant_user_index(tenant: str, user_id: str) -> str:
+    # a tenant name has no "/": no tenant's index is another's
+    return f"{Key.SESSIONS_BY_TENANT}{tenant}/{user_id}"
+
+
 def session_info(state: SessionState) -> SessionInfo:
     """A session as the API shows it (0 for a rate or channel count not recorded)."""
     return SessionInfo(
         session_id=state.session_id,
         user_id=state.user_id,
+        tenant=state.tenant,
         status=state.status,
         protocol=state.protocol,
         sample_rate=state.sample_rate or 0,

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import Any, Final
 
+from voxbus.common.api_keys import OPERATOR
 from voxbus.common.settings import ListenError
 from voxbus.ingest.connection import drive
 from voxbus.ingest.context import IngestContext
@@ -67,7 +68,8 @@ class WyomingTcpServer:
             self._connections[task] = writer
         ctx = self._ctx
         adapter = WyomingTcpAdapter(
-            Opening(transport=writer.transport, authenticated=not ctx.settings.api_key)
+            # with API_KEY set, the key comes in audio-start
+            Opening(transport=writer.transport, principal=None if ctx.settings.api_key else OPERATOR)
         )
         deadline = None
         if not adapter.authenticated:

@@ -2,8 +2,7 @@
 
 from aiohttp import web
 
-from voxbus.common.api_keys import authorized
-from voxbus.common.http_bodies import CallCleared, CallList, CallListQuery, CallRecord, ErrorBody
+from voxbus.common.http_bodies import CallCleared, CallList, CallListQuery, CallRecord, ErrorBody, KeyScope
 from voxbus.common.listing import Page, PageError
 from voxbus.common.runtime.api_docs import Operation, PathParam, Reply, route
 from voxbus.telephony.context import TELEPHONY
@@ -12,10 +11,15 @@ PROVIDERS = ("vonage", "exotel", "twilio")
 _ID_LIMIT = 128
 
 
-def _refused(request: web.Request) -> web.Response | None:
-    if not authorized(request.app[TELEPHONY].settings, request):
+async def _operator(request: web.Request, scope: KeyScope) -> bool | web.Response:
+    """Whether the request is the operator's (a carrier's calls are: a tenant key sees none of
+    them), or the 401/403 to answer with."""
+    principal = await request.app[TELEPHONY].keys.of_request(request)
+    if principal is None:
         return ErrorBody(error="Invalid API key").response(401)
-    return None
+    if not principal.may(scope):
+        return ErrorBody(error=f"This API key lacks the {scope} scope").response(403)
+    return principal.is_operator
 
 
 def _not_found(call_id: str) -> web.Response:
@@ -23,8 +27,9 @@ def _not_found(call_id: str) -> web.Response:
 
 
 async def list_calls(request: web.Request) -> web.Response:
-    if refused := _refused(request):
-        return refused
+    operator = await _operator(request, "read")
+    if isinstance(operator, web.Response):
+        return operator
     query = request.query
     try:
         page = Page.from_query(query)
@@ -34,6 +39,8 @@ async def list_calls(request: web.Request) -> web.Response:
     if provider is not None and provider not in PROVIDERS:
         return ErrorBody(error="Invalid provider", valid_values=list(PROVIDERS)).response(422)
     status = query.get("status")
+    if not operator:
+        return CallList(calls=[], count=0, next_cursor=None).response()
     calls, next_cursor = await request.app[TELEPHONY].calls.list(
         provider=provider, status=status[:64] if status else None, page=page
     )
@@ -43,10 +50,12 @@ async def list_calls(request: web.Request) -> web.Response:
 
 
 async def get_call(request: web.Request) -> web.Response:
-    if refused := _refused(request):
-        return refused
+    operator = await _operator(request, "read")
+    if isinstance(operator, web.Response):
+        return operator
     call_id = request.match_info["call_id"]
-    call = await request.app[TELEPHONY].calls.read(call_id) if len(call_id) <= _ID_LIMIT else None
+    found = operator and len(call_id) <= _ID_LIMIT
+    call = await request.app[TELEPHONY].calls.read(call_id) if found else None
     if call is None:
         return _not_found(call_id)
     return call.response()
@@ -55,11 +64,12 @@ async def get_call(request: web.Request) -> web.Response:
 async def clear_call(request: web.Request) -> web.Response:
     """Barge-in: what the call's socket has queued for the caller is dropped (and the carrier's
     buffer cleared). 409 when the call has no live media socket."""
-    if refused := _refused(request):
-        return refused
+    operator = await _operator(request, "stream")
+    if isinstance(operator, web.Response):
+        return operator
     ctx = request.app[TELEPHONY]
     call_id = request.match_info["call_id"]
-    call = await ctx.calls.read(call_id) if len(call_id) <= _ID_LIMIT else None
+    call = await ctx.calls.read(call_id) if operator and len(call_id) <= _ID_LIMIT else None
     if call is None:
         return _not_found(call_id)
     if call.session_id is None or not await ctx.prompts.clear(call.session_id):
@@ -70,7 +80,8 @@ async def clear_call(request: web.Request) -> web.Response:
 _TAG = "calls"
 _CALL_ID = {"call_id": PathParam("The carrier's id of the call.", {"type": "string", "minLength": 1})}
 _UNAUTHORIZED = Reply(description="Invalid API key (with `API_KEY` set).", body=ErrorBody)
-_NOT_FOUND = Reply(description="No such call.", body=ErrorBody)
+_FORBIDDEN = Reply(description="A tenant key without the scope (`read`; `stream` to clear).", body=ErrorBody)
+_NOT_FOUND = Reply(description="No such call (a tenant key sees no carrier's calls).", body=ErrorBody)
 
 
 def add_routes(app: web.Application) -> None:
@@ -87,6 +98,7 @@ def add_routes(app: web.Application) -> None:
             replies={
                 200: Reply(description="A page of calls.", body=CallList),
                 401: _UNAUTHORIZED,
+                403: _FORBIDDEN,
                 422: Reply(description="An invalid `limit`, `cursor` or `provider`.", body=ErrorBody),
             },
         ),
@@ -104,6 +116,7 @@ def add_routes(app: web.Application) -> None:
             replies={
                 200: Reply(description="The call.", body=CallRecord),
                 401: _UNAUTHORIZED,
+                403: _FORBIDDEN,
                 404: _NOT_FOUND,
             },
         ),
@@ -121,6 +134,7 @@ def add_routes(app: web.Application) -> None:
             replies={
                 200: Reply(description="Dropped (and the carrier's buffer cleared).", body=CallCleared),
                 401: _UNAUTHORIZED,
+                403: _FORBIDDEN,
                 404: _NOT_FOUND,
                 409: Reply(description="The call has no live media socket.", body=ErrorBody),
             },

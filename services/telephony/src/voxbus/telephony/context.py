@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from voxbus.common.api_keys import TenantKeys
 from voxbus.common.bus.base import Bus
 from voxbus.common.call_state import CallRecords
 from voxbus.common.settings import Settings
@@ -14,6 +15,7 @@ from voxbus.telephony.prompts import Prompts
 class TelephonyContext:
     settings: Settings
     bus: Bus
+    keys: TenantKeys
     calls: CallRecords
     prompts: Prompts
     events_topic: str

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from voxbus.common.api_keys import TenantKeys
 from voxbus.common.call_state import CallRecords
 from voxbus.common.constants import Topic
 from voxbus.common.consumer import ConsumerLoop
@@ -39,6 +40,7 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
     app[TELEPHONY] = TelephonyContext(
         settings=settings,
         bus=app[BUS],
+        keys=TenantKeys(settings, app[STORE]),
         calls=CallRecords(app[STORE]),
         prompts=Prompts(app[BUS], app[STORE], egress_topic=settings.topic(Topic.EGRESS), greeting=greeting),
         events_topic=settings.topic(Topic.EVENTS),

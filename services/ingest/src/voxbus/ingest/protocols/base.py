@@ -20,9 +20,9 @@ from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
 
-from voxbus.common.api_keys import authorized
+from voxbus.common.api_keys import OPERATOR, Principal, TenantKeys
 from voxbus.common.call_events import CallEvent
-from voxbus.common.client_messages import ClientMessage, ErrorReply, InvalidApiKey
+from voxbus.common.client_messages import ClientMessage, ErrorReply, InvalidApiKey, KeyLacksScope
 from voxbus.common.records import AudioFormat, EgressAudio, EgressKind
 from voxbus.common.settings import Settings
 from voxbus.ingest.acks import OnDurable
@@ -37,16 +37,25 @@ class SessionRefused(Exception):
         self.reply, self.code = reply, code
 
 
+def auth_refusal(principal: Principal | None) -> ErrorReply | None:
+    """Why a connection presenting this principal may not send audio; None: it may."""
+    if principal is None:
+        return InvalidApiKey()
+    if not principal.may("stream"):
+        return KeyLacksScope(scope="stream")
+    return None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Opening:
     """What the client's connect request says: a WebSocket upgrade's query and path parameters
-    (a TCP connection has neither), its transport, and whether it presented a valid API key (or
-    none is configured)."""
+    (a TCP connection has neither), its transport, and who its API key makes it (None: no valid
+    key; the operator when none is configured)."""
 
     query: Mapping[str, str] = field(default_factory=dict)
     match_info: Mapping[str, str] = field(default_factory=dict)
     transport: asyncio.BaseTransport | None = None
-    authenticated: bool = True
+    principal: Principal | None = OPERATOR
 
 
 class Connection(Protocol):
@@ -74,6 +83,9 @@ class Connection(Protocol):
     @property
     def chunk_limit(self) -> int:
         """The largest binary message (audio chunk) taken, in bytes."""
+
+    async def authenticate(self, key: str | None) -> Principal | None:
+        """Who `key` makes the connection (a key sent in a message: Wyoming's audio-start token)."""
 
     async def open(self, spec: SessionSpec) -> str:
         """Create a session, claim it for this socket and start its stream; its id."""
@@ -127,6 +139,7 @@ class Adapter(ABC):
 
     def __init__(self, opening: Opening) -> None:
         self.opening = opening
+        self.principal = opening.principal  # whose sessions this socket opens (Wyoming: once known)
 
     @classmethod
     def refuse_upgrade(cls, settings: Settings, request: web.Request) -> web.Response | None:
@@ -135,10 +148,10 @@ class Adapter(ABC):
         return None
 
     @classmethod
-    def authenticate(cls, settings: Settings, request: web.Request) -> bool:
-        """Whether the upgraded socket may open a session (default: the API key, when one is
-        set); one that may not is closed with `auth_close_code`."""
-        return authorized(settings, request)
+    async def authenticate(cls, keys: TenantKeys, request: web.Request) -> Principal | None:
+        """Who the upgraded socket's sessions are for (default: as its API key says); None: it may
+        not open one, and is closed with `auth_close_code`."""
+        return await keys.of_request(request)
 
     @abstractmethod
     async def on_open(self, conn: Connection) -> bool:
@@ -175,9 +188,10 @@ class Adapter(ABC):
         await conn.send(reply)
         await conn.close(1009, reply.error)
 
-    def auth_error(self) -> ClientMessage | None:
-        """The message sent before closing on a bad key (None: close without a message)."""
-        return InvalidApiKey()
+    def auth_error(self, reply: ErrorReply) -> ClientMessage | None:
+        """The message sent before closing on a bad key or one lacking the `stream` scope (`reply`
+        says which; None: close without a message)."""
+        return reply
 
     def render(self, message: ClientMessage) -> str:
         """A message as this protocol writes it (default: the JSON `to_wire()`)."""

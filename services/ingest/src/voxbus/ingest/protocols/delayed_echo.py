@@ -9,6 +9,7 @@ from voxbus.common.client_messages import (
     EchoPong,
     EchoStreamFormat,
     EchoUnknownMessage,
+    ErrorReply,
     MessageError,
 )
 from voxbus.common.records import AudioFormat, EchoSettings
@@ -26,7 +27,7 @@ class DelayedEchoAdapter(EchoAdapter):
     protocol = "delayed_echo"
     auth_close_code = 4001
 
-    def auth_error(self) -> ClientMessage | None:
+    def auth_error(self, reply: ErrorReply) -> ClientMessage | None:
         return None  # its clients expect only the close code and reason
 
     async def on_open(self, conn: Connection) -> bool:

@@ -14,10 +14,11 @@ from typing import ClassVar, Final
 
 from aiohttp import web
 
+from voxbus.common.api_keys import OPERATOR, Principal, TenantKeys
 from voxbus.common.carrier_events import CarrierMessageError
 from voxbus.common.client_messages import InvalidCallMode
 from voxbus.common.records import AudioFormat
-from voxbus.common.settings import TELEPHONY_MODES, Settings, call_mode
+from voxbus.common.settings import TELEPHONY_MODES, call_mode
 from voxbus.common.stream_messages import (
     ClearOut,
     Connected,
@@ -74,8 +75,9 @@ class MediaStreamAdapter(CarrierAdapter):
         self._timers: list[asyncio.TimerHandle] = []  # marks waiting for their echoes
 
     @classmethod
-    def authenticate(cls, settings: Settings, request: web.Request) -> bool:
-        return True  # `refuse_upgrade` decides, as for the carrier's webhooks
+    async def authenticate(cls, keys: TenantKeys, request: web.Request) -> Principal | None:
+        # `refuse_upgrade` decides, as for the carrier's webhooks; a carrier's calls are the operator's
+        return OPERATOR
 
     @abstractmethod
     def plan(self, info: StartInfo) -> Plan:

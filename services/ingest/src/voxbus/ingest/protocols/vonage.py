@@ -21,6 +21,7 @@ from typing import ClassVar, Final
 
 from aiohttp import web
 
+from voxbus.common.api_keys import OPERATOR, Principal, TenantKeys
 from voxbus.common.carrier_events import CarrierMessageError
 from voxbus.common.client_messages import InvalidCallMode
 from voxbus.common.http_bodies import ErrorBody
@@ -73,8 +74,9 @@ class VonageAdapter(CarrierAdapter):
         return None
 
     @classmethod
-    def authenticate(cls, settings: Settings, request: web.Request) -> bool:
-        return True  # `refuse_upgrade` decides
+    async def authenticate(cls, keys: TenantKeys, request: web.Request) -> Principal | None:
+        # `refuse_upgrade` decides; a carrier's calls are the operator's
+        return OPERATOR
 
     def clear_message(self) -> str:
         return _CLEAR

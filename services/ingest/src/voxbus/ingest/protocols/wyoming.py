@@ -16,7 +16,6 @@ Over TCP (`WyomingTcpAdapter`) the key, when one is configured, comes in `audio-
 import logging
 from typing import ClassVar, Final
 
-from voxbus.common.api_keys import key_matches
 from voxbus.common.client_messages import (
     ClientMessage,
     ErrorReply,
@@ -45,7 +44,7 @@ from voxbus.common.wyoming_events import (
 )
 from voxbus.ingest import metrics
 from voxbus.ingest.opus_packets import OpusPacketCheck
-from voxbus.ingest.protocols.base import Adapter, Connection, Opening, SessionRefused
+from voxbus.ingest.protocols.base import Adapter, Connection, Opening, SessionRefused, auth_refusal
 from voxbus.ingest.protocols.text import InvalidJson, parse_json
 from voxbus.ingest.sessions import SessionSpec, canonical_session_id
 from voxbus.ingest.wearable_format import BARE, Options, WearableFormat, format_of
@@ -67,7 +66,6 @@ class WyomingAdapter(Adapter):
     def __init__(self, opening: Opening) -> None:
         super().__init__(opening)
         self._options = Options()
-        self._authenticated = opening.authenticated
         self._format: WearableFormat | None = None  # the open session's
         self._pending: EventHeader | None = None  # an audio-chunk header waiting for its payload
         self._discard_payload = False  # the next binary message is a refused event's payload
@@ -79,7 +77,7 @@ class WyomingAdapter(Adapter):
     @property
     def authenticated(self) -> bool:
         """The connection presented a valid key (or none is configured)."""
-        return self._authenticated
+        return self.principal is not None
 
     async def on_open(self, conn: Connection) -> bool:
         options = Options.of(self.opening.query, self.default_codec)
@@ -104,7 +102,7 @@ class WyomingAdapter(Adapter):
         except MessageError as exc:
             await self._reject(conn, Rejection.INVALID_EVENT, f"not a Wyoming event: {exc}")
             return
-        if not self._authenticated and header.type != EventType.AUDIO_START:
+        if self.principal is None and header.type != EventType.AUDIO_START:
             raise SessionRefused(InvalidApiKey(), 1008)  # TCP: the key comes first, in audio-start
         if header.type == EventType.AUDIO_CHUNK:
             await self._chunk_header(conn, header)
@@ -125,7 +123,7 @@ class WyomingAdapter(Adapter):
         if self._discard_payload:
             self._discard_payload = False
             return
-        if not self._authenticated:
+        if self.principal is None:
             raise SessionRefused(InvalidApiKey(), 1008)
         header, self._pending = self._pending, None
         try:
@@ -179,10 +177,12 @@ class WyomingAdapter(Adapter):
         except MessageError as exc:
             await self._reject(conn, Rejection.INVALID_EVENT, f"audio-start data: {exc}")
             return
-        if not self._authenticated:
-            if not key_matches(conn.settings, start.token):
-                raise SessionRefused(InvalidApiKey(), 1008)
-            self._authenticated = True
+        if self.principal is None:
+            principal = await conn.authenticate(start.token)
+            refusal = auth_refusal(principal)
+            if refusal is not None:
+                raise SessionRefused(refusal, 1008)
+            self.principal = principal
         fmt, problem = format_of(start, self._options)
         if fmt is None:
             await self._reject(conn, Rejection.INVALID_FORMAT, problem)
