@@ -5,14 +5,15 @@ session records from them, checked on the way for what must hold whatever the by
 import functools
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import hypothesis.strategies as st
 
 from tests.audio import encode, opus_packets, tone_and_noise
 from tests.unit.transcoder_containers.media import encode as encode_with_options
-from voxbus.transcoder.containers import OggDemuxer
+from voxbus.transcoder import wav
+from voxbus.transcoder.containers import ContainerError, FlacStream, OggDemuxer, WebmDemuxer
 from voxbus.transcoder.containers.xiph import xiph_unlace
 from voxbus.transcoder.decoders import DecodeError
 from voxbus.transcoder.pipeline import COMPRESSED_ALLOWANCE_SECONDS, COMPRESSED_MS_PER_BYTE, SessionPipeline
@@ -135,17 +136,52 @@ def record(source: Stream, chunks: Sequence[bytes]) -> Outcome:
         for chunk in chunks:
             received += len(chunk)
             out += pipeline.pieces(chunk)
-            _within_budget(sum(map(len, out)) // frame_bytes, received, source.rate)
+            _within_budget(source.codec, sum(map(len, out)) // frame_bytes, received, source.rate)
         out += pipeline.finish_pieces()
     except DecodeError as exc:
         assert str(exc).strip(), "a DecodeError without a reason"
         return Outcome(pcm=b"".join(out), error=str(exc))
     finally:
         assert time.monotonic() - started < HANG_SECONDS
-    _within_budget(sum(map(len, out)) // frame_bytes, received, source.rate)
+    _within_budget(source.codec, sum(map(len, out)) // frame_bytes, received, source.rate)
     return Outcome(pcm=b"".join(out), error=None)
 
 
-def _within_budget(frames: int, received: int, rate: int) -> None:
-    seconds = COMPRESSED_ALLOWANCE_SECONDS + received * COMPRESSED_MS_PER_BYTE / 1000
-    assert frames <= seconds * rate + 1, f"{frames} frames out of {received} bytes"
+def _within_budget(codec: str, frames: int, received: int, rate: int) -> None:
+    """WAV: a frame per byte at most (8-bit mono), at 8 kHz at least, resampled to `rate`.
+    Compressed codecs: the pipeline's budget, 20 ms per byte after the first 2 s."""
+    if codec == "wav":
+        limit = received * rate / wav.MIN_RATE
+    else:
+        limit = (COMPRESSED_ALLOWANCE_SECONDS + received * COMPRESSED_MS_PER_BYTE / 1000) * rate
+    assert frames <= limit + 1, f"{frames} frames out of {received} bytes"
+
+
+DEMUXERS: dict[str, Callable[[], OggDemuxer | WebmDemuxer | FlacStream]] = {
+    "ogg": OggDemuxer,
+    "webm": WebmDemuxer,
+    "flac": FlacStream,
+}
+
+
+def demux(codec: str, chunks: Sequence[bytes]) -> tuple[object, ...]:
+    """The verdict of the demuxer of `codec` ("ogg", "webm", "flac") on `chunks`: the packets (FLAC:
+    the frame bytes), the stream's description and whether it was cut short; or that it refused
+    them. Checks on the way that it refuses only with a ContainerError that says why, and never
+    gives more packet bytes than came in."""
+    demuxer = DEMUXERS[codec]()
+    out: list[bytes] = []
+    received = 0
+    try:
+        for chunk in chunks:
+            received += len(chunk)
+            fed = demuxer.feed(chunk)
+            out += [fed] if isinstance(fed, bytes) else fed
+            assert sum(map(len, out)) <= received, "more packet bytes than came in"
+        demuxer.end()
+    except ContainerError as exc:
+        assert str(exc).strip(), "a ContainerError without a reason"
+        return ("refused",)
+    # FLAC's frame bytes come as they arrive (cut where the chunks were); packets are packets
+    taken = (b"".join(out),) if isinstance(demuxer, FlacStream) else tuple(out)
+    return ("taken", taken, demuxer.info, demuxer.truncated)
