@@ -1,20 +1,28 @@
-"""One test per defect the properties or the fuzzer found, each the smallest input that showed it.
+"""One test per defect the properties or the fuzzer found, each the smallest input that showed it
+(the fuzzer's own are in its corpus, fuzz/corpus/<target>/defect-*).
 
 Each failed before its fix (an exception other than the parser's own, or a reply that could not
 be sent); docs/security.md ("Bad input") lists them.
 """
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tests.properties.streams import vorbis_headers
+from fuzz.harness import cuts
+from tests.audio import encode, tone_and_noise
+from tests.properties.streams import Stream, record, vorbis_headers
 from tests.unit.transcoder_containers.builders import block_payload, ebml_header, element, track_entry
 from voxbus.transcoder.containers import ContainerError, WebmDemuxer
 from voxbus.transcoder.containers import matroska_ids as ids
 from voxbus.transcoder.containers.xiph import xiph_lace
-from voxbus.transcoder.decoders import DecodeError
+from voxbus.transcoder.decoders import DecodeError, Mp3Decoder
 from voxbus.transcoder.pipeline import SessionPipeline
+
+CORPUS = Path(__file__).resolve().parents[2] / "fuzz" / "corpus"
 
 
 @pytest.mark.parametrize("rate", [math.nan, math.inf, -math.inf, 1e308])
@@ -39,3 +47,50 @@ def test_a_discard_padding_wider_than_8_bytes_is_refused() -> None:
     )
     with pytest.raises(ContainerError, match="signed integer element of 200 bytes"):
         WebmDemuxer().feed(data)
+
+
+def test_an_aac_stream_of_31_channels_is_refused_not_a_crash() -> None:
+    """Was a segmentation fault (PyAV's to_ndarray() on a planar frame of more than 8 channels),
+    which ended the transcoder and every session it held: found by the fuzzer (fuzz/aac.py).
+    In a process of its own, so that a crash fails this test rather than ending the run."""
+    program = (
+        "import sys\n"
+        "from voxbus.transcoder.decoders import DecodeError\n"
+        "from voxbus.transcoder.pipeline import SessionPipeline\n"
+        "pipeline = SessionPipeline.for_codec('aac', rate=16000, channels=1)\n"
+        "try:\n"
+        "    pipeline.push(sys.stdin.buffer.read())\n"
+        "except DecodeError as exc:\n"
+        "    print(exc)\n"
+    )
+    data = (CORPUS / "aac" / "defect-31-channels.aac").read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-c", program], input=data, capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert "the stream decodes to 31 channels; voxbus takes 1-8" in done.stdout.decode()
+
+
+def test_an_mp3_frame_takes_the_rate_of_its_own_header() -> None:
+    """Was the rate FFmpeg's parser had last seen while reading ahead: at a change of rate (two
+    files one after the other) a 16 kHz frame was recorded as 44.1 kHz, or not, depending on
+    how the stream was cut; found by the fuzzer (fuzz/mp3.py) in damaged bytes."""
+    first = encode(tone_and_noise(0.3, 16000, 1), 16000, container="mp3", codec="libmp3lame", bit_rate=32_000)
+    second = encode(
+        tone_and_noise(0.3, 44100, 1), 44100, container="mp3", codec="libmp3lame", bit_rate=64_000
+    )
+    data = first + second
+    decoded = []
+    for chunks in ([data], [data[i : i + 1] for i in range(len(data))]):
+        decoder = Mp3Decoder()
+        blocks = [block for chunk in chunks for block in decoder.decode(chunk)] + decoder.flush()
+        decoded.append([(len(block.samples), block.rate) for block in blocks])
+    assert decoded[0] == decoded[1]
+    # MPEG-2 frames (576 samples) are the 16 kHz file's, MPEG-1 frames (1152) the 44.1 kHz one's
+    assert {(576, 16000), (1152, 44100)} == set(decoded[0])
+
+
+def test_damaged_mp3_records_the_same_audio_however_it_is_cut() -> None:
+    data = (CORPUS / "mp3" / "defect-rate-from-junk.mp3").read_bytes()
+    source = Stream(name="mp3", codec="mp3", rate=16000, channels=1, data=data)
+    assert record(source, cuts(data)) == record(source, [data])

@@ -17,7 +17,7 @@ from voxbus.transcoder.containers import ContainerError, FlacStream, OggDemuxer,
 from voxbus.transcoder.id3 import Id3Skipper
 from voxbus.transcoder.opus import LibopusDecoder, OpusDecodeError
 from voxbus.transcoder.samples import ALAW, MULAW, FrameAligner, Samples, finite, g711_decode
-from voxbus.transcoder.wav import WavDataReader, WavError, WavFormat, WavHeaderParser
+from voxbus.transcoder.wav import MAX_CHANNELS, WavDataReader, WavError, WavFormat, WavHeaderParser
 
 OPUS_RATES: Final = (8000, 12000, 16000, 24000, 48000)
 _OPUS_MAX_FRAME_SECONDS: Final = 0.12
@@ -257,7 +257,7 @@ class AvDecoder(Decoder):
 
     def _decode_packet(self, packet: Any) -> list[Block]:
         try:
-            return [_frame_block(frame) for frame in self._context.decode(packet)]
+            frames = self._context.decode(packet)
         except av.error.InvalidDataError:
             if not self._parse:
                 raise DecodeError(f"invalid {self._codec} packet") from None
@@ -266,6 +266,11 @@ class AvDecoder(Decoder):
             return []
         except av.error.FFmpegError as exc:
             raise DecodeError(f"invalid {self._codec} data: {exc}") from exc
+        # The rate the decoder read in the frame's own header, which it leaves in the context. A
+        # frame is stamped with the context's rate as it was when decoding began, and a parser
+        # (mp3) sets that from headers it finds as it reads ahead: at a rate change the frame
+        # before it, and in damaged bytes whatever looked like a header, would take a wrong rate.
+        return [_frame_block(frame, self._context.sample_rate) for frame in frames]
 
     def _packets(self, data: bytes | None) -> list[Any]:
         if not self._parse:
@@ -283,9 +288,13 @@ class AvDecoder(Decoder):
         return [*packets, None]
 
 
-def _frame_block(frame: av.AudioFrame) -> Block:
-    array = frame.to_ndarray()
+def _frame_block(frame: av.AudioFrame, rate: int) -> Block:
     channels = frame.layout.nb_channels
+    if channels > MAX_CHANNELS:
+        # PyAV reads the planes of a planar frame past the 8 an AVFrame holds inline: with more
+        # channels (an AAC stream's PCE may declare 31) to_ndarray() crashes the process
+        raise DecodeError(f"the stream decodes to {channels} channels; voxbus takes 1-{MAX_CHANNELS}")
+    array = frame.to_ndarray()
     samples = array.T if frame.format.is_planar else array.reshape(-1, channels)
     if samples.dtype == np.float64:
         samples = samples.astype(np.float32)
@@ -293,7 +302,7 @@ def _frame_block(frame: av.AudioFrame) -> Block:
         samples = finite(samples)
     elif samples.dtype == np.uint8:
         samples = (samples.astype(np.int16) - 128) << 8
-    return Block(np.ascontiguousarray(samples), frame.sample_rate)
+    return Block(np.ascontiguousarray(samples), rate or frame.sample_rate)
 
 
 class Mp3Decoder(Decoder):
