@@ -1,7 +1,7 @@
 # Two commands for a fresh machine: `make run` and `make test` (see README.md).
 # `make bench` runs the benchmark suite (about 17 minutes) and rewrites docs/benchmarks.md and
-# docs/capacity.md from what it measured.
-.PHONY: run test lint typecheck pytest bench
+# docs/capacity.md from what it measured; `make soak` runs the 30-minute soak and rewrites docs/soak.md.
+.PHONY: run test lint typecheck pytest bench soak
 
 UV := uv run --frozen
 
@@ -26,5 +26,8 @@ pytest:
 
 bench:
 	scripts/bootstrap.sh test
-	npm ci --prefix bench/loadgen --no-audit --no-fund --silent
 	$(UV) python -m bench.suite
+
+soak:
+	scripts/bootstrap.sh test
+	$(UV) python -m bench.soak

@@ -93,4 +93,8 @@ if [ "$purpose" = test ]; then
     uv run --frozen python -m voxbus.devinfra fetch
   fi
   ensure_kustomize
+  # the Node.js load generator (bench/loadgen): the soak's test and the benchmark suite drive it
+  ensure_apt_packages cmd:node nodejs cmd:npm npm
+  say "installing the load generator's packages (npm ci, bench/loadgen)"
+  npm ci --prefix bench/loadgen --no-audit --no-fund --silent
 fi
