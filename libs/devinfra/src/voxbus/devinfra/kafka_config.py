@@ -21,16 +21,29 @@ def random_cluster_id() -> str:
             return cluster_id
 
 
-def server_properties(broker_port: int, controller_port: int, log_dir: Path) -> str:
+def server_properties(
+    broker_port: int, controller_port: int, log_dir: Path, *, proxied: tuple[int, int] | None = None
+) -> str:
     """The broker config. A static `controller.quorum.voters` makes StorageTool format
-    without `--standalone` (that flag is for the dynamic `controller.quorum.bootstrap.servers`)."""
+    without `--standalone` (that flag is for the dynamic `controller.quorum.bootstrap.servers`).
+
+    `proxied` (listen port, advertised port): a second listener, PROXIED, for clients that reach
+    the broker through a TCP proxy. A client is told to reconnect to the address advertised for
+    the listener it came in on: through this one, the proxy's, so it stays behind the proxy."""
+    listeners = f"PLAINTEXT://{LOOPBACK}:{broker_port},CONTROLLER://{LOOPBACK}:{controller_port}"
+    advertised = f"PLAINTEXT://{LOOPBACK}:{broker_port}"
+    protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if proxied is not None:
+        listeners += f",PROXIED://{LOOPBACK}:{proxied[0]}"
+        advertised += f",PROXIED://{LOOPBACK}:{proxied[1]}"
+        protocols += ",PROXIED:PLAINTEXT"
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{LOOPBACK}:{controller_port}",
-        "listeners": f"PLAINTEXT://{LOOPBACK}:{broker_port},CONTROLLER://{LOOPBACK}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{broker_port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listeners": listeners,
+        "advertised.listeners": advertised,
+        "listener.security.protocol.map": protocols,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(log_dir),
