@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -9,6 +10,7 @@ from typing import Any, Final
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError, ResponseError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from voxbus.common.store.base import (
     ALL_SCORES,
@@ -40,6 +42,13 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 0
 """
+
+log = logging.getLogger(__name__)
+
+# what a listener is handed when the pub/sub connection is back after it was lost: whatever was
+# published meanwhile is gone, so a waiter looks again at what it waits for
+RECONNECTED: Final = ""
+_RECONNECT_SECONDS: Final = 0.5  # between attempts while Redis is away
 
 _CLAIM_SLOT: Final = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
@@ -97,11 +106,28 @@ class _PubSubHub:
                 await self._pubsub.unsubscribe(*idle)
 
     async def _read(self) -> None:
+        """Hand every message to its channel's listeners, for the life of the store. When Redis
+        goes away the next read reconnects and subscribes again (redis-py), and once it has,
+        every listener is woken with `RECONNECTED`."""
+        lost = False
         while True:
             if not self._pubsub.subscribed:
                 await asyncio.sleep(0.05)  # nothing subscribed: get_message would return at once
                 continue
-            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            try:
+                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except (RedisError, OSError) as exc:
+                if not lost:
+                    log.warning("Redis pub/sub connection lost; reconnecting", extra={"reason": repr(exc)})
+                lost = True
+                await asyncio.sleep(_RECONNECT_SECONDS)  # Redis is away: nothing announces its return
+                continue
+            if lost:
+                lost = False
+                log.info("Redis pub/sub connection back")
+                for channel, listeners in self._listeners.items():
+                    for queue in listeners:
+                        queue.put_nowait(StoreMessage(channel, RECONNECTED))
             if message is None:
                 continue
             channel = str(message["channel"])
@@ -121,8 +147,17 @@ class RedisStore(StateStore):
 
     def __init__(self, url: str) -> None:
         self._url = url
-        # a blocking pool: under load a command waits for a free connection instead of failing
-        pool = BlockingConnectionPool.from_url(url, decode_responses=True, max_connections=64, timeout=10)
+        # a blocking pool: under load a command waits for a free connection instead of failing.
+        # Maintenance notifications off: with them on ("auto", redis-py's default) the pool hands
+        # out a connection without checking that Redis closed it, so after a Redis restart every
+        # pooled connection failed its next command
+        pool = BlockingConnectionPool.from_url(
+            url,
+            decode_responses=True,
+            max_connections=64,
+            timeout=10,
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
+        )
         self._redis: Redis = Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
         self._expire_if_equal = self._redis.register_script(_EXPIRE_IF_EQUAL)
         self._delete_if_equal = self._redis.register_script(_DELETE_IF_EQUAL)
