@@ -136,9 +136,11 @@ class SocketLog:
     opened: float
     greeting: int | None = None  # the greeting's chunk_count
     acks: list[int] = field(default_factory=list)  # every ack's chunk_count, as they came
+    acked_at: list[float] = field(default_factory=list)  # when each came
     failed: int = 0  # "Failed to process chunk" answers
     errors: list[str] = field(default_factory=list)  # error replies (refusals)
     final: dict[str, Any] | None = None  # the close's reply
+    final_at: float | None = None
     close_code: int | None = None
     close_reason: str = ""
     ended: float | None = None
@@ -154,10 +156,11 @@ class SocketLog:
                 self.greeting = int(body["chunk_count"])
             elif said == "Chunk processed successfully":
                 self.acks.append(int(body["chunk_count"]))
+                self.acked_at.append(at)
             elif said == "Failed to process chunk":
                 self.failed += 1
             elif said in ("Session closed successfully", "Session failed", "Session close timed out"):
-                self.final = body
+                self.final, self.final_at = body, at
             return body
         ending = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
         if message.type in ending and self.ended is None:
@@ -271,6 +274,7 @@ class FaultRun:
     def __init__(self, tmp_path: Path, *, seed: int, sessions: int = SESSIONS, seconds: float = 30.0) -> None:
         self.seed, self.seconds = seed, seconds
         self.rng = random.Random(seed)
+        self._tmp_path = tmp_path
         self._sent = tmp_path / "sent"
         self._sent.mkdir(exist_ok=True)
         self.sessions = [self._session(index) for index in range(sessions)]
@@ -385,7 +389,10 @@ class FaultRun:
         async with aiohttp.ClientSession() as http:
             for log in self.sessions:
                 await self._fetch(http, log)
-        return Outcome(self, list(processes))
+        outcome = Outcome(self, list(processes))
+        # what happened, passed or not, beside the processes' logs
+        (self._tmp_path / "faults.txt").write_text(outcome.report("the run"))
+        return outcome
 
     async def _stream_one(self, log: SessionLog) -> None:
         resolver = self.ingress.resolver(random.Random(f"{self.seed}/{log.index}"))
