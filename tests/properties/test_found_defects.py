@@ -5,6 +5,8 @@ Each failed before its fix (an exception other than the parser's own, or a reply
 be sent); docs/security.md ("Bad input") lists them.
 """
 
+import base64
+import json
 import math
 import subprocess
 import sys
@@ -14,8 +16,12 @@ import pytest
 
 from fuzz.harness import cuts
 from tests.audio import encode, tone_and_noise
+from tests.properties.clients import drive, nested
 from tests.properties.streams import Stream, record, vorbis_headers
 from tests.unit.transcoder_containers.builders import block_payload, ebml_header, element, track_entry
+from voxbus.common.carrier_events import CarrierMessageError
+from voxbus.common.stream_messages import MAX_PAYLOAD_BYTES, Media, parse_stream_event
+from voxbus.common.vonage_messages import Connected
 from voxbus.transcoder.containers import ContainerError, WebmDemuxer
 from voxbus.transcoder.containers import matroska_ids as ids
 from voxbus.transcoder.containers.xiph import xiph_lace
@@ -94,3 +100,43 @@ def test_damaged_mp3_records_the_same_audio_however_it_is_cut() -> None:
     data = (CORPUS / "mp3" / "defect-rate-from-junk.mp3").read_bytes()
     source = Stream(name="mp3", codec="mp3", rate=16000, channels=1, data=data)
     assert record(source, cuts(data)) == record(source, [data])
+
+
+@pytest.mark.parametrize("path", ["/api/ws/audio", "/ws/echo"])
+def test_json_nested_nearly_as_deep_as_the_parser_goes_is_refused(path: str) -> None:
+    """Was a RecursionError while quoting it back (`UnknownMessageType.received`): the driver
+    closed the socket with 1011, the session protocol's and /ws/echo's alike. Now JSON nested
+    deeper than 64 arrays and objects is not JSON voxbus reads."""
+    sent = [nested(depth) for depth in (65, *range(900, 1100))]
+    outcome = drive(path, sent)
+    assert outcome.refused is None and outcome.connection.closed is None
+    invalid = "Invalid JSON format"
+    assert all(invalid in reply for reply in outcome.connection.sent[-len(sent) :])
+
+
+@pytest.mark.parametrize("rate", ["²", "1" + "0" * 4300])
+def test_an_exotel_sample_rate_int_cannot_read_is_refused(rate: str) -> None:
+    """Was ValueError from int(): "²" is a digit to str.isdigit(), and int() reads at most 4300."""
+    outcome = drive("/ws/exotel", query={"sample-rate": rate})
+    assert outcome.refused is not None
+    assert (outcome.refused.code, outcome.refused.reply.error) == (1008, "Invalid sample rate")
+
+
+def test_a_vonage_rate_of_more_digits_than_int_reads_is_refused() -> None:
+    """Was ValueError from int() in `Connected.rate()`: the call ended with 1011."""
+    event = Connected.model_validate(
+        {"event": "websocket:connected", "content-type": "audio/l16;rate=1" + "0" * 4300}
+    )
+    with pytest.raises(CarrierMessageError, match="is not audio/l16 at 8000, 16000, 24000") as refused:
+        event.rate()
+    assert refused.value.reason == "content_type"
+
+
+def test_a_media_payload_a_byte_over_its_limit_is_refused() -> None:
+    """Was taken: the limit was checked on the base64 text only, which leaves 3 bytes unsure."""
+    payload = base64.b64encode(bytes(MAX_PAYLOAD_BYTES + 1)).decode()
+    event = parse_stream_event(json.dumps({"event": "media", "media": {"payload": payload}}))
+    assert isinstance(event, Media)
+    with pytest.raises(CarrierMessageError, match="over 102400 bytes") as refused:
+        event.audio()
+    assert refused.value.reason == "too_large"

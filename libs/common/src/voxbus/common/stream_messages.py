@@ -71,15 +71,19 @@ class Media(_Inbound):
     media: MediaPayload
 
     def audio(self) -> bytes:
-        """The payload's bytes; `CarrierMessageError("bad_base64")` when it is not base64 or
-        decodes to more than `MAX_PAYLOAD_BYTES`."""
+        """The payload's bytes; `CarrierMessageError`: "bad_base64" when it is not base64,
+        "too_large" when it decodes to more than `MAX_PAYLOAD_BYTES`."""
         text = self.media.payload
-        if len(text) > (MAX_PAYLOAD_BYTES * 4) // 3 + 4:
-            raise CarrierMessageError("too_large", f"a media payload over {MAX_PAYLOAD_BYTES} bytes")
+        too_large = CarrierMessageError("too_large", f"a media payload over {MAX_PAYLOAD_BYTES} bytes")
+        if len(text) > (MAX_PAYLOAD_BYTES * 4) // 3 + 4:  # refused before it is decoded
+            raise too_large
         try:
-            return base64.b64decode(text, validate=True)
+            audio = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise CarrierMessageError("bad_base64", f"media payload is not base64: {exc}") from None
+        if len(audio) > MAX_PAYLOAD_BYTES:  # the few bytes base64's length leaves unsure
+            raise too_large
+        return audio
 
 
 class DtmfInfo(_Inbound):

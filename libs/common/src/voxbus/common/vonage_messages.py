@@ -18,7 +18,8 @@ from voxbus.common.carrier_events import CarrierMessageError, parse_event, valid
 
 VONAGE_RATES: Final = (8000, 16000, 24000)
 CALL_ID_MAX: Final = 128  # characters of a call id (Vonage's are 36-character UUIDs)
-_CONTENT_TYPE = re.compile(r"\s*audio/l16\s*;\s*rate\s*=\s*(\d+)\s*", re.IGNORECASE)
+# a rate of at most 6 digits: int() refuses more than 4300, and no rate voxbus takes has 7
+_CONTENT_TYPE = re.compile(r"\s*audio/l16\s*;\s*rate\s*=\s*(\d{1,6})\s*", re.IGNORECASE)
 
 
 class _Outbound(BaseModel):

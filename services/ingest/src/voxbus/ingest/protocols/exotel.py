@@ -51,7 +51,8 @@ class ExotelAdapter(MediaStreamAdapter):
 
     def _query_rate(self) -> int | None:
         given = self.opening.query.get("sample-rate", "8000")
-        return int(given) if given.isdigit() else None
+        # isdigit() alone takes "²", which int() refuses, and so are more than 4300 digits
+        return int(given) if given.isascii() and given.isdigit() and len(given) <= 6 else None
 
     def plan(self, info: StartInfo) -> Plan:
         if info.media_format.mulaw:

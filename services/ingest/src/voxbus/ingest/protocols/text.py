@@ -5,9 +5,11 @@ import json
 import math
 from typing import Any
 
+from voxbus.common.json_depth import MAX_DEPTH, within_depth
+
 
 class InvalidJson(ValueError):
-    """Not RFC 8259 JSON, or nested deeper than the parser goes."""
+    """Not RFC 8259 JSON, or nested deeper than voxbus reads."""
 
 
 def _no_constant(name: str) -> Any:
@@ -23,9 +25,12 @@ def _finite(literal: str) -> float:
 
 def parse_json(text: str) -> Any:
     """The value `text` holds; `InvalidJson` for malformed text, NaN/Infinity (which `json.loads`
-    accepts but JSON has not), numbers too large for a double, and nesting deep enough to exhaust
-    the parser's recursion."""
+    accepts but JSON has not), numbers too large for a double, and nesting deeper than
+    `MAX_DEPTH` (the parser's own recursion gives up later than a reply quoting it would)."""
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError) as exc:
         raise InvalidJson(str(exc)) from None
+    if not within_depth(value):
+        raise InvalidJson(f"nested deeper than {MAX_DEPTH} arrays and objects")
+    return value
