@@ -1,9 +1,12 @@
-"""After the faults: the services that are not on the recording path do their work again. A new
-echo session hears its chunks back; a new Vonage call's digits reach its call record through
-`voxbus.events` and the telephony consumer group."""
+"""Clients the fault tests check the services with. After the faults, the services that are not
+on the recording path do their work again: a new echo session hears its chunks back; a new Vonage
+call's digits reach its call record through `voxbus.events` and the telephony consumer group. And
+the connector of a client that will stop reading."""
 
 import json
+import socket
 import uuid
+from typing import Any
 
 import aiohttp
 
@@ -56,3 +59,16 @@ async def telephony_answers(http: aiohttp.ClientSession, telephony: Process, ing
         await eventually(digits_recorded, what=f"the digits of call {call_id} in its record", timeout=30)
     finally:
         await line.hang_up()
+
+
+def stalling_connector() -> aiohttp.TCPConnector:
+    """For a client that will stop reading: its socket's receive buffer is a few KB, so what the
+    server sends it backs up at once rather than after the kernel's megabytes."""
+
+    def small_receive_buffer(addr_info: Any) -> socket.socket:
+        family, kind, proto, _, _ = addr_info
+        sock = socket.socket(family=family, type=kind, proto=proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        return sock
+
+    return aiohttp.TCPConnector(socket_factory=small_receive_buffer)

@@ -78,6 +78,7 @@ class SocketConnection:
         self._close_requests: asyncio.Task[None] | None = None  # from `hear_close_requests` on
         self._ending_from_outside = False  # that task answers one: it ends the socket, uncut
         self._egress_metric = metrics.EGRESS_BYTES.labels(adapter.protocol)
+        self._egress_dropped = metrics.EGRESS_DROPPED.labels(adapter.protocol)
         self.deadline_changed = asyncio.Event()  # a session was claimed: the watchdog looks again
 
     # -- the session, as the adapter asks for it (protocols.base.Connection) -----------------
@@ -312,7 +313,15 @@ class SocketConnection:
             )
 
     async def _deliver(self, egress: EgressAudio) -> None:
-        if not self.wire.closed and await self.adapter.on_egress(self, egress):
+        """Egress from the pod's one egress router, which every socket of the pod waits behind:
+        a send to a client whose send buffer is full would wait until it reads, so while what
+        was sent to it before is still unsent, the audio is dropped (and counted) instead."""
+        if self.wire.closed:
+            return
+        if self.writes_backed_up():
+            self._egress_dropped.inc(len(egress.audio))
+            return
+        if await self.adapter.on_egress(self, egress):
             self._egress_metric.inc(len(egress.audio))
 
 

@@ -16,6 +16,11 @@ BYTES = Counter("voxbus_ingest_bytes_total", "Audio bytes received", ["protocol"
 TENANT_SESSIONS = Counter("voxbus_ingest_tenant_sessions_total", "Sessions started, by tenant", ["tenant"])
 TENANT_BYTES = Counter("voxbus_ingest_tenant_bytes_total", "Audio bytes received, by tenant", ["tenant"])
 EGRESS_BYTES = Counter("voxbus_ingest_egress_bytes_total", "Egress audio bytes sent to clients", ["protocol"])
+EGRESS_DROPPED = Counter(
+    "voxbus_ingest_egress_dropped_bytes_total",
+    "Egress audio bytes not sent: the client was not reading (what was sent to it before was still unsent)",
+    ["protocol"],
+)
 REJECTED = Counter(
     "voxbus_ingest_rejected_messages_total",
     "Client messages refused while the connection went on (or, where the framing was lost, ended)",
@@ -66,7 +71,7 @@ def declare(protocols: Mapping[str, Iterable[str]]) -> None:
         SOCKETS.labels(protocol)
         for start in ("new", "resumed"):
             SESSIONS.labels(protocol, start)
-        for family in (CHUNKS, BYTES, EGRESS_BYTES):
+        for family in (CHUNKS, BYTES, EGRESS_BYTES, EGRESS_DROPPED):
             family.labels(protocol)
         for reason in REFUSAL_REASONS:
             REFUSED.labels(protocol, reason)
