@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +78,19 @@ class Process:
     """One `voxbus serve NAME` process (NAME "up": `voxbus up`, every service in one process)
     that can be stopped, killed and started again."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        port: int | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
+        """`preexec_fn`: run in the child before it starts (a resource limit of its own)."""
         self.name, self.env, self.log_dir = name, env, log_dir
         self.port = port or free_port()
+        self._preexec_fn = preexec_fn
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -97,6 +107,7 @@ class Process:
                 env={**os.environ, "POD_NAME": f"{self.name}-{self.port}", **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=self._preexec_fn,  # noqa: PLW1509 - a limit set in the child, before exec
             )
 
     async def ready(self, timeout: float = 60.0) -> None:

@@ -101,7 +101,7 @@ def test_the_cluster_rules_pass_promtool() -> None:
         [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 11 rules found" in result.stdout
+    assert "SUCCESS: 12 rules found" in result.stdout
 
 
 async def test_a_local_cluster_behind_haproxy_survives_an_ingest_restart_and_spreads_webhooks(

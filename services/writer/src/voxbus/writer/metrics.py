@@ -10,6 +10,10 @@ FINALIZED = Counter(
     "voxbus_writer_sessions_finalized_total", "Sessions whose files were completed", ["status"]
 )
 GAPS = Counter("voxbus_writer_gaps_total", "PCM chunks that started past the end of the file")
+WRITE_ERRORS = Counter(
+    "voxbus_writer_write_errors_total",
+    "Recordings that could not be written (a full disk, a file-size limit, an I/O error): each ends `error`",
+)
 BAD_CHUNKS = Counter("voxbus_writer_bad_chunks_total", "PCM chunks without a position, skipped")
 OPEN = Gauge("voxbus_writer_open_sessions", "Session files open in this process")
 EVICTED = Counter(

@@ -12,6 +12,10 @@ Open files are bounded: at most `max_open` sessions keep their files open (an LR
 recently written one is closed, after its own checkpoint (fsync, then `written_frames`), when
 another session needs its files; if more audio comes for it, it is resumed from that checkpoint
 like a recording after a restart. A client that connects and drops holds no file for long.
+
+A session whose files cannot be written (the disk is full, a file-size limit, an I/O error) ends
+`error` with the reason at the end of the batch, and the other sessions go on: a crash would
+replay the batch into the same error for ever, and every session of the partition with it.
 """
 
 import asyncio
@@ -21,7 +25,7 @@ import resource
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,6 @@ from voxbus.common.bus.base import Bus, ConsumedRecord, TopicPartition
 from voxbus.common.constants import Key, SessionStatus
 from voxbus.common.records import (
     AudioChunk,
-    AudioFormat,
     RecordError,
     SessionError,
     SessionFinalized,
@@ -66,6 +69,9 @@ class _Open:
     frame_bytes: int
     keep: bool = True  # False: the session's audio is not kept (its files stay empty)
     dirty: bool = False
+    failed: str | None = None  # why its files could not be written: it ends `error`
+    seq: int = 0  # of its latest chunk, and that chunk's arrival: what a failure is announced with
+    ts_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,7 @@ class WriteHandler:
         self._opening: set[asyncio.Future[SessionRecording]] = set()
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._arrivals: list[int] = []  # ingest times (ns) of the chunks written since the last flush
+        self._unopened: dict[str, _Final] = {}  # this batch's sessions whose files could not be opened
 
     async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
         # Nothing past the last commit is lost: the next owner replays it. Just let go of the files.
@@ -128,6 +135,7 @@ class WriteHandler:
     async def handle(self, records: list[ConsumedRecord]) -> Mapping[TopicPartition, int]:
         finals: list[_Final] = []
         self._arrivals.clear()  # a batch that failed before its flush is replayed: not timed twice
+        self._unopened.clear()
         for record in records:
             try:
                 item = decode(record.key, record.value, record.headers)
@@ -136,13 +144,22 @@ class WriteHandler:
                 continue
             with session_context(item.session_id):
                 if isinstance(item, SessionStart | AudioChunk):
-                    state = await self._session(item.session_id, item.format, record.tp)
+                    state = await self._session(item, record.tp)
                     if state is not None and isinstance(item, AudioChunk):
                         self._append(state, item)
                 elif isinstance(item, SessionStop | SessionError):
                     status = SessionStatus.COMPLETED if isinstance(item, SessionStop) else SessionStatus.ERROR
                     finals.append(_Final(item.session_id, item.seq, item.ts_ns, status, item.reason))
         await self._checkpoint()
+        for final in self._unopened.values():
+            with session_context(final.session_id):
+                await self._finalize_without_files(final)
+        stopping = {final.session_id for final in finals}
+        finals += [
+            _Final(session_id, state.seq, state.ts_ns, SessionStatus.ERROR, state.failed)
+            for session_id, state in self._open.items()
+            if state.failed is not None and session_id not in stopping
+        ]
         for final in finals:
             with session_context(final.session_id):
                 await self._finalize(final)
@@ -152,12 +169,13 @@ class WriteHandler:
             offsets[record.tp] = max(offsets.get(record.tp, 0), record.offset + 1)
         return offsets
 
-    async def _session(self, session_id: str, fmt: AudioFormat, tp: TopicPartition) -> _Open | None:
+    async def _session(self, item: SessionStart | AudioChunk, tp: TopicPartition) -> _Open | None:
+        session_id, fmt = item.session_id, item.format
         state = self._open.get(session_id)
         if state is not None:
             self._open.move_to_end(session_id)
             return state
-        if session_id in self._finished:
+        if session_id in self._finished or session_id in self._unopened:
             return None
         stored = await self._hashes.read(session_id) or SessionState(session_id=session_id)
         if stored.finalized:
@@ -167,7 +185,12 @@ class WriteHandler:
             await self._hashes.update(session_id, SessionUpdate(sample_rate=fmt.rate, channels=fmt.channels))
         while len(self._open) >= self._max_open:
             await self._close_least_recent()
-        recording = await self._recording(stored, fmt.rate, fmt.channels)
+        try:
+            recording = await self._recording(stored, fmt.rate, fmt.channels)
+        except OSError as exc:
+            reason = _unwritable(exc)
+            self._unopened[session_id] = _Final(session_id, item.seq, item.ts_ns, SessionStatus.ERROR, reason)
+            return None
         state = self._open[session_id] = _Open(recording, tp, 2 * fmt.channels, keep=stored.record)
         return state
 
@@ -214,8 +237,9 @@ class WriteHandler:
             raise
 
     def _append(self, state: _Open, chunk: AudioChunk) -> None:
-        if not state.keep:
+        if not state.keep or state.failed is not None:
             return
+        state.seq, state.ts_ns = chunk.seq, chunk.ts_ns
         if chunk.pos is None:
             metrics.BAD_CHUNKS.inc()
             log.error("PCM chunk without a position; skipped", extra={"seq": chunk.seq})
@@ -230,19 +254,26 @@ class WriteHandler:
         elif chunk.pos > have:
             metrics.GAPS.inc()
             log.error("PCM gap: audio is missing before this chunk", extra={"pos": chunk.pos, "have": have})
-        state.recording.write(audio)
+        try:
+            state.recording.write(audio)
+        except OSError as exc:
+            state.failed = _unwritable(exc)
+            return
         state.dirty = True
         self._arrivals.append(chunk.ts_ns)
         metrics.BYTES.inc(len(audio))
 
     async def _checkpoint(self) -> None:
-        dirty = [(sid, state) for sid, state in self._open.items() if state.dirty]
+        dirty = [(sid, state) for sid, state in self._open.items() if state.dirty and state.failed is None]
         if not dirty:
             return
         arrivals, self._arrivals = self._arrivals, []
         started = time.perf_counter()
-        await asyncio.to_thread(_flush_all, [state.recording for _, state in dirty])
+        failures = await asyncio.to_thread(_flush_all, [state.recording for _, state in dirty])
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
+        for index, exc in failures.items():
+            dirty[index][1].failed = _unwritable(exc)
+        dirty = [(sid, state) for sid, state in dirty if state.failed is None]
         durable_ns = time.time_ns()
         for arrived_ns in arrivals:
             metrics.SOCKET_TO_FILE_SECONDS.observe((durable_ns - arrived_ns) / 1e9)
@@ -280,13 +311,26 @@ class WriteHandler:
             # A replayed stop after a restart: its chunks were committed, its files are durable.
             # (A session that never had audio gets an empty file of the default format.)
             fmt = stored.audio_format()
-            recording, keep = await self._recording(stored, fmt.rate, fmt.channels), stored.record
+            try:
+                recording = await self._recording(stored, fmt.rate, fmt.channels)
+            except OSError as exc:
+                await self._finalize_without_files(
+                    replace(final, status=SessionStatus.ERROR, reason=_unwritable(exc))
+                )
+                return
+            keep = stored.record
         else:
             recording, keep = state.recording, state.keep
+            if state.failed is not None:
+                final = replace(final, status=SessionStatus.ERROR, reason=state.failed)
         # in the loop, not a thread: nothing may come between taking it out of `_open` and closing
-        # it (a cancellation would leave it open); once per session, two fsyncs
+        # it (a cancellation would leave it open); once per session, two fsyncs. After a failed
+        # write the files are only closed, as they are
         if keep:
-            recording.close()
+            try:
+                recording.close()
+            except OSError as exc:
+                final = replace(final, status=SessionStatus.ERROR, reason=_unwritable(exc))
         else:
             recording.discard()  # no file to show, and none left on disk
         finalized = SessionUpdate(
@@ -318,6 +362,21 @@ class WriteHandler:
             extra={"status": final.status.value, "duration_seconds": recording.duration_seconds},
         )
 
+    async def _finalize_without_files(self, final: _Final) -> None:
+        """A session whose files could not even be opened ends `error`, with no file to show."""
+        failed = SessionUpdate(
+            status=SessionStatus.ERROR,
+            finalized=True,
+            writer_pod=self._pod,
+            updated_at=time.time(),
+            close_reason=final.reason,
+            error=final.reason,
+        )
+        await self._hashes.update(final.session_id, failed)
+        await self._announce(final, "", 0.0, ())
+        self._remember_finished(final.session_id)
+        metrics.FINALIZED.labels(SessionStatus.ERROR.value).inc()
+
     def _remember_finished(self, session_id: str) -> None:
         self._finished[session_id] = None
         while len(self._finished) > _FINISHED_MEMORY:
@@ -331,6 +390,19 @@ def _written(recording: SessionRecording) -> SessionUpdate:
     )
 
 
-def _flush_all(recordings: list[SessionRecording]) -> None:
-    for recording in recordings:
-        recording.flush(fsync=True)
+def _unwritable(exc: OSError) -> str:
+    """The error a session ends with when its files cannot be written, counted and logged."""
+    metrics.WRITE_ERRORS.inc()
+    log.error("a recording could not be written", extra={"reason": repr(exc)})
+    return f"the recording could not be written: {exc}"
+
+
+def _flush_all(recordings: list[SessionRecording]) -> dict[int, OSError]:
+    """Flush and fsync every recording; the ones that could not be, by index, with the error."""
+    failures: dict[int, OSError] = {}
+    for index, recording in enumerate(recordings):
+        try:
+            recording.flush(fsync=True)
+        except OSError as exc:
+            failures[index] = exc
+    return failures
