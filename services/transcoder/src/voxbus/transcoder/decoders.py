@@ -227,6 +227,13 @@ class AvDecoder(Decoder):
             raise DecodeError(f"no {codec} decoder: {exc}") from exc
         if extradata:
             self._context.extradata = extradata
+        # Opened now, not at the first packet as PyAV would: by then FFmpeg's parser may have set
+        # the context from bytes it took for a header, and junk there can make the open fail, or
+        # not, depending on how the stream was cut.
+        try:
+            self._context.open()
+        except av.error.FFmpegError as exc:
+            raise DecodeError(f"cannot start a {codec} decoder with this stream's headers: {exc}") from exc
         self._codec, self._parse = codec, parse
         self._bytes_in = 0
         self._frames_out = 0
