@@ -24,12 +24,12 @@ async def test_kill_9_and_restart_of_every_service_type_loses_and_doubles_nothin
     env = isolated_env(
         tmp_path, kafka_endpoint, redis_endpoint, topic_prefix("kill"), LEASE_SECONDS=LEASE_SECONDS
     )
-    run = FaultRun(tmp_path, seed=fault_seed, seconds=30.0)
+    run = FaultRun(tmp_path, seed=fault_seed, seconds=25.0)
     async with cluster(env, tmp_path, ingests=2, services=SERVICES) as processes:
         pods = [pod_name(process) for process in processes if process.name == "ingest"]
         plan = [("kill", run.rng.choice(pods)) for _ in range(2)]
         plan += [("kill", service) for service in SERVICES for _ in range(2)]
-        faults = run.schedule(plan, between=(3.0, 24.0), hold=(0.3, 2.0))
+        faults = run.schedule(plan, between=(3.0, 18.0), hold=(0.3, 2.0))
         outcome = await run.stream(processes, faults)
         # echo and telephony are off the recording path: what shows they came back is their work
         async with aiohttp.ClientSession() as http:
@@ -46,10 +46,10 @@ async def test_sigterm_drains_an_ingest_pod_with_1012_and_its_clients_resume_on_
     tmp_path: Path, kafka_endpoint: KafkaEndpoint, redis_endpoint: RedisEndpoint, fault_seed: int
 ) -> None:
     env = isolated_env(tmp_path, kafka_endpoint, redis_endpoint, topic_prefix("drain"))
-    run = FaultRun(tmp_path, seed=fault_seed, seconds=25.0)
+    run = FaultRun(tmp_path, seed=fault_seed, seconds=20.0)
     async with cluster(env, tmp_path, ingests=2, services=("transcoder", "writer")) as processes:
         pods = [pod_name(process) for process in processes if process.name == "ingest"]
-        faults = run.schedule([("term", pod) for pod in pods * 2], between=(3.0, 20.0), hold=(0.2, 1.0))
+        faults = run.schedule([("term", pod) for pod in pods * 2], between=(2.0, 16.0), hold=(0.2, 1.0))
         outcome = await run.stream(processes, faults)
     outcome.check()
     assert len(outcome.injected) == len(faults), outcome.report("not every fault was injected")
