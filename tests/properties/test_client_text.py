@@ -126,7 +126,7 @@ def check(path: str, outcome: Outcome, sent: list[str]) -> None:
 
 
 @pytest.mark.parametrize("path", list(SHAPES))
-@examples(60)
+@examples(100)
 @given(data=st.data())
 def test_any_text_is_answered_as_the_protocol_says(path: str, data: st.DataObject) -> None:
     start = data.draw(st.sampled_from(([], _STARTS.get(path, []))), label="start")  # a call, or not yet

@@ -44,7 +44,7 @@ def test_a_cut_at_any_offset_of_the_headers_gives_the_same_audio(name: str) -> N
 
 
 @pytest.mark.parametrize("name", STREAMS)
-@examples(25)
+@examples(40)
 @given(data=st.data())
 def test_any_chunking_gives_the_same_audio(name: str, data: st.DataObject) -> None:
     source = stream(name)
@@ -53,7 +53,7 @@ def test_any_chunking_gives_the_same_audio(name: str, data: st.DataObject) -> No
 
 
 @pytest.mark.parametrize("name", STREAMS)
-@examples(60)
+@examples(100)
 @given(data=st.data())
 def test_a_damaged_stream_gets_the_same_verdict_however_it_is_cut(name: str, data: st.DataObject) -> None:
     source = stream(name)
