@@ -1,9 +1,10 @@
 """Tenant keys in either state store (in process and real Redis): what a presented string makes
 its caller, what the store keeps of a key, and revocation."""
 
-from voxbus.common.api_keys import OPERATOR, TenantKeys
+from voxbus.common.principal import OPERATOR
 from voxbus.common.settings import Settings
 from voxbus.common.store.base import StateStore
+from voxbus.common.tenant_keys import TenantKeys
 
 ADMIN = "the-operators-admin-key"
 

@@ -3,6 +3,7 @@ tenant's sessions, recordings and calls are its own (another tenant's answer 404
 never were), scopes limit what a key does, a revoked key is refused at once on every pod, and no
 key reaches a log. In process (`voxbus up`), and as separate pods over real Kafka and Redis."""
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.helpers import free_port
 from tests.integration.test_cli_records import voxbus
 from tests.servers import cluster, embedded_app, isolated_env, topic_prefix
 from voxbus.devinfra import KafkaEndpoint, RedisEndpoint
+from voxbus.devinfra.redis_local import LocalRedis
 
 ADMIN = "an-admin-key-of-the-operator-32-bytes"
 CHUNKS = [np.full(1600, value, "<i2").tobytes() for value in (100, 200, 300)]
@@ -142,7 +144,7 @@ async def test_scopes_limit_a_key_to_streaming_or_reading(tmp_path: Path) -> Non
         sessions = f"{base}/api/audio/sessions"
         assert await answer(http, "GET", sessions, streamer) == (
             403,
-            {"error": "This API key lacks the read scope"},
+            {"error": "API key lacks scope", "scope": "read"},
         )
         status, info = await answer(http, "GET", f"{sessions}/{session_id}", reader)
         assert (status, info["status"]) == (200, "completed")
@@ -213,6 +215,57 @@ async def test_a_wyoming_device_streams_with_its_tenants_key_in_audio_start(tmp_
             assert refused.data == {"text": "API key lacks scope (scope: stream)", "code": "key-lacks-scope"}
         status, info = await answer(http, "GET", f"{base}/api/audio/sessions/{session_id}", reader)
         assert (status, info["tenant"], info["protocol"]) == (200, "acme", "wyoming-tcp")
+
+
+async def test_a_key_revoked_while_a_device_is_connected_opens_and_resumes_nothing_more(
+    tmp_path: Path,
+) -> None:
+    """A wearable holds its TCP connection for days: revoking its key must not wait for it to
+    reconnect. The session it streams goes on; its next audio-start, new or resuming, is refused."""
+    port = free_port()
+    async with (
+        embedded_app(tmp_path, api_key=(ADMIN,), wyoming_port=port) as (base, _),
+        aiohttp.ClientSession() as http,
+        AsyncTcpClient("127.0.0.1", port) as client,
+    ):
+        device = await new_key(http, base, "acme", scopes=["stream"])
+        start = AudioStart(rate=16000, width=2, channels=1).event()
+        start.data["token"] = device
+        await client.write_event(start)
+        started = await client.read_event()
+        assert started is not None and started.type == "session-started"
+        key_id = device.split("_")[1]
+        assert (await answer(http, "POST", f"{base}/api/keys/{key_id}/revoke", ADMIN))[0] == 200
+        again = AudioStart(rate=16000, width=2, channels=1).event()
+        again.data["session_id"] = started.data["session_id"]
+        for refused_start in (AudioStart(rate=16000, width=2, channels=1).event(), again):
+            await client.write_event(refused_start)
+            reply = await client.read_event()
+            while reply is not None and reply.type != "error":  # the ended session's own events
+                reply = await client.read_event()
+            assert reply is not None and reply.data == {"text": "Invalid API key", "code": "invalid-api-key"}
+
+
+async def test_keys_cannot_be_looked_up_without_redis_and_the_client_is_told_so(tmp_path: Path) -> None:
+    """Redis down: a tenant key's request gets 503 `State store unavailable` (a socket, before the
+    upgrade), never a bare 500 or `Invalid API key`; once Redis is back the key works again."""
+    with LocalRedis(persistent=True) as own_redis:
+        own_redis.start()
+        async with (
+            embedded_app(tmp_path, api_key=(ADMIN,), redis_url=own_redis.url) as (base, _),
+            aiohttp.ClientSession() as http,
+        ):
+            acme = await new_key(http, base, "acme")
+            sessions = f"{base}/api/audio/sessions"
+            assert (await answer(http, "GET", sessions, acme))[0] == 200
+            await asyncio.to_thread(own_redis.stop)
+            status, body = await answer(http, "GET", sessions, acme)
+            assert (status, body) == (503, {"error": "State store unavailable"})
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(ws_url(base, acme))
+            assert refused.value.status == 503
+            await asyncio.to_thread(own_redis.start)
+            assert (await answer(http, "GET", sessions, acme))[0] == 200
 
 
 @pytest.mark.timeout(240)

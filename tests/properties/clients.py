@@ -11,9 +11,9 @@ from typing import Any
 
 import hypothesis.strategies as st
 
-from voxbus.common.api_keys import OPERATOR, Principal
 from voxbus.common.call_events import CallEvent
 from voxbus.common.client_messages import ClientMessage
+from voxbus.common.principal import OPERATOR, Principal
 from voxbus.common.records import AudioFormat
 from voxbus.common.settings import Settings
 from voxbus.ingest.protocols import ROUTES

@@ -17,10 +17,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 import aiohttp
 
-from voxbus.common.http_bodies import KEY_SCOPES
+from voxbus.common.constants import KEY_SCOPES
 
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 _TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
@@ -227,7 +228,7 @@ async def _list_keys(api: _Api, args: argparse.Namespace) -> None:
 
 
 async def _revoke_key(api: _Api, args: argparse.Namespace) -> None:
-    revoked = await api.post(f"/api/keys/{args.key_id}/revoke")
+    revoked = await api.post(f"/api/keys/{quote(args.key_id, safe='')}/revoke")
     _say(f"revoked {revoked['key_id']} (tenant {revoked['tenant']})")
 
 

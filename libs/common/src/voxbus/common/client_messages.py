@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from voxbus.common.constants import SAMPLE_RATES
+from voxbus.common.constants import SAMPLE_RATES, KeyScope
 
 # The session protocol's query parameters: the values a client may choose from.
 SESSION_FORMATS: Final = ("wav", "mp3", "flac", "aac", "pcm", "opus", "ogg", "webm")
@@ -234,7 +234,7 @@ class KeyLacksScope(ErrorReply):
     """A tenant key without the scope the request needs (`stream`, to send audio); close 1008."""
 
     error: Literal["API key lacks scope"] = "API key lacks scope"
-    scope: Annotated[str, Field(description="The scope needed.", examples=["stream"])]
+    scope: Annotated[KeyScope, Field(description="The scope needed.", examples=["stream"])]
 
 
 class SessionNotFound(ErrorReply):

@@ -7,12 +7,16 @@ Changing a value here changes the wire and storage contract (docs/architecture.m
 """
 
 from enum import StrEnum
-from typing import Final
+from typing import Final, Literal
 
 SERVICE_NAMES: Final = ("ingest", "transcoder", "writer", "echo", "telephony")
 
 # Sample rates a client may ask for (docs/api.md, session protocol).
 SAMPLE_RATES: Final = (8000, 16000, 22050, 44100, 48000, 96000)
+
+# What a tenant key may do (docs/security.md, Tenants): send audio, and read its sessions
+KeyScope = Literal["stream", "read"]
+KEY_SCOPES: Final[tuple[KeyScope, ...]] = ("stream", "read")
 
 
 class Topic(StrEnum):
@@ -62,7 +66,7 @@ class Key:
     SESSIONS_ALL: Final = "voxbus:sessions:all"
     SESSIONS_BY_USER: Final = "voxbus:sessions:user:"
     SESSIONS_BY_TENANT: Final = "voxbus:sessions:tenant:"  # + tenant; + tenant + "/" + user_id
-    TENANT_KEY: Final = "voxbus:tenant-key:"  # + key id: a tenant key's hash (`tenant_keys`)
+    TENANT_KEY: Final = "voxbus:tenant-key:"  # + key id: a tenant key's hash (`tenant_keys.KeyRecord`)
     TENANT_KEYS: Final = "voxbus:tenant-keys"  # every key id, scored by when it was created
     ROUTE: Final = "voxbus:route:"  # + session id: a `state.Route`
     EGRESS_LEASE: Final = "voxbus:egress-lease:"

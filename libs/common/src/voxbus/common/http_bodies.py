@@ -13,7 +13,7 @@ allow and every operation must answer without a server error).
 from typing import Annotated, Any, ClassVar, Final, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voxbus.common.client_messages import (
     SESSION_CHANNELS,
@@ -22,7 +22,7 @@ from voxbus.common.client_messages import (
     FilePath,
     SessionId,
 )
-from voxbus.common.constants import SAMPLE_RATES, SessionStatus
+from voxbus.common.constants import KEY_SCOPES, SAMPLE_RATES, KeyScope, SessionStatus
 from voxbus.common.settings import TelephonyMode
 
 MAX_PAGE: Final = 100  # items a listing page holds at most (`listing.Page`)
@@ -86,6 +86,7 @@ class ErrorBody(SparseBody):
     endpoint: str | None = Field(default=None, description="The endpoint given (its first 200 characters).")
     detail: str | None = Field(default=None, description="Which field was wrong, and why.")
     failed: dict[str, str] | None = Field(default=None, description="Work that stopped, with the reason.")
+    scope: KeyScope | None = Field(default=None, description="The scope a tenant key lacks (403 only).")
 
 
 # -- admin ---------------------------------------------------------------------------------------
@@ -187,8 +188,6 @@ class SessionListQuery(HttpBody):
 # -- tenant keys ---------------------------------------------------------------------------------
 
 TENANT_PATTERN: Final = "^[a-z0-9][a-z0-9_-]{0,62}$"
-KeyScope = Literal["stream", "read"]
-KEY_SCOPES: Final[tuple[KeyScope, ...]] = ("stream", "read")
 
 
 class KeyRequest(HttpBody):
@@ -209,9 +208,24 @@ class KeyRequest(HttpBody):
         default_factory=lambda: list(KEY_SCOPES),
         min_length=1,
         description="`stream`: open audio sockets and close its sessions; `read`: list and download "
-        "its sessions and calls. Default: both.",
+        "its sessions. Default: both.",
     )
-    name: str = Field(default="", max_length=200, description="A note to recognise the key by.")
+    name: str = Field(
+        default="",
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]*$",  # printed by `voxbus keys list`
+        description="A note to recognise the key by (no control characters).",
+    )
+
+    @classmethod
+    def parse(cls, body: bytes) -> "KeyRequest | ErrorBody":
+        """`POST /api/keys`'s body (empty: `{}`), or the 422 error naming the field at fault."""
+        try:
+            return cls.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "body"
+            return ErrorBody(error="Invalid key request", detail=f"{where}: {error['msg']}")
 
 
 class KeyInfo(HttpBody):
@@ -224,7 +238,7 @@ class KeyInfo(HttpBody):
     scopes: list[KeyScope]
     name: str
     created_at: Timestamp
-    revoked_at: float | None = Field(default=None, description="Unix time it was revoked; null while valid.")
+    revoked_at: Timestamp | None = Field(default=None, description="When it was revoked; null while valid.")
 
 
 class KeyCreated(KeyInfo):

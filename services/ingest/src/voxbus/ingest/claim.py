@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from voxbus.common.api_keys import Principal
 from voxbus.common.client_messages import SessionNotFound, TooManyConnections, TooManySessions
 from voxbus.common.constants import Key, SessionStatus
+from voxbus.common.principal import Principal
 from voxbus.common.records import AudioFormat, EgressAudio, new_session_id
 from voxbus.common.state import SessionNotice
 from voxbus.common.store.base import StoreBatch

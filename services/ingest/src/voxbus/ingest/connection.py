@@ -24,12 +24,20 @@ from typing import Any, Protocol
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from voxbus.common.api_keys import Principal
 from voxbus.common.call_events import CallEvent
-from voxbus.common.client_messages import ChunkTooLarge, ClientMessage, InternalError, MessageTooLarge
+from voxbus.common.client_messages import (
+    ChunkTooLarge,
+    ClientMessage,
+    InternalError,
+    InvalidApiKey,
+    MessageTooLarge,
+)
+from voxbus.common.http_bodies import ErrorBody
+from voxbus.common.principal import Principal
 from voxbus.common.records import AudioFormat, EgressAudio
 from voxbus.common.runtime import session_context, tag_session
 from voxbus.common.settings import Settings
+from voxbus.common.store.base import StoreError
 from voxbus.ingest import metrics
 from voxbus.ingest.acks import OnDurable
 from voxbus.ingest.claim import SessionClaim
@@ -80,6 +88,7 @@ class SocketConnection:
         self._egress_metric = metrics.EGRESS_BYTES.labels(adapter.protocol)
         self._egress_dropped = metrics.EGRESS_DROPPED.labels(adapter.protocol)
         self.deadline_changed = asyncio.Event()  # a session was claimed: the watchdog looks again
+        self._sessions_claimed = 0  # sessions this socket opened or resumed (or tried to)
 
     # -- the session, as the adapter asks for it (protocols.base.Connection) -----------------
 
@@ -123,19 +132,26 @@ class SocketConnection:
 
     async def open(self, spec: SessionSpec) -> str:
         """A new session, its key's tenant's."""
-        session_id = await self.claim.open(replace(spec, tenant=self._principal().session_tenant))
+        principal = await self._principal()
+        session_id = await self.claim.open(replace(spec, tenant=principal.session_tenant))
         self._claimed(session_id)
         return session_id
 
     async def resume(self, session_id: str) -> None:
         """Another tenant's session is not found, as one that never was."""
-        await self.claim.resume(session_id, self._principal())
+        await self.claim.resume(session_id, await self._principal())
         self._claimed(session_id)
 
-    def _principal(self) -> Principal:
+    async def _principal(self) -> Principal:
+        """Who the socket's next session is for. Its key was looked up when the socket (or, over
+        Wyoming's TCP, its first audio-start) presented it; each later session on the same socket
+        asks again, so a key revoked meanwhile opens and resumes nothing more."""
         principal = self.adapter.principal
         if principal is None:  # a connection is refused before it can open or resume anything
             raise RuntimeError("no authenticated principal")
+        if self._sessions_claimed and not await self.ctx.keys.still_valid(principal):
+            raise SessionRefused(InvalidApiKey(), 1008)
+        self._sessions_claimed += 1
         return principal
 
     def _claimed(self, session_id: str) -> None:
@@ -332,7 +348,14 @@ async def serve_socket(request: web.Request, adapter_class: type[Adapter]) -> we
     if refused is not None:
         metrics.REFUSED.labels(adapter_class.protocol, "auth").inc()
         return refused
-    principal = await adapter_class.authenticate(ctx.keys, request)
+    try:
+        principal = await adapter_class.authenticate(ctx.keys, request)
+    except StoreError as exc:  # a tenant key could not be looked up: refused before the upgrade
+        log.warning("a key could not be looked up", extra={"reason": str(exc)})
+        metrics.REFUSED.labels(adapter_class.protocol, "auth").inc()
+        unavailable = ErrorBody(error="State store unavailable").response(503)
+        unavailable.headers["Retry-After"] = "1"
+        return unavailable
     opening = Opening(
         query=request.query, match_info=request.match_info, transport=request.transport, principal=principal
     )

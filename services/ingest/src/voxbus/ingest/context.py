@@ -5,10 +5,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from voxbus.common.api_keys import TenantKeys
 from voxbus.common.bus.base import Bus
 from voxbus.common.settings import Settings
 from voxbus.common.store.base import StateStore
+from voxbus.common.tenant_keys import TenantKeys
 from voxbus.ingest.acks import AckWriter
 from voxbus.ingest.egress import EgressRouter
 from voxbus.ingest.leases import LeaseKeeper

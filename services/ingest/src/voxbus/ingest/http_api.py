@@ -4,20 +4,20 @@ import re
 
 from aiohttp import hdrs, web
 
-from voxbus.common.api_keys import Principal
-from voxbus.common.constants import Key, SessionStatus
+from voxbus.common.constants import Key, KeyScope, SessionStatus
 from voxbus.common.http_bodies import (
     ErrorBody,
-    KeyScope,
     SessionCloseResult,
     SessionInfo,
     SessionList,
     SessionListQuery,
 )
 from voxbus.common.listing import Page, PageError
+from voxbus.common.principal import Principal
 from voxbus.common.runtime.api_docs import Operation, PathParam, Reply, route
 from voxbus.common.session_state import SessionState
 from voxbus.common.state import SessionControl
+from voxbus.common.tenant_keys import authorize
 from voxbus.ingest.context import INGEST, IngestContext
 from voxbus.ingest.finishing import CLOSED_OVER_HTTP, FinishTimeout, stop_detached, wait_finished
 from voxbus.ingest.sessions import canonical_session_id, session_info
@@ -26,15 +26,10 @@ _ZERO_SUFFIX = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.IGNORECASE)
 
 
 async def _caller(request: web.Request, scope: KeyScope) -> tuple[IngestContext, Principal] | web.Response:
-    """The context and who the request acts for, or the 401 (no valid key) or 403 (the key
-    lacks `scope`) to answer with."""
+    """The context and who the request acts for, or `authorize`'s refusal."""
     ctx = request.app[INGEST]
-    principal = await ctx.keys.of_request(request)
-    if principal is None:
-        return ErrorBody(error="Invalid API key").response(401)
-    if not principal.may(scope):
-        return ErrorBody(error=f"This API key lacks the {scope} scope").response(403)
-    return ctx, principal
+    principal = await authorize(ctx.keys, request, scope)
+    return principal if isinstance(principal, web.Response) else (ctx, principal)
 
 
 def _session_id(request: web.Request) -> tuple[str, web.Response | None]:
@@ -154,6 +149,7 @@ _SESSION_ID = {"session_id": SESSION_ID}
 _UNAUTHORIZED = Reply(description="Invalid API key (with `API_KEY` set).", body=ErrorBody)
 _READ_SCOPE = Reply(description="A tenant key without the `read` scope.", body=ErrorBody)
 _STREAM_SCOPE = Reply(description="A tenant key without the `stream` scope.", body=ErrorBody)
+_STORE_DOWN = Reply(description="The state store cannot be reached.", body=ErrorBody)
 _INVALID_ID = Reply(description="Not a session id.", body=ErrorBody)
 _NOT_FOUND = Reply(description="No such session.", body=ErrorBody)
 _WAV = {"type": "string", "contentMediaType": "audio/wav"}
@@ -162,6 +158,7 @@ _WAV_REPLIES = {
     206: Reply(description="The range asked for.", media_type="audio/wav", schema=_WAV),
     401: _UNAUTHORIZED,
     403: _READ_SCOPE,
+    503: _STORE_DOWN,
     416: Reply(description="Range not satisfiable.", body=ErrorBody),
     422: _INVALID_ID,
 }
@@ -181,6 +178,7 @@ def add_routes(app: web.Application) -> None:
             replies={
                 200: Reply(description="A page of sessions.", body=SessionList),
                 401: _UNAUTHORIZED,
+                503: _STORE_DOWN,
                 403: _READ_SCOPE,
                 422: Reply(description="An invalid `limit`, `cursor` or `status`.", body=ErrorBody),
             },
@@ -199,6 +197,7 @@ def add_routes(app: web.Application) -> None:
             replies={
                 200: Reply(description="The session.", body=SessionInfo),
                 401: _UNAUTHORIZED,
+                503: _STORE_DOWN,
                 403: _READ_SCOPE,
                 404: _NOT_FOUND,
                 422: _INVALID_ID,
@@ -221,6 +220,7 @@ def add_routes(app: web.Application) -> None:
             replies={
                 200: Reply(description="Closed; its recording is complete.", body=SessionCloseResult),
                 401: _UNAUTHORIZED,
+                503: _STORE_DOWN,
                 403: _STREAM_SCOPE,
                 404: _NOT_FOUND,
                 422: _INVALID_ID,

@@ -3,27 +3,38 @@ key (`API_KEY`). `voxbus keys` is their command line."""
 
 from aiohttp import web
 
-from voxbus.common.api_keys import parse_key_request
 from voxbus.common.http_bodies import ErrorBody, KeyCreated, KeyInfo, KeyList, KeyRequest
 from voxbus.common.runtime.api_docs import Operation, PathParam, Reply, route
+from voxbus.common.tenant_keys import authorize
 from voxbus.ingest.context import INGEST
 
 _MAX_BODY = 4096
 
 
 async def _refused(request: web.Request) -> web.Response | None:
-    """401 without a valid key, 403 for a tenant key, 409 on an open server (no `API_KEY`)."""
+    """409 on an open server (no `API_KEY`), 401 without a valid key, 403 for a tenant key, 503
+    without the state store."""
     ctx = request.app[INGEST]
     if not ctx.settings.api_key:
         return ErrorBody(
             error="Tenant keys need API_KEY set: without it the server is open to everyone"
         ).response(409)
-    principal = await ctx.keys.of_request(request)
-    if principal is None:
-        return ErrorBody(error="Invalid API key").response(401)
+    principal = await authorize(ctx.keys, request, "read")
+    if isinstance(principal, web.Response):
+        return principal
     if not principal.is_operator:
         return ErrorBody(error="Only an admin key (API_KEY) manages keys").response(403)
     return None
+
+
+async def _body(request: web.Request) -> bytes | None:
+    """The whole body, or None when it is over `_MAX_BODY` bytes."""
+    if (request.content_length or 0) > _MAX_BODY:
+        return None
+    body = b""
+    while len(body) <= _MAX_BODY and (chunk := await request.content.read(_MAX_BODY + 1 - len(body))):
+        body += chunk
+    return body if len(body) <= _MAX_BODY else None
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -36,10 +47,10 @@ async def list_keys(request: web.Request) -> web.Response:
 async def create_key(request: web.Request) -> web.Response:
     if refused := await _refused(request):
         return refused
-    body = await request.content.read(_MAX_BODY + 1)
-    if len(body) > _MAX_BODY:
+    body = await _body(request)
+    if body is None:
         return ErrorBody(error="Request body too large", detail=f"at most {_MAX_BODY} bytes").response(413)
-    wanted = parse_key_request(body)
+    wanted = KeyRequest.parse(body)
     if isinstance(wanted, ErrorBody):
         return wanted.response(422)
     created = await request.app[INGEST].keys.create(wanted.tenant, wanted.scopes, wanted.name)

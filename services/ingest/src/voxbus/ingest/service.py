@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from voxbus.common.api_keys import TenantKeys
 from voxbus.common.bus.base import Bus
 from voxbus.common.constants import Topic
 from voxbus.common.runtime import BUS, READINESS, SETTINGS, STORE, ServiceSpec, stop_tasks, supervised
 from voxbus.common.runtime.api_docs import route
 from voxbus.common.settings import Settings
+from voxbus.common.tenant_keys import TenantKeys
 from voxbus.ingest import http_api, keys_api, metrics, reaper, test_page
 from voxbus.ingest.acks import AckWriter
 from voxbus.ingest.connection import MIB, serve_socket
@@ -69,6 +69,10 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
             connections=set(),
         )
         app[INGEST] = ctx
+        if not settings.api_key and await ctx.keys.any_made():
+            log.warning(
+                "tenant keys exist but API_KEY is not set: the server is open, every caller sees every tenant"
+            )
         if settings.wyoming_port:
             wyoming = WyomingTcpServer(ctx)
             await wyoming.start(settings.host, settings.wyoming_port)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any, Final
 
-from voxbus.common.api_keys import OPERATOR
+from voxbus.common.principal import OPERATOR
 from voxbus.common.settings import ListenError
 from voxbus.ingest.connection import drive
 from voxbus.ingest.context import IngestContext
@@ -69,7 +69,7 @@ class WyomingTcpServer:
         ctx = self._ctx
         adapter = WyomingTcpAdapter(
             # with API_KEY set, the key comes in audio-start
-            Opening(transport=writer.transport, principal=None if ctx.settings.api_key else OPERATOR)
+            Opening(principal=None if ctx.settings.api_key else OPERATOR, transport=writer.transport)
         )
         deadline = None
         if not adapter.authenticated:

@@ -2,9 +2,11 @@
 
 from aiohttp import web
 
-from voxbus.common.http_bodies import CallCleared, CallList, CallListQuery, CallRecord, ErrorBody, KeyScope
+from voxbus.common.constants import KeyScope
+from voxbus.common.http_bodies import CallCleared, CallList, CallListQuery, CallRecord, ErrorBody
 from voxbus.common.listing import Page, PageError
 from voxbus.common.runtime.api_docs import Operation, PathParam, Reply, route
+from voxbus.common.tenant_keys import authorize
 from voxbus.telephony.context import TELEPHONY
 
 PROVIDERS = ("vonage", "exotel", "twilio")
@@ -13,13 +15,9 @@ _ID_LIMIT = 128
 
 async def _operator(request: web.Request, scope: KeyScope) -> bool | web.Response:
     """Whether the request is the operator's (a carrier's calls are: a tenant key sees none of
-    them), or the 401/403 to answer with."""
-    principal = await request.app[TELEPHONY].keys.of_request(request)
-    if principal is None:
-        return ErrorBody(error="Invalid API key").response(401)
-    if not principal.may(scope):
-        return ErrorBody(error=f"This API key lacks the {scope} scope").response(403)
-    return principal.is_operator
+    them), or `authorize`'s refusal."""
+    principal = await authorize(request.app[TELEPHONY].keys, request, scope)
+    return principal if isinstance(principal, web.Response) else principal.is_operator
 
 
 def _not_found(call_id: str) -> web.Response:
@@ -81,6 +79,7 @@ _TAG = "calls"
 _CALL_ID = {"call_id": PathParam("The carrier's id of the call.", {"type": "string", "minLength": 1})}
 _UNAUTHORIZED = Reply(description="Invalid API key (with `API_KEY` set).", body=ErrorBody)
 _FORBIDDEN = Reply(description="A tenant key without the scope (`read`; `stream` to clear).", body=ErrorBody)
+_STORE_DOWN = Reply(description="The state store cannot be reached.", body=ErrorBody)
 _NOT_FOUND = Reply(description="No such call (a tenant key sees no carrier's calls).", body=ErrorBody)
 
 
@@ -99,6 +98,7 @@ def add_routes(app: web.Application) -> None:
                 200: Reply(description="A page of calls.", body=CallList),
                 401: _UNAUTHORIZED,
                 403: _FORBIDDEN,
+                503: _STORE_DOWN,
                 422: Reply(description="An invalid `limit`, `cursor` or `provider`.", body=ErrorBody),
             },
         ),
@@ -117,6 +117,7 @@ def add_routes(app: web.Application) -> None:
                 200: Reply(description="The call.", body=CallRecord),
                 401: _UNAUTHORIZED,
                 403: _FORBIDDEN,
+                503: _STORE_DOWN,
                 404: _NOT_FOUND,
             },
         ),
@@ -135,6 +136,7 @@ def add_routes(app: web.Application) -> None:
                 200: Reply(description="Dropped (and the carrier's buffer cleared).", body=CallCleared),
                 401: _UNAUTHORIZED,
                 403: _FORBIDDEN,
+                503: _STORE_DOWN,
                 404: _NOT_FOUND,
                 409: Reply(description="The call has no live media socket.", body=ErrorBody),
             },

@@ -4,10 +4,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from voxbus.common.api_keys import TenantKeys
 from voxbus.common.bus.base import Bus
 from voxbus.common.call_state import CallRecords
 from voxbus.common.settings import Settings
+from voxbus.common.tenant_keys import TenantKeys
 from voxbus.telephony.prompts import Prompts
 
 

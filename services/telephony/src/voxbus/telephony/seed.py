@@ -66,7 +66,10 @@ async def callback(request: web.Request) -> web.Response:
         logged = text[:_LOGGED_BODY]
         log.info("callback with a body that is not JSON", extra={"body": logged, "method": request.method})
     else:
-        log.info("callback", extra={"body": logged, "method": request.method, "query": dict(request.query)})
+        query = {
+            name: "<key>" if name in ("api_key", "token") else value for name, value in request.query.items()
+        }
+        log.info("callback", extra={"body": logged, "method": request.method, "query": query})
     return web.Response(status=204)
 
 

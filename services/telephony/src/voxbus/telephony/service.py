@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from voxbus.common.api_keys import TenantKeys
 from voxbus.common.call_state import CallRecords
 from voxbus.common.constants import Topic
 from voxbus.common.consumer import ConsumerLoop
 from voxbus.common.runtime import BUS, SETTINGS, STORE, ServiceSpec, Work, consuming
+from voxbus.common.tenant_keys import TenantKeys
 from voxbus.telephony import calls_api, exotel, metrics, seed, twilio, vonage
 from voxbus.telephony.context import TELEPHONY, TelephonyContext
 from voxbus.telephony.events import CallEventHandler

@@ -20,11 +20,12 @@ from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
 
-from voxbus.common.api_keys import OPERATOR, Principal, TenantKeys
 from voxbus.common.call_events import CallEvent
 from voxbus.common.client_messages import ClientMessage, ErrorReply, InvalidApiKey, KeyLacksScope
+from voxbus.common.principal import Principal, presented_key
 from voxbus.common.records import AudioFormat, EgressAudio, EgressKind
 from voxbus.common.settings import Settings
+from voxbus.common.tenant_keys import TenantKeys
 from voxbus.ingest.acks import OnDurable
 from voxbus.ingest.sessions import SessionSpec
 
@@ -52,10 +53,10 @@ class Opening:
     (a TCP connection has neither), its transport, and who its API key makes it (None: no valid
     key; the operator when none is configured)."""
 
+    principal: Principal | None
     query: Mapping[str, str] = field(default_factory=dict)
     match_info: Mapping[str, str] = field(default_factory=dict)
     transport: asyncio.BaseTransport | None = None
-    principal: Principal | None = OPERATOR
 
 
 class Connection(Protocol):
@@ -151,7 +152,7 @@ class Adapter(ABC):
     async def authenticate(cls, keys: TenantKeys, request: web.Request) -> Principal | None:
         """Who the upgraded socket's sessions are for (default: as its API key says); None: it may
         not open one, and is closed with `auth_close_code`."""
-        return await keys.of_request(request)
+        return await keys.principal(presented_key(request))
 
     @abstractmethod
     async def on_open(self, conn: Connection) -> bool:

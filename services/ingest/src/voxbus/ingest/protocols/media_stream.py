@@ -14,9 +14,9 @@ from typing import ClassVar, Final
 
 from aiohttp import web
 
-from voxbus.common.api_keys import OPERATOR, Principal, TenantKeys
 from voxbus.common.carrier_events import CarrierMessageError
 from voxbus.common.client_messages import InvalidCallMode
+from voxbus.common.principal import OPERATOR, Principal
 from voxbus.common.records import AudioFormat
 from voxbus.common.settings import TELEPHONY_MODES, call_mode
 from voxbus.common.stream_messages import (
@@ -33,6 +33,7 @@ from voxbus.common.stream_messages import (
     Stop,
     parse_stream_event,
 )
+from voxbus.common.tenant_keys import TenantKeys
 from voxbus.ingest.pacer import Pacer
 from voxbus.ingest.protocols.base import Connection, Opening, SessionRefused
 from voxbus.ingest.protocols.carrier import CarrierAdapter, no_ack

@@ -21,12 +21,13 @@ from typing import ClassVar, Final
 
 from aiohttp import web
 
-from voxbus.common.api_keys import OPERATOR, Principal, TenantKeys
 from voxbus.common.carrier_events import CarrierMessageError
 from voxbus.common.client_messages import InvalidCallMode
 from voxbus.common.http_bodies import ErrorBody
+from voxbus.common.principal import OPERATOR, Principal
 from voxbus.common.records import AudioFormat
 from voxbus.common.settings import TELEPHONY_MODES, Settings, call_mode
+from voxbus.common.tenant_keys import TenantKeys
 from voxbus.common.vonage_messages import (
     ClearAction,
     Cleared,
