@@ -98,12 +98,15 @@ async def test_redis_stopped_for_10_s_is_waited_out_with_clear_errors_and_loses_
     env = isolated_env(tmp_path, kafka_endpoint, redis, topic_prefix("redis"))
     run = FaultRun(tmp_path, seed=fault_seed, seconds=SECONDS)
     said: list[tuple[int, dict[str, Any]]] = []
+    outage: list[float] = []
 
     async def stop_redis(fault: Fault) -> str:
         await asyncio.to_thread(own_redis.stop)
+        outage.append(run.clock())
         said.append(await _hold_asking_ready(run.ingress.serving()[0], fault.hold))
+        outage.append(run.clock())
         await asyncio.to_thread(own_redis.start)
-        return "stopped and started"
+        return f"down {outage[1] - outage[0]:.1f}s"
 
     try:
         async with cluster(env, tmp_path, ingests=2, services=("transcoder", "writer")) as processes:
@@ -116,6 +119,8 @@ async def test_redis_stopped_for_10_s_is_waited_out_with_clear_errors_and_loses_
     outcome.check()
     status, body = said[0]
     assert status == 503 and "Redis" in body["checks"]["store"], outcome.report(f"/ready said {body}")
+    # an ack needs the bus, not the store: the sessions streaming were acked all through
+    assert _acks_between(outcome, outage[0] + 1.0, outage[1]), outcome.report("no acks while Redis was down")
     # once Redis is back, closes are answered when the files are complete: every notice reaches
     # its waiter again (before the fix in store/redis.py each close waited CLOSE_TIMEOUT_SECONDS)
     for log, sock in outcome.sockets():
