@@ -371,15 +371,20 @@ class FaultRun:
     # -- streaming ------------------------------------------------------------------------
 
     async def stream(
-        self, processes: Sequence[Process], faults: Sequence[Fault], *, injectors: Mapping[str, Injector] = {}
+        self,
+        processes: Sequence[Process],
+        faults: Sequence[Fault],
+        *,
+        injectors: Mapping[str, Injector] | None = None,
     ) -> "Outcome":
         """Every session streams its audio at real time while the faults come, then closes; the
-        recordings are fetched as a client would."""
+        recordings are fetched as a client would. `injectors`: fault kinds of the test's own,
+        besides `kill` and `term`."""
         ingests = [process for process in processes if process.name == "ingest"]
         self.ingress = Ingress(ingests)
         self.processes = {pod_name(process): process for process in processes}
         self.processes.update({process.name: process for process in processes if process.name != "ingest"})
-        self.injectors.update(injectors)
+        self.injectors.update(injectors or {})
         self._t0 = time.monotonic()
         async with asyncio.TaskGroup() as group:
             for log in self.sessions:
@@ -406,7 +411,9 @@ class FaultRun:
         ) as http:
             try:
                 async with asyncio.timeout(self.seconds + _SESSION_SLACK_SECONDS):
-                    log.result = await StreamSession(http, target, audio, Counts(audio.seconds)).run(None)
+                    log.result = await StreamSession(
+                        http, target, audio, Counts(total_seconds=audio.seconds)
+                    ).run(None)
             except (ClientError, TimeoutError) as exc:
                 log.gave_up = f"{type(exc).__name__}: {exc}"
 
