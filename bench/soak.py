@@ -34,7 +34,7 @@ import soundfile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import LOADGEN, local_broker_pids, serve, stop_processes, voxbus_env, wait_ready
-from bench.soak_report import write_report
+from bench.soak_report import current_commit, write_report
 from voxbus.devinfra.ports import free_port
 
 log = logging.getLogger("soak")
@@ -90,6 +90,8 @@ class Soak:
     minutes: float
     session_seconds: float
     plan: str
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    commit: str = field(default_factory=current_commit)
     samples: list[Sample] = field(default_factory=list)
     windows: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
@@ -280,7 +282,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, help="this many streams instead of the share of capacity")
     parser.add_argument("--benchmarks", type=Path, default=Path("docs/benchmarks.json"))
     parser.add_argument("--out", type=Path, default=Path("docs"), help="where soak.md goes (images/ beside)")
+    parser.add_argument("--from", dest="source", type=Path, help="write the report again from a soak.json")
     args = parser.parse_args(argv)
+    if args.source is not None:
+        document = json.loads(args.source.read_text())
+        write_report(args.out, document, document["result"])
+        return 0 if zero_loss(document["result"]) else 1
     streams, plan = planned_streams(args.benchmarks, args.share)
     if args.streams is not None:
         streams, plan = args.streams, f"{args.streams} streams, as asked (--streams)"
