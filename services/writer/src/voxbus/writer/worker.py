@@ -15,11 +15,14 @@ like a recording after a restart. A client that connects and drops holds no file
 
 A session whose files cannot be written (the disk is full, a file-size limit, an I/O error) ends
 `error` with the reason at the end of the batch, and the other sessions go on: a crash would
-replay the batch into the same error for ever, and every session of the partition with it.
+replay the batch into the same error for ever, and every session of the partition with it. The
+process's own limits (too many open files, no memory) are not the storage's: those fail the
+batch, the consumer restarts and replays it, and the session loses nothing.
 """
 
 import asyncio
 import contextlib
+import errno
 import logging
 import resource
 import time
@@ -390,8 +393,16 @@ def _written(recording: SessionRecording) -> SessionUpdate:
     )
 
 
+# the process's own limits, not the storage's: another try (after the consumer's restart) gets past
+# them, so the batch fails and is replayed, and no session loses what was acked
+_TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EINTR})
+
+
 def _unwritable(exc: OSError) -> str:
-    """The error a session ends with when its files cannot be written, counted and logged."""
+    """The error a session ends with when its files cannot be written, counted and logged; an
+    error of the process's own limits (`_TRANSIENT`) is raised again instead."""
+    if exc.errno in _TRANSIENT:
+        raise exc
     metrics.WRITE_ERRORS.inc()
     log.error("a recording could not be written", extra={"reason": repr(exc)})
     return f"the recording could not be written: {exc}"
