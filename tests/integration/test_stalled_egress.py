@@ -53,3 +53,4 @@ async def test_a_client_that_stops_reading_holds_up_no_other_clients_echo(tmp_pa
             return await _dropped(http, server) > 0
 
         await eventually(dropping, what="egress to the stalled client dropped and counted", timeout=10)
+        assert await _dropped(http, server) > 0  # counted where an operator looks: /metrics

@@ -122,6 +122,12 @@ class Outcome:
     error: str | None
 
 
+def recorded_or_refused(outcome: Outcome, channels: int) -> bool:
+    """What a client sees of any session: whole frames of audio (never a torn sample), and, when
+    it was refused, a reason it can read."""
+    return len(outcome.pcm) % (2 * channels) == 0 and (outcome.error is None or bool(outcome.error.strip()))
+
+
 def record(source: Stream, chunks: Sequence[bytes]) -> Outcome:
     """What the session records from `chunks`: its PCM, and the error that ended it, if one did.
 

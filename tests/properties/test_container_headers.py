@@ -14,7 +14,14 @@ import hypothesis.strategies as st
 from hypothesis import given
 
 from tests.properties.budget import examples
-from tests.properties.streams import Stream, opus_packets_of, record, stream, vorbis_headers
+from tests.properties.streams import (
+    Stream,
+    opus_packets_of,
+    record,
+    recorded_or_refused,
+    stream,
+    vorbis_headers,
+)
 from tests.unit.transcoder_containers.builders import (
     block_payload,
     ebml_header,
@@ -67,7 +74,8 @@ def vorbis_idents(draw: st.DrawFn) -> bytes:
 @given(head=opus_heads(), channels=st.sampled_from((1, 2)))
 def test_any_opus_head(head: bytes, channels: int) -> None:
     data = ogg_stream([head, b"OpusTags" + bytes(8), *opus_packets_of(channels)])
-    record(Stream(name="ogg", codec="ogg", rate=48000, channels=channels, data=data), [data])
+    outcome = record(Stream(name="ogg", codec="ogg", rate=48000, channels=channels, data=data), [data])
+    assert recorded_or_refused(outcome, channels)
 
 
 @examples(100)
@@ -75,7 +83,8 @@ def test_any_opus_head(head: bytes, channels: int) -> None:
 def test_any_vorbis_identification_header(ident: bytes) -> None:
     _, comment, setup, audio = vorbis_headers()
     data = ogg_stream([ident, comment, setup, *audio])
-    record(Stream(name="ogg", codec="ogg", rate=44100, channels=2, data=data), [data])
+    outcome = record(Stream(name="ogg", codec="ogg", rate=44100, channels=2, data=data), [data])
+    assert recorded_or_refused(outcome, 2)
 
 
 # -- WebM ---------------------------------------------------------------------------------------
@@ -182,4 +191,5 @@ def flac_streams(draw: st.DrawFn) -> bytes:
 @examples(150)
 @given(data=flac_streams())
 def test_any_flac_metadata(data: bytes) -> None:
-    record(Stream(name="flac", codec="flac", rate=16000, channels=1, data=data), [data])
+    outcome = record(Stream(name="flac", codec="flac", rate=16000, channels=1, data=data), [data])
+    assert recorded_or_refused(outcome, 1)

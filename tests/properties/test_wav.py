@@ -10,7 +10,7 @@ import hypothesis.strategies as st
 from hypothesis import given
 
 from tests.properties.budget import examples
-from tests.properties.streams import Stream, cuts, damaged, pieces, record
+from tests.properties.streams import Stream, cuts, damaged, pieces, record, recorded_or_refused
 from voxbus.common.constants import SAMPLE_RATES
 from voxbus.transcoder.wav import MAX_CHANNELS, MAX_RATE, MIN_RATE
 
@@ -81,4 +81,6 @@ def test_a_damaged_stream_is_recorded_or_refused_with_a_reason(
 ) -> None:
     stream, _, rate, channels = wav
     broken = data.draw(damaged(stream), label="damaged")
-    record(session(broken, rate, channels), pieces(broken, data.draw(cuts(len(broken)), label="cuts")))
+    source = session(broken, rate, channels)
+    outcome = record(source, pieces(broken, data.draw(cuts(len(broken)), label="cuts")))
+    assert recorded_or_refused(outcome, source.channels)
