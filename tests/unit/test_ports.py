@@ -49,3 +49,11 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def test_a_port_handed_out_is_not_handed_out_again_before_it_is_bound() -> None:
+    """Two servers started one after the other, neither bound yet: the same seed (the same
+    random picks) still gives each its own port (two fault-test processes once shared one)."""
+    first = free_ports(1, rng=Picks(23_456))
+    second = free_ports(1, rng=Picks(23_456, 23_457))
+    assert (first, second) == ([23_456], [23_457])

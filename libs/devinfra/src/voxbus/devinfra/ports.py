@@ -20,6 +20,9 @@ LOWEST = 10_000  # below: ports that well-known services are configured to use
 _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _DEFAULT_EPHEMERAL_LOW = 32_768  # Linux's default; IANA's (and macOS's) starts at 49152
 _TRIES = 200
+# ports this process handed out already: a server it starts may not have bound its port yet, so
+# the next pick must not land on it too (two test servers were once given the same port)
+_handed_out: set[int] = set()
 
 
 def ephemeral_low(source: Path = _EPHEMERAL_RANGE) -> int:
@@ -41,6 +44,8 @@ def free_ports(count: int, *, rng: random.Random | None = None) -> list[int]:
             if len(ports) == count:
                 break
             port = rng.randrange(LOWEST, high) if high > LOWEST else 0
+            if port in _handed_out:
+                continue
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             try:
                 sock.bind((LOOPBACK, port))
@@ -49,6 +54,9 @@ def free_ports(count: int, *, rng: random.Random | None = None) -> list[int]:
             ports.append(int(sock.getsockname()[1]))
         if len(ports) < count:
             raise OSError(f"no {count} free ports between {LOWEST} and {high} on {LOOPBACK}")
+        if len(_handed_out) > (high - LOWEST) // 2:
+            _handed_out.clear()  # a long run: let the oldest be picked again rather than run out
+        _handed_out.update(ports)
         return ports
 
 
