@@ -267,13 +267,9 @@ class SocketConnection:
             transport.abort()
 
     def writes_backed_up(self) -> bool:
-        """What the server wrote waits in the send buffer past the transport's high-water mark (the
-        point where asyncio's flow control pauses a writer, 64 KiB by default): the client is not
-        reading. A client whose network is only slow for a moment keeps its egress."""
+        """What the server wrote waits in the send buffer: the client is not reading."""
         transport = self.adapter.opening.transport
-        if not isinstance(transport, asyncio.WriteTransport):
-            return False
-        return transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]
+        return isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size() > 0
 
     async def end_stopped(self) -> None:
         """The reader stopped for `stop_reason`. A restart (1012) or a chunk not stored (1011)
