@@ -267,7 +267,9 @@ class SocketConnection:
             transport.abort()
 
     def writes_backed_up(self) -> bool:
-        """What the server wrote waits in the send buffer: the client is not reading."""
+        """What the server wrote waits in the send buffer: the client is not reading. Any byte
+        waiting counts, not a high-water mark: the write that crosses one makes aiohttp wait for
+        the client to drain, and the pod's one egress router would wait with it."""
         transport = self.adapter.opening.transport
         return isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size() > 0
 
