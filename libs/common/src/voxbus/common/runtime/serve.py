@@ -21,7 +21,7 @@ import signal
 from aiohttp import web
 
 from voxbus.common.runtime import garbage
-from voxbus.common.runtime.app import SERVICES, stop_tasks
+from voxbus.common.runtime.app import SERVICES, background
 from voxbus.common.settings import ListenError, Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,10 @@ def serve(app: web.Application, settings: Settings) -> None:
         garbage.settle()
 
     app.on_startup.append(announce)
+    # a server's, not every app's: tests run many apps in one process, whose GC they leave alone
+    app.cleanup_ctx.append(
+        background("garbage-collector", lambda app, work: garbage.collect_fully(), ready=False)
+    )
     _raise_open_file_limit()
     asyncio.run(_run(app, settings))
     log.info("stopped")
@@ -76,11 +80,7 @@ async def _run(app: web.Application, settings: Settings) -> None:
                 await site.start()
             except OSError as exc:
                 raise ListenError.on(settings.host, settings.port, exc, "HTTP", "PORT (or --port)") from exc
-            collector = asyncio.create_task(garbage.collect_fully(), name="garbage-collector")
-            try:
-                await stop.wait()
-            finally:
-                await stop_tasks([collector])
+            await stop.wait()
             await site.stop()
             await app.shutdown()  # while aiohttp still reads the clients' close replies
         finally:
